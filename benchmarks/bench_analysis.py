@@ -35,7 +35,8 @@ def main() -> None:
         times.append(time.perf_counter() - t0)
     t = float(np.median(times))
     print(f"LSF extraction, 60 s of speech ({lsf.shape[0]} frames), 1 thread:")
-    print(f"  median {t * 1e3:.1f} ms  ->  {60.0 / t:.0f}x real time  ({t / lsf.shape[0] * 1e6:.1f} us/frame)")
+    per_frame_us = t / lsf.shape[0] * 1e6
+    print(f"  median {t * 1e3:.1f} ms -> {60.0 / t:.0f}x real time ({per_frame_us:.1f} us/frame)")
 
 
 if __name__ == "__main__":

@@ -558,7 +558,7 @@ def reflection_coefficients(a: npt.ArrayLike) -> FloatArray:
     k : ndarray, shape (..., p), in the order ``k_1 .. k_p``.
     """
     # extended precision: for clustered roots the float64 recursion can miss instability
-    cur = np.array(a, dtype=np.longdouble)
+    cur: npt.NDArray[np.longdouble] = np.array(a, dtype=np.longdouble)
     cur = cur / cur[..., :1]
     p = cur.shape[-1] - 1
     k = np.ones((*cur.shape[:-1], p), dtype=np.longdouble)
@@ -569,7 +569,10 @@ def reflection_coefficients(a: npt.ArrayLike) -> FloatArray:
         km_safe = np.where(alive, km, 0.0)
         k[..., m - 1] = np.where(alive, km, 1.0)
         denom = 1.0 - km_safe * km_safe
-        cur = (cur[..., :m] - km_safe[..., None] * cur[..., m:0:-1]) / denom[..., None]
+        cur = np.asarray(
+            (cur[..., :m] - km_safe[..., None] * cur[..., m:0:-1]) / denom[..., None],
+            dtype=np.longdouble,
+        )
     return k.astype(np.float64)
 
 

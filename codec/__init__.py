@@ -1,7 +1,17 @@
 """svq: a wideband speech codec whose spectral envelope is coded by trainable vector quantizers."""
 
 from codec.errors import AudioInputError, BitstreamError, CodecError, ParameterError
+from codec.pipeline import decode, encode, info
 
-__all__ = ["CodecError", "ParameterError", "AudioInputError", "BitstreamError", "__version__"]
+__all__ = [
+    "encode",
+    "decode",
+    "info",
+    "CodecError",
+    "ParameterError",
+    "AudioInputError",
+    "BitstreamError",
+    "__version__",
+]
 
 __version__ = "0.1.0"

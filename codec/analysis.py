@@ -33,7 +33,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.signal import lfilter
 
 from codec.errors import ParameterError
 
@@ -152,6 +151,8 @@ def de_emphasis(
     state : float
         The last output sample, to pass with the next block.
     """
+    from scipy.signal import lfilter  # imported here: scipy.signal costs ~0.5 s to import
+
     _check_coef(coef)
     ya = np.asarray(y, dtype=np.float64)
     if ya.size == 0:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from codec.errors import CodecError
+from codec.errors import AudioInputError, CodecError, ParameterError
+from codec.fileio import atomic_write
 
 __all__ = ["main", "build_parser"]
 
@@ -33,6 +34,98 @@ def _cmd_features(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_input(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    p = Path(path)
+    if p.is_dir():
+        raise AudioInputError(f"{p} is a directory")
+    if not p.exists():
+        raise AudioInputError(f"{p}: no such file")
+    return p.read_bytes()
+
+
+def _check_output(out: str, inp: str, force: bool) -> None:
+    if out == "-":
+        return
+    po = Path(out)
+    if inp != "-" and po.exists() and po.resolve() == Path(inp).resolve():
+        raise ParameterError(f"output {po} is the input file; refusing to overwrite it")
+    if po.is_dir():
+        raise ParameterError(f"output {po} is a directory")
+    if po.exists() and not force:
+        raise ParameterError(f"output {po} exists (use --force to overwrite)")
+    if not po.parent.exists():
+        raise ParameterError(f"output folder {po.parent} does not exist")
+
+
+def _write_output(out: str, data: bytes) -> None:
+    if out == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        atomic_write(out, data)
+
+
+def _cmd_encode(args: argparse.Namespace) -> int:
+    import io
+
+    import soundfile as sf
+
+    from codec.pipeline import encode
+
+    _check_output(args.output, args.input, args.force)
+    raw = _read_input(args.input)
+    try:
+        audio, rate = sf.read(io.BytesIO(raw), dtype="float64", always_2d=False)
+    except Exception as exc:  # soundfile raises several types for unreadable input
+        reason = str(exc).rsplit(": ", 1)[-1].strip().rstrip(".") or type(exc).__name__
+        raise AudioInputError(f"{args.input}: cannot read audio ({reason})") from exc
+    if np.asarray(audio).size == 0:
+        raise AudioInputError(f"{args.input}: the file holds no samples")
+    data = encode(audio, int(rate), args.bitrate, envelope=args.envelope, codebook=args.codebook)
+    _write_output(args.output, data)
+    if args.output != "-" and not args.quiet:
+        secs = np.asarray(audio).shape[0] / rate
+        print(
+            f"{args.output}: {len(data)} bytes, {secs:.2f} s at {args.bitrate:g} kbit/s",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _cmd_decode(args: argparse.Namespace) -> int:
+    import io
+
+    import soundfile as sf
+
+    from codec.pipeline import decode
+
+    _check_output(args.output, args.input, args.force)
+    data = _read_input(args.input)
+    audio, rate = decode(data, codebooks=[args.codebook] if args.codebook else [])
+    pcm = np.clip(np.rint(audio * 32767.0), -32768, 32767).astype(np.int16)
+    buf = io.BytesIO()
+    sf.write(buf, pcm, rate, format="WAV", subtype="PCM_16")
+    _write_output(args.output, buf.getvalue())
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from codec.pipeline import info
+
+    st = info(_read_input(args.input))
+    if args.json:
+        print(json.dumps(dataclasses.asdict(st), indent=1))
+    else:
+        for key, value in dataclasses.asdict(st).items():
+            print(f"{key:15s} {value}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``svq``."""
     parser = argparse.ArgumentParser(
@@ -51,6 +144,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="manifest split to use (e.g. train, dev)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_features)
+
+    p = sub.add_parser(
+        "encode",
+        help="encode audio to .svq",
+        description="Encode any soundfile-readable audio (any rate, any channels) to .svq.",
+    )
+    p.add_argument("input", help="input audio file, or - for stdin")
+    p.add_argument("output", help="output .svq file, or - for stdout")
+    p.add_argument(
+        "--bitrate",
+        type=float,
+        default=13.2,
+        help="kbit/s: 8, 9.6, 13.2, 16.4, 24.4 or 32 (default 13.2)",
+    )
+    p.add_argument("--envelope", choices=["avq", "rvq", "pvq", "vq"], help="envelope quantizer")
+    p.add_argument("--codebook", help="codebook file (from svq train) instead of a shipped one")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing")
+    p.set_defaults(func=_cmd_encode)
+
+    p = sub.add_parser(
+        "decode", help="decode .svq to a 16 kHz wav", description="Decode .svq to 16-bit wav."
+    )
+    p.add_argument("input", help="input .svq file, or - for stdin")
+    p.add_argument("output", help="output .wav file, or - for stdout")
+    p.add_argument("--codebook", help="codebook file, if the stream uses one not shipped")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.set_defaults(func=_cmd_decode)
+
+    p = sub.add_parser("info", help="show the header of a .svq file")
+    p.add_argument("input", help=".svq file, or - for stdin")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_info)
     return parser
 
 

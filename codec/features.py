@@ -58,9 +58,7 @@ def list_audio(source: str | Path, *, split: str | None = None) -> list[Path]:
             rows = list(csv.DictReader(fh))
         if rows and "file" not in rows[0]:
             raise ParameterError(f"{src}: manifest has no 'file' column")
-        files = [
-            src.parent / r["file"] for r in rows if split is None or r.get("split") == split
-        ]
+        files = [src.parent / r["file"] for r in rows if split is None or r.get("split") == split]
     elif src.is_file() and src.suffix.lower() in AUDIO_EXTENSIONS:
         files = [src]
     else:

@@ -1,0 +1,192 @@
+"""The ``.svq`` container: header, constant-size frames, CRC-32.
+
+One layout table (:data:`HEADER_FIELDS`) drives packing, parsing and the
+format documentation (``python -m codec.bitstream`` prints the Markdown that
+``docs/FORMAT.md`` holds; a test checks they agree). Any change of a number
+in this table is a new :data:`FORMAT_VERSION`.
+
+File layout (all integers little-endian)::
+
+    magic (4 bytes) | version (u8) | header_length (u16) | header fields
+    | frame 0 | frame 1 | ... | frame N-1 | CRC-32 (u32) over all preceding bytes
+
+Every frame has exactly ``frame_bytes`` bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, fields
+
+from codec.errors import BitstreamError
+
+__all__ = [
+    "MAGIC",
+    "FORMAT_VERSION",
+    "HEADER_FIELDS",
+    "Header",
+    "pack_file",
+    "unpack_file",
+    "read_header",
+    "format_table_markdown",
+]
+
+MAGIC = b"SVQ\x1a"
+FORMAT_VERSION = 1
+_PREFIX = struct.Struct("<4sBH")  # magic, version, header_length
+
+# (name, struct code, description) -- the single source of the header layout
+HEADER_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("sample_rate", "I", "output sample rate in Hz (16000)"),
+    ("frame_length", "H", "samples per frame (320 = 20 ms)"),
+    ("bitrate_bps", "I", "nominal bitrate in bit/s (8000, 9600, 13200, 16400, 24400, 32000)"),
+    ("frame_bytes", "H", "bytes per frame B = bitrate * 20 ms / 8"),
+    ("frame_count", "I", "number of frames N"),
+    ("sample_count", "Q", "samples of the decoded signal (the 16 kHz input length)"),
+    ("residual_coder", "B", "residual coder id (1 = TCX: MDCT + envelope-driven range coder)"),
+    ("envelope_id", "24s", "envelope quantizer name, ASCII, NUL-padded (e.g. 'avq-4x6')"),
+    ("codebook_hash", "16s", "first 16 bytes of the codebook's SHA-256 content hash"),
+)
+_HEADER = struct.Struct("<" + "".join(code for _, code, _ in HEADER_FIELDS))
+_CRC = struct.Struct("<I")
+MAX_FRAME_BYTES = 1024
+
+
+@dataclass(frozen=True)
+class Header:
+    """Header fields of a ``.svq`` file (see :data:`HEADER_FIELDS`)."""
+
+    sample_rate: int
+    frame_length: int
+    bitrate_bps: int
+    frame_bytes: int
+    frame_count: int
+    sample_count: int
+    residual_coder: int
+    envelope_id: str
+    codebook_hash: bytes
+
+    def pack(self) -> bytes:
+        values = []
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name == "envelope_id":
+                raw = str(v).encode("ascii")
+                if len(raw) > 24:
+                    raise BitstreamError(f"envelope id {v!r} longer than 24 bytes")
+                v = raw
+            values.append(v)
+        try:
+            return _HEADER.pack(*values)
+        except struct.error as exc:
+            raise BitstreamError(f"header field out of range: {exc}") from exc
+
+
+def _parse_header(raw: bytes) -> Header:
+    values = list(_HEADER.unpack(raw))
+    names = [name for name, _, _ in HEADER_FIELDS]
+    d = dict(zip(names, values, strict=True))
+    try:
+        d["envelope_id"] = d["envelope_id"].rstrip(b"\0").decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise BitstreamError("corrupt header: envelope id is not ASCII") from exc
+    return Header(**d)
+
+
+def pack_file(header: Header, frames: list[bytes]) -> bytes:
+    """Assemble a complete ``.svq`` file from its header and frames."""
+    if len(frames) != header.frame_count:
+        raise BitstreamError(f"{len(frames)} frames but the header says {header.frame_count}")
+    for i, fr in enumerate(frames):
+        if len(fr) != header.frame_bytes:
+            raise BitstreamError(f"frame {i} has {len(fr)} bytes, expected {header.frame_bytes}")
+    body = _PREFIX.pack(MAGIC, FORMAT_VERSION, _HEADER.size) + header.pack() + b"".join(frames)
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+def read_header(data: bytes) -> Header:
+    """Parse and validate the header of a ``.svq`` file (no CRC check)."""
+    if len(data) < _PREFIX.size:
+        raise BitstreamError(f"not an svq file: only {len(data)} bytes")
+    magic, version, hlen = _PREFIX.unpack_from(data)
+    if magic != MAGIC:
+        raise BitstreamError("not an svq file (bad magic)")
+    if version != FORMAT_VERSION:
+        raise BitstreamError(f"unsupported svq format version {version} (this build reads 1)")
+    if hlen != _HEADER.size:
+        raise BitstreamError(f"corrupt header: length {hlen}, expected {_HEADER.size}")
+    if len(data) < _PREFIX.size + hlen:
+        raise BitstreamError("truncated svq file: header incomplete")
+    h = _parse_header(data[_PREFIX.size : _PREFIX.size + hlen])
+    if not 0 < h.frame_bytes <= MAX_FRAME_BYTES or h.frame_length == 0:
+        raise BitstreamError(f"corrupt header: frame size {h.frame_bytes} bytes")
+    if h.sample_count > h.frame_count * h.frame_length:
+        raise BitstreamError("corrupt header: more samples than frames can hold")
+    return h
+
+
+def unpack_file(data: bytes) -> tuple[Header, list[bytes]]:
+    """Validate a ``.svq`` file (magic, version, length, CRC-32) and split its frames.
+
+    Raises
+    ------
+    BitstreamError
+        Bad magic, unsupported version, truncated or extended file, CRC mismatch.
+    """
+    h = read_header(data)
+    start = _PREFIX.size + _HEADER.size
+    expected = start + h.frame_count * h.frame_bytes + _CRC.size
+    if len(data) < expected:
+        raise BitstreamError(
+            f"truncated svq file: {len(data)} bytes, the header announces {expected}"
+        )
+    if len(data) > expected:
+        raise BitstreamError(f"svq file has {len(data) - expected} unexpected trailing bytes")
+    (crc,) = _CRC.unpack_from(data, expected - _CRC.size)
+    if zlib.crc32(data[: expected - _CRC.size]) != crc:
+        raise BitstreamError("svq file is corrupt (CRC-32 mismatch)")
+    fb = h.frame_bytes
+    frames = [data[start + i * fb : start + (i + 1) * fb] for i in range(h.frame_count)]
+    return h, frames
+
+
+def format_table_markdown() -> str:
+    """The bit-level format description, generated from the layout table."""
+    sizes = {"B": 1, "H": 2, "I": 4, "Q": 8}
+    lines = [
+        "# The .svq file format",
+        "",
+        f"Format version {FORMAT_VERSION}. Generated by `python -m codec.bitstream` from",
+        "`codec/bitstream.py:HEADER_FIELDS`; do not edit by hand. All integers are",
+        "little-endian.",
+        "",
+        "| offset (bytes) | size (bytes) | type | field | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    off = 0
+    prefix = (
+        ("magic", "4s", f"the 4 bytes {MAGIC!r}"),
+        ("version", "B", f"format version ({FORMAT_VERSION})"),
+        ("header_length", "H", f"length of the header fields that follow ({_HEADER.size})"),
+    )
+    for name, code, desc in prefix + HEADER_FIELDS:
+        size = int(code[:-1]) if code.endswith("s") else sizes[code]
+        typ = f"bytes[{size}]" if code.endswith("s") else f"uint{8 * size}"
+        lines.append(f"| {off} | {size} | {typ} | `{name}` | {desc} |")
+        off += size
+    lines += [
+        f"| {off} | N x B | bytes | frames | N frames of exactly B = `frame_bytes` bytes each |",
+        f"| {off} + N*B | 4 | uint32 | `crc32` | CRC-32 (zlib) of every preceding byte |",
+        "",
+        "A file is exactly `"
+        f"{off} + N*B + 4` bytes. The frame payload layout (envelope indices, then the",
+        "residual coder's range-coded bits, zero-padded to B bytes) is described in",
+        "`docs/FRAME.md`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(format_table_markdown(), end="")

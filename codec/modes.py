@@ -1,0 +1,56 @@
+"""Bitrate modes: frame sizes and the default envelope quantizer of each bitrate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from codec.errors import ParameterError
+
+__all__ = ["Mode", "MODES", "BITRATES_KBPS", "mode_for", "FRAME_SECONDS"]
+
+FRAME_SECONDS = 0.02
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One constant-bitrate operating point."""
+
+    bitrate_kbps: float
+    default_envelope: str
+    """Name of the shipped codebook used when none is given (see codec/data/)."""
+    pitch_postfilter: float = 0.0
+    """Strength of the decoder's pitch postfilter at this bitrate (0 = off)."""
+
+    @property
+    def bitrate_bps(self) -> int:
+        return int(round(self.bitrate_kbps * 1000))
+
+    @property
+    def frame_bytes(self) -> int:
+        """Exactly bitrate x 20 ms / 8 bytes per frame."""
+        return self.bitrate_bps * 20 // 8000
+
+
+# The default envelope per bitrate is the best configuration measured with
+# recipes/envelope_sd.py and recipes/bitrate_vs_pesq.py (see RESULTS.md).
+MODES: dict[float, Mode] = {
+    m.bitrate_kbps: m
+    for m in (
+        Mode(8.0, "rvq-4x6", 0.4),
+        Mode(9.6, "rvq-4x6", 0.4),
+        Mode(13.2, "rvq-4x6", 0.4),
+        Mode(16.4, "rvq-4x6", 0.2),
+        Mode(24.4, "rvq-4x6", 0.1),
+        Mode(32.0, "rvq-4x6", 0.0),
+    )
+}
+BITRATES_KBPS: tuple[float, ...] = tuple(MODES)
+
+
+def mode_for(bitrate_kbps: float) -> Mode:
+    """The mode of a supported bitrate; a clear error for any other."""
+    for rate, mode in MODES.items():
+        if abs(float(bitrate_kbps) - rate) < 1e-6:
+            return mode
+    supported = ", ".join(f"{r:g}" for r in MODES)
+    raise ParameterError(f"unsupported bitrate {bitrate_kbps!r} kbit/s (supported: {supported})")

@@ -1,0 +1,86 @@
+"""Codebook registry: shipped envelope codebooks and lookup by content hash.
+
+Shipped codebooks live in ``codec/data/NAME.cb`` (made by
+``python -m recipes.train_default_codebooks``). A bitstream names its
+codebook by the first 16 bytes of the codebook's SHA-256 content hash; the
+decoder looks for it among the shipped codebooks, the files given by the
+caller, and the ``.cb`` files in the folders of the ``SVQ_CODEBOOK_PATH``
+environment variable (``os.pathsep``-separated).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from codec.envelope import EnvelopeCoder
+from codec.errors import BitstreamError, ParameterError
+from codec.quantizers import load_quantizer
+
+__all__ = ["DATA_DIR", "shipped_codebooks", "load_envelope", "find_envelope", "hash_bytes"]
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+
+def shipped_codebooks() -> dict[str, Path]:
+    """Names and paths of the codebooks shipped with the package."""
+    return {p.stem: p for p in sorted(DATA_DIR.glob("*.cb"))}
+
+
+def hash_bytes(content_hash: str) -> bytes:
+    """The 16 header bytes that name a codebook (first half of its SHA-256)."""
+    return bytes.fromhex(content_hash)[:16]
+
+
+@functools.lru_cache(maxsize=64)
+def _load(path: str, mtime_ns: int) -> EnvelopeCoder:
+    q = load_quantizer(path)
+    return EnvelopeCoder(q, Path(path).stem)
+
+
+def load_envelope(name_or_path: str | os.PathLike[str]) -> EnvelopeCoder:
+    """Load a shipped codebook by name (e.g. ``avq-4x6``) or any codebook file."""
+    text = os.fspath(name_or_path)
+    shipped = shipped_codebooks()
+    if text in shipped:
+        path = shipped[text]
+    else:
+        path = Path(text)
+        if not path.is_file():
+            names = ", ".join(shipped) or "none"
+            raise ParameterError(f"no codebook {text!r} (shipped: {names}; or give a .cb file)")
+    return _load(str(path.resolve()), path.stat().st_mtime_ns)
+
+
+def _candidates(extra: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    paths = [Path(p) for p in extra]
+    paths += list(shipped_codebooks().values())
+    for folder in os.environ.get("SVQ_CODEBOOK_PATH", "").split(os.pathsep):
+        if folder:
+            paths += sorted(Path(folder).glob("*.cb"))
+    return paths
+
+
+def find_envelope(
+    codebook_hash: bytes, extra: Iterable[str | os.PathLike[str]] = ()
+) -> EnvelopeCoder:
+    """The codebook whose content hash starts with ``codebook_hash`` (16 bytes).
+
+    Raises
+    ------
+    BitstreamError
+        No known codebook has that hash (the message names the hash).
+    """
+    for path in _candidates(extra):
+        try:
+            env = load_envelope(path)
+        except ParameterError:
+            continue
+        if hash_bytes(env.content_hash) == codebook_hash:
+            return env
+    raise BitstreamError(
+        f"unknown codebook {codebook_hash.hex()}: not shipped; pass it with --codebook "
+        "or put it in a folder listed in SVQ_CODEBOOK_PATH"
+    )

@@ -1,0 +1,1190 @@
+"""Bitrate against PESQ-WB and pSNR for every envelope quantizer (issue 5).
+
+Trains (or reuses from a cache) the papers' envelope setting, 16 bits per frame
+as 4 codebooks x 4 bits, for every VQ variant x training method on the
+training data, then runs the codec at every bitrate on every evaluation file
+and scores the decoded speech with PESQ-WB and pSNR (design brief, section 4).
+The codec's shipped configuration runs beside them as config ``default``, and
+Opus (``opusenc``/``opusdec``, when on ``PATH``) as ``opus-cbr``/``opus-vbr``.
+
+Outputs in ``--out``:
+
+``config.json``       the exact arguments
+``cells.jsonl``       one line per finished (file, config, bitrate) cell, appended
+                      as each finishes; a rerun skips the cells found there
+``per_file.csv``      every cell: scores, measured bitrate, timing, error
+``summary.json``      per config and bitrate: mean, median, 2.5 % / 97.5 %
+                      quantiles of PESQ-WB and pSNR, n_files, n_ok, n_failed
+``results.md``        the tables, with the command that made them
+``pesq_vs_bitrate.png``, ``psnr_vs_bitrate.png``, ``complexity.png``
+``codebooks/``        the trained codebooks, ``{variant}-{method}-4x4.cb``
+
+Example
+-------
+python -m recipes.bitrate_vs_pesq --out out/bitrate_vs_pesq --limit 3 --bitrates 8,13.2
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import math
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import codec
+from codec import pipeline
+from codec.analysis import lsf_features, lsf_weights
+from codec.audio import SAMPLE_RATE, read_audio, to_mono_16k
+from codec.errors import ParameterError
+from codec.features import collection_features
+from codec.metrics import align, pesq_wb, psnr
+from codec.modes import BITRATES_KBPS, mode_for
+from codec.quantizers import METHODS, Quantizer, load_quantizer, train_quantizer
+from codec.registry import load_envelope
+from recipes._common import (
+    DEFAULT_MANIFEST,
+    REPO_ROOT,
+    audio_files,
+    display_name,
+    fmt_kbps,
+    markdown_table,
+    parse_floats,
+    parse_names,
+    settings_hash,
+    write_json,
+)
+
+__all__ = ["main", "build_parser", "Config", "Cell", "run_cell", "summarize"]
+
+STAGES = 4
+"""Codebooks per envelope quantizer in the papers' setting."""
+BITS = 4
+"""Bits per codebook in the papers' setting (16 bits per frame in all)."""
+PAPER_VARIANTS = ("avq", "rvq", "pvq")
+DEFAULT_CONFIG = "default"
+OPUS_MODES = {"opus-cbr": "--hard-cbr", "opus-vbr": "--vbr"}
+COMPLEXITY_KBPS = 13.2
+"""Bitrate whose mean PESQ is set against the operation count (else the mean over bitrates)."""
+REFERENCE_DIR = REPO_ROOT.parent / "shared" / "reference"
+CELLS = "cells.jsonl"
+CSV_COLUMNS = (
+    "file",
+    "config",
+    "bitrate_kbps",
+    "pesq_wb",
+    "psnr_db",
+    "measured_kbps",
+    "payload_kbps",
+    "encode_s",
+    "decode_s",
+    "duration_s",
+    "lag",
+    "fingerprint",
+    "error",
+)
+
+
+# --------------------------------------------------------------------------- configs
+
+
+@dataclass(frozen=True)
+class Config:
+    """One system under test.
+
+    Attributes
+    ----------
+    name : str
+        ``default``, ``{variant}-{method}`` or ``opus-cbr``/``opus-vbr``.
+    kind : {'svq', 'opus'}
+    codebook : str, optional
+        Codebook file for a trained svq configuration; ``None`` for the shipped default.
+    fingerprint : str
+        Identifies what produces this config's cells (codec sources, codebook,
+        encoder version); a cached cell with another fingerprint is recomputed.
+    envelope : str, optional
+        Envelope codebook name(s), as written in the bitstream header.
+    variant, method : str, optional
+        Envelope quantizer variant and (for a trained configuration) training method.
+    ops_per_vector : int, optional
+        Weighted operations to quantize one LSF vector (``Quantizer.ops_per_vector``).
+    encode_us : float, optional
+        Measured envelope search time per LSF vector in microseconds.
+    """
+
+    name: str
+    kind: str
+    codebook: str | None = None
+    fingerprint: str = ""
+    envelope: str | None = None
+    variant: str | None = None
+    method: str | None = None
+    ops_per_vector: int | None = None
+    encode_us: float | None = None
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (file, config, bitrate) measurement to make."""
+
+    path: str
+    """Audio file (absolute path; the cache key)."""
+    name: str
+    """File name shown in the tables (relative to the data folder)."""
+    config: Config
+    bitrate_kbps: float
+
+
+def codec_fingerprint() -> str:
+    """SHA-256 prefix over the codec package's sources and shipped codebooks.
+
+    Cells computed by other codec code are stale and are recomputed.
+    """
+    root = Path(codec.__file__).resolve().parent
+    h = hashlib.sha256(codec.__version__.encode())
+    for p in sorted(root.rglob("*")):
+        if p.suffix in (".py", ".cb") and "__pycache__" not in p.parts:
+            h.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def envelope_timing(q: Quantizer, lsf: np.ndarray, *, repeat: int = 5) -> float:
+    """Best-of-``repeat`` envelope search time per vector in microseconds."""
+    w = lsf_weights(lsf)
+    best = math.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        q.encode(lsf, weights=w)
+        best = min(best, time.perf_counter() - t0)
+    return 1e6 * best / max(len(lsf), 1)
+
+
+def default_config(code_fp: str, lsf: np.ndarray, bitrates: Sequence[float]) -> Config:
+    """The codec as shipped: ``encode`` with neither envelope nor codebook."""
+    names = sorted({mode_for(b).default_envelope for b in bitrates})
+    envs = [load_envelope(n) for n in names]
+    fp = settings_hash([code_fp, [e.content_hash for e in envs]], length=16)
+    q = envs[0].quantizer if len(envs) == 1 else None
+    return Config(
+        name=DEFAULT_CONFIG,
+        kind="svq",
+        fingerprint=fp,
+        envelope="+".join(names),
+        variant="+".join(sorted({str(e.quantizer.variant) for e in envs})),
+        method=None,
+        ops_per_vector=int(q.ops_per_vector()) if q is not None else None,
+        encode_us=envelope_timing(q, lsf) if q is not None else None,
+    )
+
+
+def _train_source(args: argparse.Namespace, cache: Path) -> tuple[str | Path, str | None]:
+    """The training source to give ``collection_features`` (a manifest for ``--train-limit``)."""
+    if args.train_limit is None:
+        return args.train, args.train_split
+    files = audio_files(args.train, split=args.train_split, limit=args.train_limit)
+    manifest = cache / f"train-files-{settings_hash([str(f.resolve()) for f in files])}.csv"
+    if not manifest.exists():
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = manifest.with_suffix(".tmp")
+        with tmp.open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["file"])
+            w.writerows([[str(f.resolve())] for f in files])
+        os.replace(tmp, manifest)
+    return manifest, None
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """One codebook to train (picklable, for a worker process)."""
+
+    features: str
+    """``.npy`` LSF matrix of the training data."""
+    variant: str
+    method: str
+    seed: int
+    options: tuple[tuple[str, Any], ...]
+    progress: bool
+    dest: str
+    """Cache file to write (atomically)."""
+
+
+def train_one(job: TrainJob) -> float:
+    """Train one 4x4-bit codebook with ``lsf_weights`` and save it; returns seconds taken."""
+    t0 = time.perf_counter()
+    lsf = np.load(job.features, allow_pickle=False)
+    q = train_quantizer(
+        lsf,
+        variant=job.variant,
+        stages=STAGES,
+        bits=BITS,
+        method=job.method,
+        weights=lsf_weights(lsf),
+        seed=job.seed,
+        progress=job.progress,
+        **dict(job.options),
+    )
+    dest = Path(job.dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    q.save(tmp)
+    os.replace(tmp, dest)
+    return time.perf_counter() - t0
+
+
+def _train_all(jobs: Sequence[TrainJob], n_proc: int) -> None:
+    """Run ``jobs`` (in parallel worker processes when ``n_proc > 1``), reporting each."""
+    import multiprocessing as mp
+
+    def report(job: TrainJob, seconds: float) -> None:
+        print(f"{job.variant}-{job.method}: trained in {seconds:.1f} s", file=sys.stderr)
+
+    if n_proc <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            report(job, train_one(job))
+        return
+    with (
+        _single_threaded_children(),
+        ProcessPoolExecutor(
+            max_workers=min(n_proc, len(jobs)), mp_context=mp.get_context("spawn")
+        ) as pool,
+    ):
+        futures = {pool.submit(train_one, job): job for job in jobs}
+        for fut in as_completed(futures):
+            report(futures[fut], fut.result())
+
+
+def train_configs(
+    args: argparse.Namespace, out: Path, cache: Path, code_fp: str, lsf_timing: np.ndarray
+) -> list[Config]:
+    """Train (or load from ``cache``) one codebook per variant x method.
+
+    The cache file name holds a hash of the training features' key (files,
+    sizes, mtimes, analysis version) and every training setting, so a codebook
+    is reused exactly when it would be trained again identically. Missing
+    codebooks are trained in ``--jobs`` worker processes (one thread each).
+    """
+    combos = [(v, m) for v in args.variants for m in args.methods]
+    if not combos:
+        return []
+    source, split = _train_source(args, cache)
+    feat_path = cache / f"train_lsf-{settings_hash([str(Path(source).resolve()), split])}.npy"
+    print(f"training features: {source} (split {split})", file=sys.stderr)
+    fs = collection_features(source, out=feat_path, split=split, progress=not args.quiet)
+    options = dict(args.train_option)
+    parallel = args.jobs > 1
+    progress = bool(options.pop("progress", not args.quiet and not parallel))
+    cached: dict[tuple[str, str], Path] = {}
+    jobs = []
+    for variant, method in combos:
+        settings = {
+            "features": fs.key,
+            "variant": variant,
+            "method": method,
+            "stages": STAGES,
+            "bits": BITS,
+            "seed": args.seed,
+            "weights": "lsf_weights",
+            "options": options,
+            "codec": codec.__version__,
+        }
+        stem = f"{variant}-{method}-{STAGES}x{BITS}"
+        path = cache / "codebooks" / f"{stem}-{settings_hash(settings)}.cb"
+        cached[variant, method] = path
+        if path.exists():
+            print(f"{stem}: reusing {path}", file=sys.stderr)
+        else:
+            jobs.append(
+                TrainJob(
+                    features=str(feat_path),
+                    variant=variant,
+                    method=method,
+                    seed=args.seed,
+                    options=tuple(sorted(options.items())),
+                    progress=progress,
+                    dest=str(path),
+                )
+            )
+    if jobs:
+        t0 = time.perf_counter()
+        _train_all(jobs, args.jobs)
+        print(
+            f"trained {len(jobs)} codebook(s) in {time.perf_counter() - t0:.1f} s", file=sys.stderr
+        )
+    configs = []
+    for (variant, method), path in cached.items():
+        q = load_quantizer(path)
+        stem = f"{variant}-{method}-{STAGES}x{BITS}"
+        dest = out / "codebooks" / f"{stem}.cb"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if not dest.exists() or dest.read_bytes() != path.read_bytes():
+            shutil.copyfile(path, dest)
+        configs.append(
+            Config(
+                name=f"{variant}-{method}",
+                kind="svq",
+                codebook=str(dest.resolve()),
+                fingerprint=settings_hash([code_fp, q.content_hash], length=16),
+                envelope=stem,
+                variant=variant,
+                method=method,
+                ops_per_vector=int(q.ops_per_vector()),
+                encode_us=envelope_timing(q, lsf_timing),
+            )
+        )
+    return configs
+
+
+def opus_configs() -> list[Config]:
+    """``opus-cbr`` and ``opus-vbr`` when ``opusenc`` and ``opusdec`` are on PATH."""
+    enc, dec = shutil.which("opusenc"), shutil.which("opusdec")
+    if enc is None or dec is None:
+        print(
+            "note: opusenc/opusdec (opus-tools) not on PATH; running without the Opus configs",
+            file=sys.stderr,
+        )
+        return []
+    res = subprocess.run([enc, "--version"], capture_output=True, text=True, check=False)
+    version = (res.stdout or res.stderr).splitlines()[0] if (res.stdout or res.stderr) else "?"
+    return [
+        Config(name=name, kind="opus", fingerprint=settings_hash([version, flag], length=16))
+        for name, flag in OPUS_MODES.items()
+    ]
+
+
+# --------------------------------------------------------------------------- one cell
+
+
+def _svq_round_trip(
+    audio: np.ndarray, rate: int, cell: Cell
+) -> tuple[np.ndarray, int, float, float, float]:
+    """Encode and decode with svq: (decoded, n_bytes, payload_kbps, encode_s, decode_s)."""
+    cb = cell.config.codebook
+    # load (and cache) the codebook outside the timed region
+    load_envelope(cb if cb is not None else mode_for(cell.bitrate_kbps).default_envelope)
+    t0 = time.perf_counter()
+    data = pipeline.encode(audio, rate, cell.bitrate_kbps, codebook=cb)
+    t1 = time.perf_counter()
+    y, _ = pipeline.decode(data, codebooks=[cb] if cb is not None else ())
+    t2 = time.perf_counter()
+    st = pipeline.info(data)
+    payload_bits = 8.0 * st.frame_count * st.frame_bytes
+    payload_kbps = payload_bits / st.duration_s / 1000.0 if st.duration_s > 0 else math.nan
+    return y, len(data), payload_kbps, t1 - t0, t2 - t1
+
+
+def ogg_payload_bytes(data: bytes) -> int:
+    """Bytes of Opus audio packets in an Ogg Opus file (pages' data minus the two header packets).
+
+    The Ogg Opus stream's first two packets (``OpusHead``, ``OpusTags``) are
+    headers; everything after them is audio. Page headers are container overhead.
+    """
+    pos, packets, payload, current = 0, 0, 0, 0
+    while pos + 27 <= len(data):
+        if data[pos : pos + 4] != b"OggS":
+            raise ValueError("not an Ogg stream")
+        n_seg = data[pos + 26]
+        lacing = data[pos + 27 : pos + 27 + n_seg]
+        pos += 27 + n_seg
+        for lace in lacing:
+            current += lace
+            if lace < 255:  # packet ends here
+                if packets >= 2:
+                    payload += current
+                packets += 1
+                current = 0
+        pos += sum(lacing)
+    return payload
+
+
+def _run(cmd: list[str]) -> None:
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        tail = (res.stderr or res.stdout).strip().splitlines()[-1:] or [""]
+        raise RuntimeError(f"{Path(cmd[0]).name} exited {res.returncode}: {tail[0]}")
+
+
+def _opus_round_trip(ref: np.ndarray, cell: Cell) -> tuple[np.ndarray, int, float, float, float]:
+    """Encode and decode with opusenc/opusdec: 16 kHz WAV in, 20 ms frames, complexity 10."""
+    import soundfile as sf
+
+    with tempfile.TemporaryDirectory(prefix="svq-opus-") as tmp:
+        wav, opus, dec = Path(tmp, "in.wav"), Path(tmp, "x.opus"), Path(tmp, "out.wav")
+        sf.write(wav, np.clip(ref, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16")
+        t0 = time.perf_counter()
+        _run(
+            [
+                "opusenc",
+                "--quiet",
+                OPUS_MODES[cell.config.name],
+                "--bitrate",
+                fmt_kbps(cell.bitrate_kbps),
+                "--framesize",
+                "20",
+                "--comp",
+                "10",
+                str(wav),
+                str(opus),
+            ]
+        )
+        t1 = time.perf_counter()
+        _run(["opusdec", "--quiet", "--rate", str(SAMPLE_RATE), "--float", str(opus), str(dec)])
+        t2 = time.perf_counter()
+        data = opus.read_bytes()
+        y, rate = read_audio(dec)
+    payload_kbps = 8.0 * ogg_payload_bytes(data) / (ref.size / SAMPLE_RATE) / 1000.0
+    return to_mono_16k(y, rate), len(data), payload_kbps, t1 - t0, t2 - t1
+
+
+def run_cell(cell: Cell) -> dict[str, Any]:
+    """Encode, decode and score one cell; an exception is recorded in ``error``, never raised.
+
+    The decoded signal is time-aligned to the 16 kHz mono reference
+    (:func:`codec.metrics.align`, lag recorded) before PESQ-WB and pSNR.
+    """
+    nan = math.nan
+    row: dict[str, Any] = {
+        "file": cell.name,
+        "path": cell.path,
+        "config": cell.config.name,
+        "bitrate_kbps": cell.bitrate_kbps,
+        "fingerprint": cell.config.fingerprint,
+        "pesq_wb": nan,
+        "psnr_db": nan,
+        "measured_kbps": nan,
+        "payload_kbps": nan,
+        "encode_s": nan,
+        "decode_s": nan,
+        "duration_s": nan,
+        "lag": None,
+        "error": "",
+    }
+    try:
+        audio, rate = read_audio(cell.path)
+        ref = to_mono_16k(audio, rate)
+        duration = ref.size / SAMPLE_RATE
+        row["duration_s"] = duration
+        if cell.config.kind == "opus":
+            y, n_bytes, payload, enc_s, dec_s = _opus_round_trip(ref, cell)
+        else:
+            y, n_bytes, payload, enc_s, dec_s = _svq_round_trip(audio, rate, cell)
+        row.update(
+            measured_kbps=8.0 * n_bytes / duration / 1000.0,
+            payload_kbps=payload,
+            encode_s=enc_s,
+            decode_s=dec_s,
+        )
+        deg, lag = align(ref, y)
+        row["lag"] = lag
+        row["pesq_wb"] = pesq_wb(ref, deg, SAMPLE_RATE)
+        row["psnr_db"] = psnr(ref, deg, SAMPLE_RATE, do_align=False)
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded and counted
+        msg = " ".join(str(exc).split())[:300]
+        row["error"] = f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+    return row
+
+
+def cell_key(path: str, config: str, bitrate_kbps: float) -> tuple[str, str, str]:
+    """Key of a cell in ``cells.jsonl``."""
+    return path, config, fmt_kbps(float(bitrate_kbps))
+
+
+# --------------------------------------------------------------------------- running
+
+
+def load_cells(path: Path) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """Finished cells of an earlier run (the last line of a key wins; torn lines skipped)."""
+    done: dict[tuple[str, str, str], dict[str, Any]] = {}
+    if not path.exists():
+        return done
+    with path.open() as fh:
+        for line in fh:
+            try:
+                row = json.loads(line)
+                done[cell_key(row["path"], row["config"], row["bitrate_kbps"])] = row
+            except (ValueError, KeyError, TypeError):
+                continue
+    return done
+
+
+def _json_row(row: dict[str, Any]) -> str:
+    clean = {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()
+    }
+    return json.dumps(clean, allow_nan=False)
+
+
+@contextmanager
+def _single_threaded_children() -> Iterator[None]:
+    """Ask BLAS/OpenMP in worker processes for one thread each (one process per core)."""
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {n: os.environ.get(n) for n in names}
+    for n in names:
+        os.environ[n] = "1"
+    try:
+        yield
+    finally:
+        for n, v in saved.items():
+            if v is None:
+                os.environ.pop(n, None)
+            else:
+                os.environ[n] = v
+
+
+def run_cells(cells: Sequence[Cell], log: Path, *, jobs: int, progress: bool) -> int:
+    """Compute ``cells`` (in worker processes if ``jobs > 1``), appending each to ``log``.
+
+    Returns the number of cells that failed.
+    """
+    from tqdm import tqdm
+
+    failed = 0
+    log.parent.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=len(cells), desc="cells", unit="cell", disable=not progress, smoothing=0.05)
+    with log.open("a") as fh, bar:
+
+        def record(row: dict[str, Any]) -> None:
+            nonlocal failed
+            fh.write(_json_row(row) + "\n")
+            fh.flush()
+            failed += bool(row["error"])
+            bar.set_postfix(failed=failed, refresh=False)
+            bar.update(1)
+
+        if jobs <= 1 or len(cells) <= 1:
+            for cell in cells:
+                record(run_cell(cell))
+        else:
+            import multiprocessing as mp
+
+            # spawn: the parent may hold torch/OpenMP threads from training
+            with (
+                _single_threaded_children(),
+                ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool,
+            ):
+                futures = [pool.submit(run_cell, c) for c in cells]
+                for fut in as_completed(futures):
+                    record(fut.result())
+    return failed
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _stats(values: Iterable[float]) -> dict[str, float]:
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=np.float64)
+    if v.size == 0:
+        return {"mean": math.nan, "median": math.nan, "q025": math.nan, "q975": math.nan}
+    q025, q975 = np.quantile(v, [0.025, 0.975])
+    return {
+        "mean": float(v.mean()),
+        "median": float(np.median(v)),
+        "q025": float(q025),
+        "q975": float(q975),
+    }
+
+
+def _num(v: Any) -> float:
+    return math.nan if v is None else float(v)
+
+
+def summarize(
+    rows: Sequence[dict[str, Any]], configs: Sequence[Config], bitrates: Sequence[float]
+) -> dict[str, Any]:
+    """Per config and bitrate: statistics of the successful cells and the failure count.
+
+    Means and quantiles are over the successful files only; ``n_failed`` stands
+    beside them (failed cells are never silently left out of the counts).
+    """
+    results: dict[str, dict[str, Any]] = {}
+    for cfg in configs:
+        per_rate: dict[str, Any] = {}
+        for b in bitrates:
+            sel = [r for r in rows if r["config"] == cfg.name and abs(r["bitrate_kbps"] - b) < 1e-9]
+            ok = [r for r in sel if not r["error"]]
+            total_s = sum(_num(r["duration_s"]) for r in ok)
+            per_rate[fmt_kbps(b)] = {
+                "n_files": len(sel),
+                "n_ok": len(ok),
+                "n_failed": len(sel) - len(ok),
+                "pesq_wb": _stats(_num(r["pesq_wb"]) for r in ok),
+                "psnr_db": _stats(_num(r["psnr_db"]) for r in ok),
+                "measured_kbps_mean": _stats(_num(r["measured_kbps"]) for r in ok)["mean"],
+                "payload_kbps_mean": _stats(_num(r["payload_kbps"]) for r in ok)["mean"],
+                "encode_rtf": (
+                    sum(_num(r["encode_s"]) for r in ok) / total_s if total_s > 0 else math.nan
+                ),
+                "decode_rtf": (
+                    sum(_num(r["decode_s"]) for r in ok) / total_s if total_s > 0 else math.nan
+                ),
+                "errors": sorted({r["error"] for r in sel if r["error"]})[:5],
+            }
+        results[cfg.name] = per_rate
+    return results
+
+
+def complexity_rows(
+    configs: Sequence[Config], results: dict[str, Any], bitrates: Sequence[float]
+) -> list[dict[str, Any]]:
+    """Operation count and measured search time of each svq configuration beside its PESQ."""
+    has_ref_rate = any(abs(b - COMPLEXITY_KBPS) < 1e-9 for b in bitrates)
+    at = fmt_kbps(COMPLEXITY_KBPS) if has_ref_rate else None
+    out = []
+    for cfg in configs:
+        if cfg.kind != "svq":
+            continue
+        res = results[cfg.name]
+        means = [res[fmt_kbps(b)]["pesq_wb"]["mean"] for b in bitrates]
+        finite = [m for m in means if math.isfinite(m)]
+        out.append(
+            {
+                "config": cfg.name,
+                "envelope": cfg.envelope,
+                "variant": cfg.variant,
+                "method": cfg.method,
+                "ops_per_vector": cfg.ops_per_vector,
+                "encode_us_per_vector": cfg.encode_us,
+                "pesq_at_kbps": at,
+                "pesq_wb_mean_at": res[at]["pesq_wb"]["mean"] if at else math.nan,
+                "pesq_wb_mean_over_bitrates": float(np.mean(finite)) if finite else math.nan,
+            }
+        )
+    return out
+
+
+def write_per_file_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """``per_file.csv``: one row per cell, NaN written as an empty field."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as fh:
+        w = csv.DictWriter(
+            fh, fieldnames=list(CSV_COLUMNS), extrasaction="ignore", lineterminator="\n"
+        )
+        w.writeheader()
+        for r in rows:
+            w.writerow(
+                {k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+            )
+    os.replace(tmp, path)
+
+
+def _f(x: float | None, digits: int) -> str:
+    return "–" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def results_markdown(
+    command: str,
+    configs: Sequence[Config],
+    bitrates: Sequence[float],
+    results: dict[str, Any],
+    complexity: Sequence[dict[str, Any]],
+    n_files: int,
+) -> str:
+    """The Markdown report: PESQ and pSNR tables and the complexity table."""
+    head = ["config"] + [f"{fmt_kbps(b)} kbit/s" for b in bitrates]
+
+    def table(metric: str, fmt: str) -> str:
+        rows = []
+        for cfg in configs:
+            cells = []
+            for b in bitrates:
+                r = results[cfg.name][fmt_kbps(b)]
+                s = r[metric]
+                text = fmt.format(_f(s["mean"], 2), _f(s["median"], 2))
+                if r["n_failed"]:
+                    text += f" ⚠{r['n_failed']} failed"
+                cells.append(text)
+            rows.append([cfg.name, *cells])
+        return markdown_table(head, rows)
+
+    rate_rows = []
+    for cfg in configs:
+        rate_rows.append(
+            [cfg.name]
+            + [
+                f"{_f(results[cfg.name][fmt_kbps(b)]['measured_kbps_mean'], 2)} "
+                f"({_f(results[cfg.name][fmt_kbps(b)]['payload_kbps_mean'], 2)})"
+                for b in bitrates
+            ]
+        )
+    cx_rows = [
+        [
+            c["config"],
+            c["envelope"],
+            c["ops_per_vector"] if c["ops_per_vector"] is not None else "–",
+            _f(c["encode_us_per_vector"], 1),
+            _f(c["pesq_wb_mean_at"], 3),
+            _f(c["pesq_wb_mean_over_bitrates"], 3),
+        ]
+        for c in complexity
+    ]
+    at = complexity[0]["pesq_at_kbps"] if complexity else None
+    parts = [
+        "# Bitrate vs PESQ-WB and pSNR",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"{n_files} files; codec {codec.__version__}. Means and medians over the files "
+        "that succeeded; failed cells are flagged (see summary.json and per_file.csv).",
+        "",
+        "## PESQ-WB: mean (median)",
+        "",
+        table("pesq_wb", "{} ({})"),
+        "",
+        "## pSNR in dB: mean (median)",
+        "",
+        table("psnr_db", "{} ({})"),
+        "",
+        "## Measured bitrate in kbit/s: whole file (codec frames only)",
+        "",
+        markdown_table(head, rate_rows),
+        "",
+        "## Complexity of the envelope quantizer",
+        "",
+        "Weighted operations (adds, multiplies, compares) to quantize one 16-dim LSF "
+        "vector, the measured search time per vector (this machine, one process), and "
+        f"mean PESQ-WB at {at or '–'} kbit/s and over all bitrates run.",
+        "",
+        markdown_table(
+            [
+                "config",
+                "envelope",
+                "ops/vector",
+                "µs/vector",
+                f"PESQ @ {at or '–'}",
+                "PESQ (all rates)",
+            ],
+            cx_rows,
+        ),
+        "",
+    ]
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def _load_reference(name: str) -> dict[str, Any] | None:
+    path = REFERENCE_DIR / name
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data
+
+
+def _paper_curves(metric: str) -> list[tuple[str, list[float], dict[str, list[float]]]]:
+    """(label, bitrates, {'mean','quantile_low','quantile_high'}) of the reference papers."""
+    ref = _load_reference("paper_curves.json")
+    if ref is None:
+        return []
+    rates = [float(b) for b in ref.get("bitrates_kbps", [])]
+    key = {"pesq_wb": "pesq", "psnr_db": "psnr_db"}[metric]
+    out = []
+    for group, tag in (
+        ("speech_vq_variants_16bit_M4", "ICASSP'23"),
+        ("speech_training_methods", "NSVQ'22"),
+    ):
+        for label, curves in ref.get(group, {}).get(key, {}).items():
+            if isinstance(curves, dict) and "mean" in curves:
+                out.append((f"paper {label} ({tag})", rates, curves))
+    return out
+
+
+def _anchors(metric: str) -> dict[str, list[tuple[float, float]]]:
+    """Anchor codec -> [(payload kbps, mean)] from ``anchors_dev.json``."""
+    ref = _load_reference("anchors_dev.json")
+    if ref is None:
+        return {}
+    key = {"pesq_wb": "pesq_wb_mean", "psnr_db": "psnr_db_mean"}[metric]
+    out: dict[str, list[tuple[float, float]]] = {}
+    for row in ref.get("rows", []):
+        if key in row:
+            x = float(row.get("payload_kbps", row["nominal_kbps"]))
+            out.setdefault(str(row["codec"]), []).append((x, float(row[key])))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+VARIANT_CMAPS = {"avq": "Blues", "rvq": "Oranges", "pvq": "Greens"}
+METHOD_SHADES = {"kmeans": 0.9, "ste": 0.68, "nsvq": 0.5}
+METHOD_MARKERS = {"kmeans": "o", "ste": "s", "nsvq": "^"}
+ANCHOR_COLORS = {"evs": "black", "amrwb": "saddlebrown", "opus": "purple", "opus_cbr": "teal"}
+PAPER_COLORS = {
+    "avq": "tab:blue",
+    "rvq": "tab:orange",
+    "pvq": "tab:green",
+    "nsvq": "crimson",
+    "ste": "0.45",
+}
+
+
+def _style(name: str, variant: str | None, method: str | None) -> tuple[Any, str]:
+    """Colour (a shade of the variant's colour map by method) and marker of a config."""
+    import matplotlib
+
+    if name == DEFAULT_CONFIG:
+        return "black", "*"
+    if name == "opus-vbr":
+        return ANCHOR_COLORS["opus"], "D"
+    if name == "opus-cbr":
+        return ANCHOR_COLORS["opus_cbr"], "v"
+    cmap = matplotlib.colormaps[VARIANT_CMAPS.get(str(variant), "Greys")]
+    return cmap(METHOD_SHADES.get(str(method), 0.7)), METHOD_MARKERS.get(str(method), "o")
+
+
+def plot_metric(
+    path: Path,
+    metric: str,
+    configs: Sequence[Config],
+    bitrates: Sequence[float],
+    results: dict[str, Any],
+) -> None:
+    """Mean of ``metric`` against bitrate with 2.5–97.5 % bands, paper curves and anchors.
+
+    svq configurations sit at their nominal bitrate, Opus runs at their mean
+    measured payload rate, the anchors at their published payload rate.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    label = {"pesq_wb": "PESQ-WB (MOS-LQO)", "psnr_db": "pSNR (dB)"}[metric]
+    fig, ax = plt.subplots(figsize=(12, 6.5))
+    for cfg in configs:
+        stats = [results[cfg.name][fmt_kbps(b)] for b in bitrates]
+        if cfg.kind == "opus":
+            xs = [s["payload_kbps_mean"] for s in stats]
+        else:
+            xs = list(bitrates)
+        mean = [s[metric]["mean"] for s in stats]
+        lo = [s[metric]["q025"] for s in stats]
+        hi = [s[metric]["q975"] for s in stats]
+        color, marker = _style(cfg.name, cfg.variant, cfg.method)
+        width = 2.4 if cfg.name == DEFAULT_CONFIG else 1.4
+        ax.plot(
+            xs,
+            mean,
+            "-",
+            marker=marker,
+            color=color,
+            lw=width,
+            ms=4,
+            label=cfg.name,
+            zorder=3 if cfg.name == DEFAULT_CONFIG else 2,
+        )
+        ax.fill_between(xs, lo, hi, color=color, alpha=0.06, lw=0)
+    for name, rates, curves in _paper_curves(metric):
+        tag = name.split()[1].lower()  # 'paper AVQ (...)' -> 'avq'
+        color = PAPER_COLORS.get(tag, "0.4")
+        ax.plot(rates, curves["mean"], "--", color=color, lw=1.2, label=name)
+    markers = {"evs": "s", "amrwb": "^", "opus": "D", "opus_cbr": "v"}
+    for codec_name, pts in _anchors(metric).items():
+        xs_a, ys_a = zip(*pts, strict=True)
+        ax.plot(
+            xs_a,
+            ys_a,
+            ":",
+            marker=markers.get(codec_name, "x"),
+            ms=5,
+            lw=1.3,
+            color=ANCHOR_COLORS.get(codec_name, "0.35"),
+            label=f"anchor {codec_name} (dev)",
+        )
+    ax.set_xlabel("bitrate (kbit/s)")
+    ax.set_ylabel(label)
+    ax.set_title(f"{label} against bitrate: mean, 2.5–97.5 % band")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_complexity(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Operations per vector (log x) against mean PESQ-WB, one point per configuration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    use_at = any(math.isfinite(r["pesq_wb_mean_at"]) for r in rows)
+    key = "pesq_wb_mean_at" if use_at else "pesq_wb_mean_over_bitrates"
+    for r in rows:
+        if r["ops_per_vector"] is None or not math.isfinite(r[key]):
+            continue
+        color, marker = _style(r["config"], r["variant"], r["method"])
+        ax.scatter(
+            r["ops_per_vector"],
+            r[key],
+            marker=marker,
+            color=color,
+            s=70,
+            edgecolors="black",
+            linewidths=0.5,
+        )
+        ax.annotate(
+            r["config"],
+            (r["ops_per_vector"], r[key]),
+            fontsize=7,
+            xytext=(4, 3),
+            textcoords="offset points",
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("weighted operations per LSF vector")
+    where = f"at {rows[0]['pesq_at_kbps']} kbit/s" if use_at and rows else "over bitrates"
+    ax.set_ylabel(f"mean PESQ-WB {where}")
+    ax.set_title("Envelope quantizer complexity against quality")
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _train_option(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    p = argparse.ArgumentParser(
+        prog="python -m recipes.bitrate_vs_pesq",
+        description=(
+            "Train 4x4-bit envelope codebooks for every VQ variant x training method, run "
+            "the codec at every bitrate on every file, and report PESQ-WB, pSNR, measured "
+            "bitrate and speed (CSV, JSON, Markdown, plots). Resumable."
+        ),
+    )
+    p.add_argument(
+        "--data",
+        default=str(DEFAULT_MANIFEST),
+        help="evaluation folder or manifest CSV (default: %(default)s)",
+    )
+    p.add_argument("--split", default="dev", help="manifest split of --data (default: %(default)s)")
+    p.add_argument(
+        "--train",
+        default=str(DEFAULT_MANIFEST),
+        help="training folder or manifest CSV (default: %(default)s)",
+    )
+    p.add_argument(
+        "--train-split", default="train", help="manifest split of --train (default: %(default)s)"
+    )
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--cache",
+        default=None,
+        help="cache folder for features and trained codebooks (default: OUT/cache)",
+    )
+    p.add_argument(
+        "--bitrates",
+        default=",".join(fmt_kbps(b) for b in BITRATES_KBPS),
+        help="comma-separated bitrates in kbit/s (default: %(default)s)",
+    )
+    p.add_argument(
+        "--variants",
+        default=",".join(PAPER_VARIANTS),
+        help="VQ variants to train, comma-separated; empty for none (default: %(default)s)",
+    )
+    p.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help="training methods, comma-separated (default: %(default)s)",
+    )
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N files")
+    p.add_argument(
+        "--train-limit",
+        type=int,
+        default=None,
+        help="train on the first N training files only (quick runs, tests)",
+    )
+    p.add_argument(
+        "--train-option",
+        type=_train_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra train_quantizer option (JSON value), e.g. steps=500; repeatable",
+    )
+    p.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes over cells (default: %(default)s = CPU count)",
+    )
+    p.add_argument(
+        "--no-opus",
+        action="store_true",
+        help="leave out the Opus configs even when opusenc is on PATH",
+    )
+    p.add_argument(
+        "--retry-failed", action="store_true", help="recompute cells that failed in an earlier run"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def _validate(args: argparse.Namespace, p: argparse.ArgumentParser) -> None:
+    try:
+        args.bitrates = [mode_for(b).bitrate_kbps for b in parse_floats(args.bitrates)]
+    except (ValueError, ParameterError) as exc:
+        p.error(f"--bitrates: {exc}")
+    args.variants = parse_names(args.variants)
+    args.methods = parse_names(args.methods)
+    from codec.quantizers import VARIANTS
+
+    for v in args.variants:
+        if v not in VARIANTS or v == "vq":
+            p.error(f"--variants: {v!r} is not one of avq, rvq, pvq")
+    for m in args.methods:
+        if m not in METHODS:
+            p.error(f"--methods: {m!r} is not one of {', '.join(METHODS)}")
+    if not args.bitrates:
+        p.error("--bitrates: give at least one bitrate")
+    for name in ("limit", "train_limit", "jobs"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the recipe; returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _validate(args, parser)
+    started = time.perf_counter()
+    out = Path(args.out)
+    cache = Path(args.cache) if args.cache else out / "cache"
+    out.mkdir(parents=True, exist_ok=True)
+    argv_list = list(sys.argv[1:] if argv is None else argv)
+    command = "python -m recipes.bitrate_vs_pesq " + shlex.join(argv_list)
+    write_json(out / "config.json", {"argv": argv_list, "command": command, "args": vars(args)})
+
+    try:
+        files = audio_files(args.data, split=args.split, limit=args.limit)
+    except ParameterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    code_fp = codec_fingerprint()
+    timing_lsf = np.concatenate([lsf_features(*read_audio(f)) for f in files[:2]], axis=0)
+    try:
+        configs = [default_config(code_fp, timing_lsf, args.bitrates)]
+    except ParameterError as exc:
+        print(f"error: the codec's default configuration: {exc}", file=sys.stderr)
+        return 2
+    try:
+        configs += train_configs(args, out, cache, code_fp, timing_lsf)
+    except ParameterError as exc:
+        print(f"error: training: {exc}", file=sys.stderr)
+        return 2
+    if not args.no_opus:
+        configs += opus_configs()
+
+    cells = [
+        Cell(str(f.resolve()), display_name(f, args.data), cfg, b)
+        for f in files
+        for cfg in configs
+        for b in args.bitrates
+    ]
+    log = out / CELLS
+    done = load_cells(log)
+
+    def reusable(c: Cell) -> bool:
+        row = done.get(cell_key(c.path, c.config.name, c.bitrate_kbps))
+        return (
+            row is not None
+            and row.get("fingerprint") == c.config.fingerprint
+            and not (args.retry_failed and row.get("error"))
+        )
+
+    todo = [c for c in cells if not reusable(c)]
+    n_reused = len(cells) - len(todo)
+    print(
+        f"{len(files)} files x {len(configs)} configs x {len(args.bitrates)} bitrates = "
+        f"{len(cells)} cells: {n_reused} done before, {len(todo)} to run "
+        f"on {args.jobs} process(es)",
+        file=sys.stderr,
+    )
+    t_cells = time.perf_counter()
+    run_cells(todo, log, jobs=args.jobs, progress=not args.quiet)
+    cells_s = time.perf_counter() - t_cells
+
+    done = load_cells(log)
+    rows = []
+    for c in cells:
+        row = dict(done[cell_key(c.path, c.config.name, c.bitrate_kbps)])
+        row["file"] = c.name
+        for k in (
+            "pesq_wb",
+            "psnr_db",
+            "measured_kbps",
+            "payload_kbps",
+            "encode_s",
+            "decode_s",
+            "duration_s",
+        ):
+            row[k] = _num(row.get(k))
+        rows.append(row)
+    write_per_file_csv(out / "per_file.csv", rows)
+    results = summarize(rows, configs, args.bitrates)
+    complexity = complexity_rows(configs, results, args.bitrates)
+    n_failed = sum(bool(r["error"]) for r in rows)
+    write_json(
+        out / "summary.json",
+        {
+            "command": command,
+            "codec_version": codec.__version__,
+            "codec_fingerprint": code_fp,
+            "bitrates_kbps": args.bitrates,
+            "configs": [asdict(c) for c in configs],
+            "n_files": len(files),
+            "n_cells": len(cells),
+            "n_failed": n_failed,
+            "cells_computed": len(todo),
+            "cells_reused": n_reused,
+            "cells_wall_s": cells_s,
+            "wall_s": time.perf_counter() - started,
+            "results": results,
+            "complexity": complexity,
+        },
+    )
+    plot_metric(out / "pesq_vs_bitrate.png", "pesq_wb", configs, args.bitrates, results)
+    plot_metric(out / "psnr_vs_bitrate.png", "psnr_db", configs, args.bitrates, results)
+    plot_complexity(out / "complexity.png", complexity)
+    md = results_markdown(command, configs, args.bitrates, results, complexity, len(files))
+    (out / "results.md").write_text(md)
+    print(md)
+    if n_failed:
+        print(
+            f"warning: {n_failed} of {len(cells)} cells failed (see per_file.csv)", file=sys.stderr
+        )
+    print(f"wrote {out} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

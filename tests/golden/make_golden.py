@@ -1,0 +1,41 @@
+"""Regenerate the golden vectors: ``python tests/golden/make_golden.py``.
+
+Writes, next to this script, a 1 s input cut from samples/vctk_p233_female.wav,
+its encoding at 8 and 24.4 kbit/s with the shipped default codebooks, and the
+decoded audio (float32). Run it only when a change of the codec is meant to
+change the bitstream or the decoded signal, and say so in the commit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+import codec
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+RATES = (8.0, 24.4)
+
+
+def golden_name(rate: float) -> str:
+    return f"golden_{rate:g}k".replace(".", "p")
+
+
+def main() -> None:
+    x, sr = sf.read(ROOT / "samples" / "vctk_p233_female.wav", dtype="int16")
+    cut = x[8000 : 8000 + sr]
+    sf.write(HERE / "input.wav", cut, sr, subtype="PCM_16")
+    audio, rate = sf.read(HERE / "input.wav", dtype="float64")
+    for br in RATES:
+        data = codec.encode(audio, rate, br)
+        (HERE / f"{golden_name(br)}.svq").write_bytes(data)
+        y, _ = codec.decode(data)
+        np.save(HERE / f"{golden_name(br)}_decoded.npy", y.astype(np.float32))
+        print(f"{golden_name(br)}: {len(data)} bytes")
+
+
+if __name__ == "__main__":
+    main()

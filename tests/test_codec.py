@@ -1,0 +1,109 @@
+"""End-to-end tests of the codec: encode/decode API, bitstream sizes, alignment, errors."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+
+import codec
+from codec.bitstream import unpack_file
+from codec.errors import AudioInputError, BitstreamError, ParameterError
+from codec.metrics import align, pesq_wb
+from codec.modes import BITRATES_KBPS, mode_for
+
+
+@pytest.fixture(scope="module")
+def short_speech(speech_female):
+    x, sr = speech_female
+    return x[: 2 * sr], sr
+
+
+@pytest.mark.parametrize("bitrate", BITRATES_KBPS)
+def test_round_trip_every_bitrate(short_speech, bitrate):
+    x, sr = short_speech
+    data = codec.encode(x, sr, bitrate)
+    header, frames = unpack_file(data)
+    fb = mode_for(bitrate).frame_bytes
+    assert fb == round(bitrate * 1000 * 0.02 / 8)
+    assert header.frame_bytes == fb and all(len(f) == fb for f in frames)
+    assert len(data) == 72 + header.frame_count * fb + 4  # header + frames + CRC
+    y, rate = codec.decode(data)
+    assert rate == 16000 and y.shape == x.shape
+    # time-aligned: the cross-correlation peaks at lag 0
+    _, lag = align(x, y, max_lag=320)
+    assert lag == 0
+    assert np.corrcoef(x, y)[0, 1] > 0.5
+
+
+def test_quality_increases_with_bitrate(short_speech):
+    x, sr = short_speech
+    scores = [pesq_wb(x, codec.decode(codec.encode(x, sr, b))[0], sr) for b in (8.0, 32.0)]
+    assert scores[1] > scores[0] + 0.5
+    assert scores[0] > 1.8  # far above what a broken codec scores (~1.1)
+
+
+def test_deterministic(short_speech):
+    x, sr = short_speech
+    assert codec.encode(x, sr, 13.2) == codec.encode(x, sr, 13.2)
+    data = codec.encode(x, sr, 13.2)
+    np.testing.assert_array_equal(codec.decode(data)[0], codec.decode(data)[0])
+
+
+def test_any_rate_and_channels(short_speech):
+    from codec.audio import resample
+
+    x, sr = short_speech
+    x44 = resample(x, sr, 44100)
+    stereo = np.c_[x44, x44]
+    y, rate = codec.decode(codec.encode(stereo, 44100, 16.4))
+    assert rate == 16000 and abs(y.size - x.size) <= 1
+
+
+def test_short_and_silent_input():
+    for n in (1, 100, 320, 321):
+        y, _ = codec.decode(codec.encode(np.zeros(n), 16000, 8))
+        assert y.shape == (n,) and np.all(np.isfinite(y))
+    y, _ = codec.decode(codec.encode(np.zeros(0), 16000, 8))
+    assert y.shape == (0,)
+
+
+def test_bad_parameters(short_speech):
+    x, sr = short_speech
+    with pytest.raises(ParameterError, match="supported: 8, 9.6, 13.2, 16.4, 24.4, 32"):
+        codec.encode(x, sr, 12.0)
+    with pytest.raises(AudioInputError, match="NaN"):
+        codec.encode(np.r_[x[:100], np.nan], sr, 8)
+    with pytest.raises(ParameterError):
+        codec.encode(x, sr, 8, codebook="/nonexistent/file.cb")
+
+
+def test_corrupt_streams_raise_bitstream_errors(short_speech):
+    x, sr = short_speech
+    data = codec.encode(x, sr, 13.2)
+    with pytest.raises(BitstreamError, match="CRC"):
+        codec.decode(data[:200] + bytes([data[200] ^ 0x10]) + data[201:])
+    with pytest.raises(BitstreamError, match="truncated"):
+        codec.decode(data[:-7])
+    with pytest.raises(BitstreamError, match="magic"):
+        codec.decode(b"RIFF" + data[4:])
+    with pytest.raises(BitstreamError, match="version"):
+        codec.decode(data[:4] + b"\x07" + data[5:])
+
+
+def test_unknown_codebook_hash_is_named(short_speech):
+    x, sr = short_speech
+    data = bytearray(codec.encode(x, sr, 8))
+    data[56:72] = b"\xab" * 16  # the codebook hash field
+    body = bytes(data[:-4])
+    forged = body + zlib.crc32(body).to_bytes(4, "little")
+    with pytest.raises(BitstreamError, match="unknown codebook abab"):
+        codec.decode(forged)
+
+
+def test_info(short_speech):
+    x, sr = short_speech
+    st = codec.info(codec.encode(x, sr, 24.4))
+    assert st.bitrate_kbps == 24.4 and st.frame_bytes == 61
+    assert st.sample_count == x.size and st.duration_s == pytest.approx(2.0)

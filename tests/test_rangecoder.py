@@ -1,0 +1,561 @@
+"""Tests of the range coder and its Laplacian models (codec.rangecoder)."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from codec.errors import BitstreamError, ParameterError
+from codec.rangecoder import (
+    MAX_ESCAPE_BITS,
+    MAX_TOTAL,
+    PRECISION,
+    CdfTables,
+    RangeDecoder,
+    RangeEncoder,
+    cost_bits,
+    laplace_cdf,
+    laplace_cdfs,
+    laplace_cdfs_from_index,
+    laplace_tables,
+    laplace_tables_from_index,
+    scale_from_index,
+    scale_index,
+    symbol_costs,
+)
+
+# An operation is ("s", cdf) + symbol or ("b", nbits) + value.
+Op = tuple[str, object, int]
+
+
+def _random_cdf(rng: random.Random, max_symbols: int = 40) -> list[int]:
+    n = rng.randint(1, max_symbols)
+    total = rng.choice([rng.randint(n, 200), rng.randint(n, MAX_TOTAL), 1 << rng.randint(8, 16)])
+    total = max(total, n)
+    cuts = sorted(rng.sample(range(1, total), n - 1)) if n > 1 else []
+    return [0, *cuts, total]
+
+
+def _random_ops(rng: random.Random, n_ops: int, p_bits: float = 0.2) -> list[Op]:
+    ops: list[Op] = []
+    cdfs = [_random_cdf(rng) for _ in range(5)]
+    for _ in range(n_ops):
+        if rng.random() < p_bits:
+            nb = rng.randint(0, 24)
+            ops.append(("b", nb, rng.getrandbits(nb) if nb else 0))
+        else:
+            cdf = rng.choice(cdfs)
+            # skewed symbol choice so that the streams are compressible
+            weights = np.diff(cdf)
+            s = rng.choices(range(len(cdf) - 1), weights=weights.tolist())[0]
+            ops.append(("s", cdf, s))
+    return ops
+
+
+def _encode_ops(ops: Sequence[Op]) -> RangeEncoder:
+    enc = RangeEncoder()
+    for kind, arg, val in ops:
+        if kind == "s":
+            assert isinstance(arg, list)
+            enc.encode_symbol(val, arg)
+        else:
+            assert isinstance(arg, int)
+            enc.encode_bits(val, arg)
+    return enc
+
+
+def _decode_ops(data: bytes, ops: Sequence[Op]) -> list[int]:
+    dec = RangeDecoder(data)
+    out = []
+    for kind, arg, _ in ops:
+        if kind == "s":
+            assert isinstance(arg, list)
+            out.append(dec.decode_symbol(arg))
+        else:
+            assert isinstance(arg, int)
+            out.append(dec.decode_bits(arg))
+    return out
+
+
+def _ideal_bits(ops: Sequence[Op]) -> float:
+    bits = 0.0
+    for kind, arg, val in ops:
+        if kind == "s":
+            assert isinstance(arg, list)
+            bits -= math.log2((arg[val + 1] - arg[val]) / arg[-1])
+        else:
+            assert isinstance(arg, int)
+            bits += arg
+    return bits
+
+
+def _reference_min_bytes(ops: Sequence[Op]) -> int:
+    """Shortest zero-padded byte string inside the final coding interval.
+
+    Replays the documented integer arithmetic of the coder with unbounded
+    integers (no byte output), then searches the smallest byte count whose
+    grid has a point in ``[L, L + R)``.
+    """
+    top, bot = 1 << PRECISION, 1 << (PRECISION - 8)
+    low, rng, shifts = 0, top, 0
+
+    def step(r: int, cum: int, freq: int) -> None:
+        nonlocal low, rng, shifts
+        low += r * cum
+        rng = r * freq
+        while rng <= bot:
+            low <<= 8
+            rng <<= 8
+            shifts += 1
+
+    for kind, arg, val in ops:
+        if kind == "s":
+            assert isinstance(arg, list)
+            step(rng // arg[-1], arg[val], arg[val + 1] - arg[val])
+        else:
+            assert isinstance(arg, int)
+            nbits = arg
+            while nbits > 0:
+                nb = min(nbits, 16)
+                nbits -= nb
+                step(rng >> nb, (val >> nbits) & ((1 << nb) - 1), 1)
+    total_bits = PRECISION + 8 * shifts  # L = low / 2**total_bits
+    m = 0
+    while True:
+        unit = total_bits - 8 * m
+        if unit <= 0:
+            return m
+        v = -(-low >> unit) << unit
+        if v < low + rng:
+            return m
+        m += 1
+
+
+# ---------------------------------------------------------------- round trips
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n_ops=st.integers(0, 120), pad=st.integers(0, 12))
+def test_roundtrip_random_streams(seed: int, n_ops: int, pad: int) -> None:
+    ops = _random_ops(random.Random(seed), n_ops)
+    enc = _encode_ops(ops)
+    data = enc.finish()
+    expected = [v for _, _, v in ops]
+    assert _decode_ops(data, ops) == expected
+    # zero padding (the packer pads frames to B bytes) decodes identically
+    assert _decode_ops(data + bytes(pad), ops) == expected
+    # exact, shortest termination
+    assert len(data) == _reference_min_bytes(ops)
+    assert not data or data[-1] != 0
+    assert len(data) <= math.ceil(_ideal_bits(ops) / 8) + 2
+
+
+def test_roundtrip_big_seeded() -> None:
+    rng = random.Random(1234)
+    ops = _random_ops(rng, 20000, p_bits=0.1)
+    enc = _encode_ops(ops)
+    data = enc.finish()
+    assert _decode_ops(data, ops) == [v for _, _, v in ops]
+    ideal = _ideal_bits(ops)
+    assert len(data) <= math.ceil(ideal / 8) + 2
+    assert len(data) <= math.ceil(ideal / 8) + 1  # what the design guarantees (+ ~1e-9 bit/op)
+
+
+def test_raw_bits_roundtrip_and_size() -> None:
+    rng = random.Random(5)
+    fields = [(nb, rng.getrandbits(nb)) for nb in [rng.randint(1, 40) for _ in range(3000)]]
+    enc = RangeEncoder()
+    for nb, v in fields:
+        enc.encode_bits(v, nb)
+    data = enc.finish()
+    dec = RangeDecoder(data)
+    assert [dec.decode_bits(nb) for nb, _ in fields] == [v for _, v in fields]
+    assert len(data) <= math.ceil(sum(nb for nb, _ in fields) / 8) + 1
+
+
+def test_encode_decode_freq_interface() -> None:
+    rng = random.Random(7)
+    items = []
+    enc = RangeEncoder()
+    for _ in range(2000):
+        total = rng.randint(1, MAX_TOTAL)
+        cum = rng.randrange(total)
+        freq = rng.randint(1, total - cum)
+        enc.encode(cum, freq, total)
+        items.append((cum, freq, total))
+    dec = RangeDecoder(enc.finish())
+    for cum, freq, total in items:
+        t = dec.decode_freq(total)
+        assert cum <= t < cum + freq
+        dec.advance(cum, freq, total)
+
+
+def test_empty_and_trivial_streams() -> None:
+    assert RangeEncoder().finish() == b""
+    enc = RangeEncoder()
+    for _ in range(1000):
+        enc.encode_symbol(0, [0, 30000, 32768])  # most probable first symbol
+        enc.encode(0, 1, 1)  # zero-information symbol
+    data = enc.finish()
+    assert len(data) <= math.ceil(1000 * -math.log2(30000 / 32768) / 8) + 1
+    dec = RangeDecoder(data)
+    for _ in range(1000):
+        assert dec.decode_symbol([0, 30000, 32768]) == 0
+        assert dec.decode_freq(1) == 0
+        dec.advance(0, 1, 1)
+
+
+def test_all_first_symbols_compress_to_nothing() -> None:
+    # the code value 0.000... is inside the interval: every byte is 0, all stripped
+    enc = RangeEncoder()
+    for _ in range(500):
+        enc.encode_symbol(0, [0, 1, 2])
+    assert enc.finish() == b""
+    dec = RangeDecoder(b"")
+    assert [dec.decode_symbol([0, 1, 2]) for _ in range(500)] == [0] * 500
+    assert dec.tell() == enc.tell() == 500
+
+
+def test_carry_propagation_through_long_ff_runs() -> None:
+    # last symbols push the code towards 0xffff..., then a carry ripples back
+    rng = random.Random(3)
+    for trial in range(30):
+        ops: list[Op] = []
+        cdf = [0, 1, 65535, 65536]
+        for _ in range(rng.randint(10, 400)):
+            ops.append(("s", cdf, 2 if rng.random() < 0.97 else 1))
+        for _ in range(rng.randint(0, 20)):
+            ops.append(("s", cdf, rng.choice([0, 1, 2])))
+        if trial % 2:
+            ops.append(("b", 16, 0xFFFF))
+        enc = _encode_ops(ops)
+        data = enc.finish()
+        assert _decode_ops(data, ops) == [v for _, _, v in ops]
+        assert _decode_ops(data + bytes(9), ops) == [v for _, _, v in ops]
+        assert len(data) == _reference_min_bytes(ops)
+
+
+def test_finish_is_a_snapshot() -> None:
+    rng = random.Random(11)
+    ops = _random_ops(rng, 300)
+    enc = RangeEncoder()
+    for i, (kind, arg, val) in enumerate(ops):
+        if kind == "s":
+            assert isinstance(arg, list)
+            enc.encode_symbol(val, arg)
+        else:
+            assert isinstance(arg, int)
+            enc.encode_bits(val, arg)
+        if i % 37 == 0:
+            part = enc.finish()
+            assert enc.finish() == part
+            assert _decode_ops(part, ops[: i + 1]) == [v for _, _, v in ops[: i + 1]]
+    assert _decode_ops(enc.finish(), ops) == [v for _, _, v in ops]
+
+
+# ---------------------------------------------------------------- tell
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_tell_is_an_upper_bound_and_in_sync(seed: int) -> None:
+    ops = _random_ops(random.Random(seed), 80)
+    enc = RangeEncoder()
+    tells: list[int] = []
+    ideal = 0.0
+    for kind, arg, val in ops:
+        if kind == "s":
+            assert isinstance(arg, list)
+            enc.encode_symbol(val, arg)
+        else:
+            assert isinstance(arg, int)
+            enc.encode_bits(val, arg)
+        ideal += _ideal_bits([(kind, arg, val)])
+        t = enc.tell()
+        assert len(enc.finish()) <= math.ceil(t / 8)
+        assert t - 1 - 1e-9 < enc.bits_used() <= t + 1e-9
+        assert enc.bits_used() >= ideal - 1e-6
+        assert enc.bits_used() <= ideal + 1e-6 + 1e-9 * len(tells)
+        tells.append(t)
+    dec = RangeDecoder(enc.finish())
+    for (kind, arg, _), t in zip(ops, tells, strict=True):
+        if kind == "s":
+            assert isinstance(arg, list)
+            dec.decode_symbol(arg)
+        else:
+            assert isinstance(arg, int)
+            dec.decode_bits(arg)
+        assert dec.tell() == t
+        assert t - 1 - 1e-9 < dec.bits_used() <= t + 1e-9
+
+
+def test_tell_fits_budget() -> None:
+    # the rate-control rule: stop when tell() would exceed 8*B bits
+    rng = random.Random(9)
+    budget = 40
+    cdf = laplace_cdf(3.0, 15).tolist()
+    enc = RangeEncoder()
+    coded: list[int] = []
+    while True:
+        trial = enc.copy()
+        s = rng.randrange(31)
+        trial.encode_symbol(s, cdf)
+        if trial.tell() > 8 * budget:
+            break
+        enc, coded = trial, [*coded, s]
+    data = enc.finish()
+    assert len(data) <= budget
+    frame = data + bytes(budget - len(data))
+    dec = RangeDecoder(frame)
+    assert [dec.decode_symbol(cdf) for _ in coded] == coded
+    assert dec.tell() <= 8 * budget
+
+
+# ---------------------------------------------------------------- batch API
+
+
+def test_encode_values_laplace_roundtrip_and_cost() -> None:
+    rng = np.random.default_rng(42)
+    n, m = 320 * 40, 15
+    scales = np.exp(rng.uniform(np.log(0.05), np.log(40.0), n))
+    q = np.round(rng.laplace(0.0, scales)).astype(np.int64)
+    q[::97] *= 1000  # force long escapes
+    q[5] = m + (1 << (MAX_ESCAPE_BITS + 1)) - 1  # largest codable magnitude
+    q[6] = -q[5]
+    cdfs = laplace_cdfs(scales, m)
+    tables = laplace_tables(scales, m)
+    assert np.array_equal(tables.to_array(), cdfs)
+    enc = RangeEncoder()
+    enc.encode_values(q, tables)
+    data = enc.finish()
+    enc2 = RangeEncoder()
+    enc2.encode_values(q.tolist(), cdfs)  # array tables, list values: same stream
+    assert enc2.finish() == data
+    dec = RangeDecoder(data + bytes(3))
+    assert dec.decode_values(tables) == q.tolist()
+    assert RangeDecoder(data).decode_values(cdfs) == q.tolist()
+    ideal = cost_bits(q, cdfs)
+    assert ideal == pytest.approx(enc.bits_used(), abs=1e-3)
+    assert 8 * len(data) < ideal + 8
+    costs = symbol_costs(np.stack([q, np.zeros_like(q)]), cdfs)
+    assert costs.shape == (2, n)
+    assert costs[0].sum() == pytest.approx(ideal)
+    assert cost_bits(q, tables) == pytest.approx(ideal)
+
+
+def test_encode_symbols_matches_single_calls() -> None:
+    rng = random.Random(21)
+    rows = [_random_cdf(rng, 12) for _ in range(7)]
+    width = max(len(r) for r in rows)
+    rows = [r for r in rows if len(r) == width] or rows[:1]
+    tables = [rows[rng.randrange(len(rows))] for _ in range(500)]
+    syms = [rng.randrange(len(t) - 1) for t in tables]
+    single = RangeEncoder()
+    for s, t in zip(syms, tables, strict=True):
+        single.encode_symbol(s, np.asarray(t))  # ndarray path
+    batch = RangeEncoder()
+    batch.encode_symbols(np.asarray(syms), CdfTables(tables))
+    assert batch.finish() == single.finish()
+    dec = RangeDecoder(batch.finish())
+    assert dec.decode_symbols(tables) == syms
+    dec2 = RangeDecoder(batch.finish())
+    assert [dec2.decode_symbol(np.asarray(t)) for t in tables] == syms
+
+
+def test_batch_errors_leave_encoder_unchanged() -> None:
+    tables = laplace_tables(np.ones(3), 2)
+    enc = RangeEncoder()
+    enc.encode_bits(5, 3)
+    before = enc.finish(), enc.tell()
+    with pytest.raises(ParameterError):
+        enc.encode_values([0, 1, 2 + (1 << (MAX_ESCAPE_BITS + 1))], tables)
+    with pytest.raises(ParameterError):
+        enc.encode_symbols([0, 6, 0], tables)
+    with pytest.raises(ParameterError):
+        enc.encode_values([0, 1], tables)  # length mismatch
+    with pytest.raises(ParameterError):
+        enc.encode_values([0.5, 1, 2], tables)  # type: ignore[list-item]
+    assert (enc.finish(), enc.tell()) == before
+
+
+# ---------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("cum", "freq", "total"),
+    [(0, 0, 10), (-1, 2, 10), (5, 6, 10), (0, 1, MAX_TOTAL + 1), (0, 1, 0)],
+)
+def test_invalid_intervals(cum: int, freq: int, total: int) -> None:
+    with pytest.raises(ParameterError):
+        RangeEncoder().encode(cum, freq, total)
+    dec = RangeDecoder(b"\x12\x34")
+    with pytest.raises(ParameterError):
+        dec.advance(cum, freq, total)
+
+
+def test_argument_errors() -> None:
+    enc = RangeEncoder()
+    with pytest.raises(ParameterError):
+        enc.encode_symbol(3, [0, 1, 2])
+    with pytest.raises(ParameterError):
+        enc.encode_symbol(0, [0, 0, 2])  # zero frequency
+    with pytest.raises(ParameterError):
+        enc.encode_bits(8, 3)
+    with pytest.raises(ParameterError):
+        enc.encode_bits(0, -1)
+    with pytest.raises(ParameterError):
+        enc.encode(1.5, 1, 4)  # type: ignore[arg-type]
+    with pytest.raises(ParameterError):
+        CdfTables([[0, 2, 1]])
+    with pytest.raises(ParameterError):
+        CdfTables([[1, 2, 3]])
+    with pytest.raises(ParameterError):
+        CdfTables(np.array([[0, 5, 3]], dtype=np.uint16))
+    with pytest.raises(ParameterError):
+        CdfTables([[0, 1, MAX_TOTAL + 1]])
+    with pytest.raises(ParameterError):
+        CdfTables([[0, 1], [0, 1, 2]])
+    with pytest.raises(ParameterError):
+        CdfTables(np.array([[0.0, 1.0]]))
+    dec = RangeDecoder(b"\x80")
+    with pytest.raises(ParameterError):
+        dec.decode_symbol([0, np.int64(5), np.int64(8)])  # numpy scalars could overflow
+    with pytest.raises(ParameterError):
+        dec.decode_symbol([1, 5, 8])
+    with pytest.raises(ParameterError):
+        dec.decode_freq(0)
+    dec = RangeDecoder(b"\x80")
+    t = dec.decode_freq(4)
+    with pytest.raises(ParameterError):
+        dec.advance((t + 1) % 4, 1, 4)  # interval does not contain the target
+    with pytest.raises(BitstreamError):
+        RangeDecoder("not bytes")  # type: ignore[arg-type]
+    with pytest.raises(ParameterError):
+        laplace_cdf(0.0, 5)
+    with pytest.raises(ParameterError):
+        laplace_cdf(float("nan"), 5)
+    with pytest.raises(ParameterError):
+        laplace_cdf(1.0, 5000)
+    with pytest.raises(ParameterError):
+        laplace_cdfs_from_index([0, 999], 5)
+
+
+_GARBAGE_CDFS = laplace_cdfs(np.geomspace(0.05, 60.0, 64), 4)
+_GARBAGE_TABLES = laplace_tables_from_index(scale_index(np.geomspace(0.05, 60.0, 64)), 4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=64), seed=st.integers(0, 2**16))
+def test_garbage_input_only_raises_bitstream_error(data: bytes, seed: int) -> None:
+    rng = random.Random(seed)
+    dec = RangeDecoder(data)
+    try:
+        for _ in range(120):
+            op = rng.randrange(5)
+            if op == 0:
+                dec.decode_bits(rng.randint(0, 20))
+            elif op == 1:
+                cdf = _random_cdf(rng)
+                dec.decode_symbol(cdf)
+            elif op == 2:
+                total = rng.randint(1, MAX_TOTAL)
+                t = dec.decode_freq(total)
+                dec.advance(t, 1, total)
+            elif op == 3:
+                vals = dec.decode_values(_GARBAGE_TABLES)
+                assert len(vals) == 64
+            else:
+                assert len(dec.decode_symbols(_GARBAGE_CDFS)) == 64
+            assert dec.tell() >= 0
+    except BitstreamError:
+        pass
+
+
+def test_long_escape_prefix_raises() -> None:
+    # a run of 0xff bytes decodes, with a table where the escape is likely,
+    # to an escape followed by an endless unary prefix
+    tables = laplace_tables([1000.0], 0)
+    with pytest.raises(BitstreamError):
+        RangeDecoder(b"\xff" * 16).decode_values(tables)
+
+
+def test_truncated_streams_never_crash() -> None:
+    rng = np.random.default_rng(8)
+    scales = rng.uniform(0.2, 30.0, 640)
+    q = np.round(rng.laplace(0.0, scales)).astype(np.int64)
+    tables = laplace_tables(scales, 7)
+    enc = RangeEncoder()
+    enc.encode_values(q, tables)
+    data = enc.finish()
+    for cut in range(0, len(data), max(1, len(data) // 25)):
+        try:
+            out = RangeDecoder(data[:cut]).decode_values(tables)
+            assert len(out) == len(q)
+        except BitstreamError:
+            pass
+
+
+# ---------------------------------------------------------------- models
+
+
+@pytest.mark.parametrize("max_abs", [0, 1, 7, 15, 40])
+@pytest.mark.parametrize("total_bits", [12, 15, 16])
+def test_laplace_cdf_properties(max_abs: int, total_bits: int) -> None:
+    if 4 * (2 * max_abs + 2) > (1 << total_bits):
+        pytest.skip("alphabet too large for the total")
+    scales = np.geomspace(1e-3, 1e4, 300)
+    cdfs = laplace_cdfs(scales, max_abs, total_bits)
+    assert cdfs.shape == (300, 2 * max_abs + 3)
+    assert cdfs.dtype == np.int64
+    assert np.all(cdfs[:, 0] == 0)
+    assert np.all(cdfs[:, -1] == 1 << total_bits)
+    assert np.all(np.diff(cdfs, axis=1) >= 1)
+    # vectorised == scalar
+    for i in (0, 77, 299):
+        assert np.array_equal(laplace_cdf(float(scales[i]), max_abs, total_bits), cdfs[i])
+    # symmetric in the sign of the value
+    freq = np.diff(cdfs, axis=1)[:, : 2 * max_abs + 1]
+    assert np.array_equal(freq, freq[:, ::-1])
+
+
+def test_laplace_cdf_matches_model() -> None:
+    m, bits = 15, 15
+    idx = np.arange(0, 129, 4)
+    b = scale_from_index(idx)
+    cdfs = laplace_cdfs_from_index(idx, m, bits)
+    p = np.diff(cdfs, axis=1) / float(1 << bits)
+    k = np.arange(-m, m + 1)
+    rho = np.exp(-1.0 / (2.0 * b))[:, None]
+    cells = 0.5 * (rho ** (2 * np.abs(k) - 1) - rho ** (2 * np.abs(k) + 1))
+    model = np.where(k == 0, 1.0 - rho, cells)
+    model = np.concatenate([model, rho ** (2 * m + 1)], axis=1)
+    assert np.max(np.abs(p - model)) < 2.0 * (2 * m + 2) / (1 << bits)
+
+
+def test_scale_grid() -> None:
+    idx = np.arange(129)
+    assert np.array_equal(scale_index(scale_from_index(idx)), idx)
+    assert scale_index(1e-9) == 0
+    assert scale_index(np.inf) == 128
+    assert laplace_cdfs([1.0, 2.0], 3).shape == (2, 9)
+    assert laplace_cdfs(np.ones((4, 5)), 3).shape == (4, 5, 9)
+    assert len(laplace_tables_from_index(np.array([], dtype=np.int64), 3)) == 0
+
+
+def test_laplace_tables_are_bit_exact() -> None:
+    # Golden digest: the tables are part of the bitstream format and are
+    # built with integer arithmetic only, so they must never change.
+    digest = hashlib.sha256()
+    for m, bits in [(15, 15), (4, 12), (40, 16)]:
+        digest.update(laplace_cdfs_from_index(np.arange(129), m, bits).astype("<i8").tobytes())
+    assert digest.hexdigest() == GOLDEN_TABLE_DIGEST
+
+
+GOLDEN_TABLE_DIGEST = "08cb9df4a2b64f551afb7372807d3b1df3a8f77a69fad06a645a5b2ce7e2f642"

@@ -111,6 +111,51 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from codec.analysis import lsf_to_lpc, lsf_weights, sd_summary, spectral_distortion
+    from codec.envelope import EnvelopeCoder
+    from codec.features import collection_features
+    from codec.quantizers import train_quantizer
+
+    _check_output(args.out, "-", args.force)
+    src = Path(args.data)
+    if src.suffix == ".npy" and src.is_file():
+        lsf = np.load(src, allow_pickle=False)
+        if lsf.ndim != 2 or lsf.shape[1] != 16 or not np.all(np.isfinite(lsf)):
+            raise ParameterError(f"{src}: expected a finite (n, 16) LSF matrix")
+    else:
+        lsf = collection_features(src, split=args.split, progress=not args.quiet).lsf
+    options: dict[str, object] = {"progress": not args.quiet}
+    if args.beam is not None:
+        options["beam"] = args.beam
+    q = train_quantizer(
+        lsf,
+        variant=args.variant,
+        stages=args.stages,
+        bits=args.bits,
+        method=args.method,
+        weights=lsf_weights(lsf),
+        seed=args.seed,
+        **options,
+    )
+    tmp = Path(args.out).with_name(f".{Path(args.out).name}.partial")
+    try:
+        q.save(tmp)
+        atomic_write(args.out, tmp.read_bytes())
+    finally:
+        tmp.unlink(missing_ok=True)
+    env = EnvelopeCoder(q, Path(args.out).stem)
+    sd = spectral_distortion(lsf_to_lpc(lsf), lsf_to_lpc(env.decode(env.encode(lsf))))
+    s = sd_summary(sd)
+    print(
+        f"{args.out}: {q.bits} bits ({args.variant}, {args.stages} x {args.bits}, "
+        f"{args.method}), hash {q.content_hash[:16]}; training-set SD "
+        f"{s['mean_sd_db']:.2f} dB, {s['pct_2_4_db']:.1f} % in 2-4 dB, "
+        f"{s['pct_over_4_db']:.2f} % > 4 dB"
+    )
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     import dataclasses
     import json
@@ -172,6 +217,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--codebook", help="codebook file, if the stream uses one not shipped")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(func=_cmd_decode)
+
+    p = sub.add_parser(
+        "train",
+        help="train an envelope codebook",
+        description="Train an LSF envelope quantizer on a folder/manifest of audio or an "
+        "(n, 16) LSF .npy matrix (from svq features --out). The .cb file holds the "
+        "codebooks, the trained LSF mean and the config, with a content hash.",
+    )
+    p.add_argument("--data", required=True, help="audio folder, manifest .csv, or LSF .npy")
+    p.add_argument("--split", help="manifest split to use (e.g. train)")
+    p.add_argument("--variant", choices=["avq", "rvq", "pvq", "vq"], default="avq")
+    p.add_argument("--stages", type=int, default=4, help="codebooks M (1 for vq)")
+    p.add_argument("--bits", type=int, default=4, help="bits per codebook")
+    p.add_argument("--method", choices=["kmeans", "ste", "nsvq"], default="nsvq")
+    p.add_argument("--beam", type=int, help="search width (AVQ beam, RVQ M-best)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output codebook file (.cb)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("info", help="show the header of a .svq file")
     p.add_argument("input", help=".svq file, or - for stdin")

@@ -36,12 +36,12 @@ class Mode:
 MODES: dict[float, Mode] = {
     m.bitrate_kbps: m
     for m in (
-        Mode(8.0, "rvq-4x6", 0.4),
-        Mode(9.6, "rvq-4x6", 0.4),
-        Mode(13.2, "rvq-4x6", 0.4),
-        Mode(16.4, "rvq-4x6", 0.2),
-        Mode(24.4, "rvq-4x6", 0.1),
-        Mode(32.0, "rvq-4x6", 0.0),
+        Mode(8.0, "avq-4x6", 0.4),
+        Mode(9.6, "avq-4x6", 0.4),
+        Mode(13.2, "avq-4x6", 0.4),
+        Mode(16.4, "avq-4x6", 0.2),
+        Mode(24.4, "avq-4x6", 0.1),
+        Mode(32.0, "avq-4x6", 0.0),
     )
 }
 BITRATES_KBPS: tuple[float, ...] = tuple(MODES)

@@ -40,6 +40,8 @@ __all__ = ["encode", "decode", "info", "StreamInfo"]
 
 FloatArray = npt.NDArray[np.float64]
 _RESIDUAL_CODERS = {TCX.coder_id: TCX}
+# shipped codebook used by `--envelope VARIANT` (plain VQ cannot afford 24 bits)
+VARIANT_CODEBOOKS = {"avq": "avq-4x6", "rvq": "rvq-4x6", "pvq": "pvq-4x6", "vq": "vq-1x12"}
 PITCH_MIN_CORR = 0.7  # frames less periodic than this are not comb-filtered
 
 
@@ -58,8 +60,9 @@ def _envelope_for(
         return env
     name = mode_for(bitrate_kbps).default_envelope
     if envelope is not None and envelope != name.split("-")[0]:
-        variant, _, shape = name.partition("-")
-        name = f"{envelope}-{shape}" if envelope != "vq" else "vq-1x16"
+        name = VARIANT_CODEBOOKS.get(envelope, "")
+        if not name:
+            raise ParameterError(f"unknown envelope {envelope!r} (avq, rvq, pvq or vq)")
     return load_envelope(name)
 
 

@@ -97,3 +97,9 @@ def test_format_doc_is_generated_from_the_table():
         [sys.executable, "-m", "codec.bitstream"], capture_output=True, text=True, check=True
     )
     assert res.stdout == doc
+
+
+def test_frame_doc_is_generated_from_the_code():
+    from codec.tcx import frame_layout_markdown
+
+    assert (ROOT / "docs" / "FRAME.md").read_text() == frame_layout_markdown()

@@ -80,3 +80,21 @@ def test_stdin_stdout_pipes(tmp_path):
     y, rate = sf.read(path)
     assert rate == 16000 and y.size == sf.info(SAMPLE).frames
     assert np.abs(y).max() > 0.01
+
+
+def test_train_then_encode_with_own_codebook(tmp_path, capsys):
+    feats = tmp_path / "f.npy"
+    samples = SAMPLE.parent
+    assert main(["features", str(samples), "--out", str(feats), "-q"]) == 0
+    cb = tmp_path / "my.cb"
+    args = ["train", "--data", str(feats), "--variant", "rvq", "--stages", "2", "--bits", "4"]
+    assert main([*args, "--method", "kmeans", "--out", str(cb), "-q"]) == 0
+    assert "training-set SD" in capsys.readouterr().out
+    assert main([*args, "--method", "kmeans", "--out", str(cb), "-q"]) == 2  # exists
+    svq = tmp_path / "a.svq"
+    assert main(["encode", str(SAMPLE), str(svq), "--codebook", str(cb), "-q"]) == 0
+    wav = tmp_path / "a.wav"
+    assert main(["decode", str(svq), str(wav)]) == 2  # codebook not shipped: named error
+    assert "unknown codebook" in capsys.readouterr().err and not wav.exists()
+    assert main(["decode", str(svq), str(wav), "--codebook", str(cb)]) == 0
+    assert sf.info(wav).frames == sf.info(SAMPLE).frames

@@ -107,3 +107,14 @@ def test_info(short_speech):
     st = codec.info(codec.encode(x, sr, 24.4))
     assert st.bitrate_kbps == 24.4 and st.frame_bytes == 61
     assert st.sample_count == x.size and st.duration_s == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("variant", ["avq", "rvq", "pvq", "vq"])
+def test_every_envelope_variant_and_paper_setting(short_speech, variant):
+    x, sr = short_speech
+    y, _ = codec.decode(codec.encode(x, sr, 9.6, envelope=variant))
+    assert y.shape == x.shape
+    if variant != "vq":  # the paper's 16-bit, 4-codebook setting, shipped by name
+        data = codec.encode(x, sr, 9.6, codebook=f"{variant}-4x4")
+        assert codec.info(data).envelope_id == f"{variant}-4x4"
+        assert codec.decode(data)[0].shape == x.shape

@@ -1,7 +1,7 @@
 """MSE of AVQ, RVQ and PVQ on 64-dimensional synthetic data (the reference paper's Figure 2).
 
 ``python -m recipes.synthetic_vq [--out DIR] [--bits 12,16,...,40] [--methods kmeans,ste,nsvq]
-[--grad-max-bits 16] [--n N] [--n-test N] [--quick]``
+[--grad-bits 12,16,20,24] [--n N] [--n-test N] [--quick]``
 
 The data experiment of Vali & Bäckström (ICASSP 2023, Figure 2): ``M = 4``
 codebooks of 3..10 bits (12..40 bits per vector) on 64-dimensional correlated
@@ -33,22 +33,25 @@ MSE
     the shape (AVQ <= RVQ << PVQ on correlated data; PVQ as good as the others
     on uncorrelated data) should be compared.
 
-Budget (default run, measured on 2 shared cores: see the report)
-    * k-means (LBG) for every bit budget; Lloyd iterations 20 (K <= 128) or
-      10 (K >= 256), joint RVQ/AVQ refinement on random subsets of 4096
-      vectors (4 rounds, then 1 full-data round), AVQ refinement searched with
-      beam 2 (the encoder uses beam 8).
-    * AVQ k-means with K >= 256 codewords: the library's joint least-squares
-      update solves one ``(MK x MK)`` system per output dimension (64 of them),
-      about 10 s per update at K = 256 and 2.1 / 8.6 GB of memory at K = 512 /
-      1024; so K = 256 gets 2 subset rounds and no full-data round, and
-      K >= 512 (36 and 40 bits) gets no joint update at all: its codebooks are
-      the greedy residual k-means ones, searched with the AVQ beam search.
-      Rows carry a ``note`` saying so.
-    * STE and NSVQ only up to ``--grad-max-bits`` (default 16, i.e. 12 and 16
-      bits; their AVQ training runs the beam search on every minibatch),
-      ``--steps`` Adam steps (300) of 1024 vectors, AVQ assignments searched
-      with beam 2 during training.
+Training data and budget (default run; wall times in the report)
+    * Each cell trains on the first ``max(--n, --per-codeword * K)`` vectors of
+      one seeded draw: 16384 for K <= 256, 32768 at 36 bits (K = 512) and 65536
+      at 40 bits (K = 1024), i.e. at least 64 vectors per codeword.  With fewer
+      the large codebooks overfit: the test MSE stops falling while the
+      training MSE keeps falling.
+    * k-means (LBG) for every bit budget: Lloyd iterations 20 (K <= 32) or 10,
+      k-means++ seeding on 4096 vectors, joint RVQ/AVQ refinement on random
+      subsets of 4096 vectors (4 rounds; RVQ then 1 full-data round), AVQ
+      refinement searched with beam 2 (the encoder uses beam 8).
+    * AVQ k-means with K >= 512 codewords (36 and 40 bits): the library's joint
+      least-squares update solves one ``(MK x MK)`` system per output dimension
+      (64 of them) and would need 2.1 / 8.6 GB at K = 512 / 1024; those AVQ rows
+      use the RVQ k-means codebooks of the same budget, searched with the AVQ
+      beam search, and carry a ``note`` saying so.
+    * STE and NSVQ at ``--grad-bits`` (default 12, 16, 20, 24), ``--steps``
+      Adam steps (300) of 1024 vectors, AVQ assignments searched with beam 2
+      during training (their AVQ training runs a beam search on every batch).
+    * ``train_mse`` is measured on the first ``--n-test`` training vectors.
 
 Outputs in ``--out`` (default ``out/synthetic_vq``)
     ``results.json``    ``{"settings": ..., "rows": [...]}``; rows have ``data,
@@ -74,7 +77,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from codec.quantizers import train_quantizer
+from codec.quantizers import AVQ, Quantizer, train_quantizer
 from recipes._common import REPO_ROOT, markdown_table, parse_names, settings_hash, write_json
 
 __all__ = [
@@ -109,10 +112,19 @@ VERSION = 1
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything that determines one result row except the cell itself."""
+    """Everything that determines one result row except the cell itself.
+
+    A cell with ``K`` codewords per codebook trains on the first
+    ``max(n_train, per_codeword * K)`` vectors of the training draw.
+    """
+
+    def n_cell(self, bits_per_stage: int) -> int:
+        """Training vectors of a cell."""
+        return max(self.n_train, self.per_codeword << bits_per_stage)
 
     n_train: int
     n_test: int
+    per_codeword: int
     seed: int
     steps: int
     batch_size: int
@@ -158,7 +170,8 @@ def train_options(
     Returns
     -------
     options : dict
-        Keyword options for :func:`codec.quantizers.train_quantizer`.
+        Keyword options for :func:`codec.quantizers.train_quantizer`; for an
+        AVQ cell that borrows the RVQ codebooks (:func:`borrows_rvq`) the RVQ's.
     note : str
         Empty unless the cell deviates from the variant's full training.
     """
@@ -168,20 +181,24 @@ def train_options(
         if variant == "avq":
             opts["train_beam"] = 2
         return opts, ""
-    opts = {"iters": 20 if k <= 128 else 10}
+    opts = {"iters": 20 if k <= 32 else 10, "init_sample": 4096}
     if variant == "pvq":
         return opts, ""
     opts.update(refine_iters=4, refine_sample=4096, final_iters=1)
     note = ""
-    if variant == "avq":
-        opts["train_beam"] = 2
-        if k >= 512:
-            opts.update(refine_iters=0, final_iters=0)
-            note = "no joint LS update (K >= 512): residual k-means codebooks, beam search"
-        elif k >= 256:
-            opts.update(refine_iters=2, final_iters=0)
-            note = "2 subset LS rounds only (K = 256)"
+    if borrows_rvq(variant, method, bits_per_stage):
+        note = (
+            "AVQ with K >= 512: the RVQ k-means codebooks of the same budget, "
+            "searched with the AVQ beam search (no joint LS update)"
+        )
+    elif variant == "avq":
+        opts.update(train_beam=2, final_iters=0)
     return opts, note
+
+
+def borrows_rvq(variant: str, method: str, bits_per_stage: int) -> bool:
+    """AVQ k-means cells whose joint LS update is too costly (K >= 512) use RVQ codebooks."""
+    return variant == "avq" and method == "kmeans" and bits_per_stage >= 9
 
 
 def _mse(x: FloatArray, y: FloatArray) -> float:
@@ -196,22 +213,37 @@ def run_cell(
     x_train: FloatArray,
     x_test: FloatArray,
     settings: Settings,
+    memo: dict[tuple[str, str, str, int], tuple[Quantizer, float]] | None = None,
 ) -> dict[str, Any]:
-    """Train one quantizer and score it; returns a result row."""
+    """Train one quantizer (or take it from ``memo``) and score it; returns a result row.
+
+    The training MSE is measured on the first ``n_test`` training vectors.
+    """
+    memo = {} if memo is None else memo
     bps = bits // STAGES
-    opts, note = train_options(variant, method, bps, settings)
-    t0 = time.perf_counter()
-    q = train_quantizer(
-        x_train,
-        variant=variant,
-        stages=STAGES,
-        bits=bps,
-        method=method,
-        seed=settings.seed,
-        progress=False,
-        **opts,
-    )
-    train_s = time.perf_counter() - t0
+    _, note = train_options(variant, method, bps, settings)
+    borrow = borrows_rvq(variant, method, bps)
+    base = "rvq" if borrow else variant
+    key = (data, base, method, bits)
+    if key not in memo:
+        opts, _ = train_options(base, method, bps, settings)
+        t0 = time.perf_counter()
+        q = train_quantizer(
+            x_train,
+            variant=base,
+            stages=STAGES,
+            bits=bps,
+            method=method,
+            seed=settings.seed,
+            progress=False,
+            **opts,
+        )
+        memo[key] = (q, time.perf_counter() - t0)
+    q, train_s = memo[key]
+    if borrow:
+        q = AVQ(q.codebooks, q.mean, method=method, seed=settings.seed)
+    x_fit = x_train[: settings.n_test]
+    n_cell = x_train.shape[0]
     return {
         "data": data,
         "variant": variant,
@@ -220,15 +252,16 @@ def run_cell(
         "stages": STAGES,
         "bits_per_stage": bps,
         "mse": _mse(x_test, q.decode(q.encode(x_test))),
-        "train_mse": _mse(x_train, q.decode(q.encode(x_train))),
+        "train_mse": _mse(x_fit, q.decode(q.encode(x_fit))),
         "train_s": round(train_s, 2),
+        "n_train": int(n_cell),
         "note": note,
     }
 
 
 def _row_key(settings: Settings, data: str, variant: str, method: str, bits: int) -> str:
-    opts, _ = train_options(variant, method, bits // STAGES, settings)
-    cell = [VERSION, asdict(settings), data, variant, method, bits, opts]
+    opts, note = train_options(variant, method, bits // STAGES, settings)
+    cell = [VERSION, asdict(settings), data, variant, method, bits, opts, note]
     return settings_hash(cell)
 
 
@@ -362,12 +395,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", default="avq,rvq,pvq", help="quantizer variants (%(default)s)")
     p.add_argument("--data", default="correlated,uncorrelated", help="data sets (%(default)s)")
     p.add_argument(
-        "--grad-max-bits",
-        type=int,
-        default=16,
-        help="train STE/NSVQ only up to this many bits (default %(default)s)",
+        "--grad-bits",
+        type=_ints,
+        default=[12, 16, 20, 24],
+        help="bit budgets at which STE/NSVQ are trained (default 12,16,20,24)",
     )
     p.add_argument("--n", type=int, default=16384, help="training vectors (%(default)s)")
+    p.add_argument(
+        "--per-codeword",
+        type=int,
+        default=64,
+        help="at least this many training vectors per codeword of a codebook (%(default)s)",
+    )
     p.add_argument("--n-test", type=int, default=4096, help="test vectors (%(default)s)")
     p.add_argument("--steps", type=int, default=300, help="STE/NSVQ Adam steps (%(default)s)")
     p.add_argument("--batch-size", type=int, default=1024, help="STE/NSVQ batch (%(default)s)")
@@ -388,9 +427,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     variants = parse_names(args.variants)
     datasets = parse_names(args.data)
     bits = args.bits if args.bits is not None else list(DEFAULT_BITS)
-    n_train, n_test, steps = args.n, args.n_test, args.steps
+    n_train, n_test, steps, per_cw = args.n, args.n_test, args.steps, args.per_codeword
     if args.quick:
-        n_train, n_test, steps = 2048, 1024, min(steps, 50)
+        n_train, n_test, steps, per_cw = 2048, 1024, min(steps, 50), 0
         bits = args.bits if args.bits is not None else [12, 16]
     bad = [b for b in bits if b % STAGES or not STAGES <= b <= 16 * STAGES]
     if bad:
@@ -403,9 +442,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         unknown = sorted(set(given) - set(allowed))
         if unknown or not given:
             p.error(f"--{name}: unknown or empty {unknown}; expected some of {allowed}")
-    if n_train < 1 << (max(bits) // STAGES):
+    if n_train < 1 << (max(bits) // STAGES) or n_test < 1:
         p.error(f"--n must be at least the codebook size 2**{max(bits) // STAGES}")
-    settings = Settings(n_train, n_test, args.seed, steps, args.batch_size, bool(args.quick))
+    settings = Settings(
+        n_train, n_test, per_cw, args.seed, steps, args.batch_size, bool(args.quick)
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     res_path = out / "results.json"
@@ -419,20 +460,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     header = {"settings": asdict(settings), "command": command, "dim": DIM, "sigma2": SIGMA2,
               "rho": RHO, "stages": STAGES}  # fmt: skip
     rows: list[dict[str, Any]] = []
+    memo: dict[tuple[str, str, str, int], tuple[Quantizer, float]] = {}
     t_start = time.perf_counter()
     for data in datasets:
-        x_train = make_data(data, n_train, seed=args.seed, part=0)
+        x_all = make_data(
+            data, max(settings.n_cell(b // STAGES) for b in bits), seed=args.seed, part=0
+        )
         x_test = make_data(data, n_test, seed=args.seed, part=1)
         for b in bits:
             for variant in variants:
                 for method in methods:
-                    if method != "kmeans" and b > args.grad_max_bits:
+                    if method != "kmeans" and b not in args.grad_bits and not args.quick:
                         continue
                     key = _row_key(settings, data, variant, method, b)
                     if key in old:
                         rows.append(old[key])
                         continue
-                    row = run_cell(data, variant, method, b, x_train, x_test, settings)
+                    x_train = x_all[: settings.n_cell(b // STAGES)]
+                    row = run_cell(data, variant, method, b, x_train, x_test, settings, memo)
                     row["key"] = key
                     rows.append(row)
                     print(

@@ -275,7 +275,7 @@ def load_paper(path: Path = PAPER_CURVES) -> dict[str, Any] | None:
 
 
 def _fmt(v: float) -> str:
-    return f"{v:.3g}" if v < 100 else f"{v:.1f}"
+    return f"{v:.3f}" if v < 1 else f"{v:.2f}" if v < 10 else f"{v:.1f}"
 
 
 def write_markdown(
@@ -328,6 +328,7 @@ def plot(path: Path, rows: list[dict[str, Any]], paper: dict[str, Any] | None) -
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     colors = {"avq": "tab:red", "rvq": "tab:blue", "pvq": "tab:green"}
     markers = {"kmeans": "o", "ste": "s", "nsvq": "^"}
@@ -359,6 +360,8 @@ def plot(path: Path, rows: list[dict[str, Any]], paper: dict[str, Any] | None) -
                     label=f"paper {name}",
                 )
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("bits per vector (M = 4 codebooks)")
         ax.set_ylabel("MSE per 64-d vector")
         ax.set_title(f"{data} data")

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from codec.envelope import EnvelopeCoder
-from codec.errors import BitstreamError, ParameterError
+from codec.errors import BitstreamError, CodecError, ParameterError
 from codec.quantizers import load_quantizer
 
 __all__ = ["DATA_DIR", "shipped_codebooks", "load_envelope", "find_envelope", "hash_bytes"]
@@ -76,7 +76,7 @@ def find_envelope(
     for path in _candidates(extra):
         try:
             env = load_envelope(path)
-        except ParameterError:
+        except CodecError:  # unreadable or tampered candidates are skipped, not fatal
             continue
         if hash_bytes(env.content_hash) == codebook_hash:
             return env

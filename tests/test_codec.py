@@ -118,3 +118,20 @@ def test_every_envelope_variant_and_paper_setting(short_speech, variant):
         data = codec.encode(x, sr, 9.6, codebook=f"{variant}-4x4")
         assert codec.info(data).envelope_id == f"{variant}-4x4"
         assert codec.decode(data)[0].shape == x.shape
+
+
+def test_broken_codebook_on_search_path_is_skipped(short_speech, tmp_path, monkeypatch):
+    from codec.analysis import lsf_features, lsf_weights
+    from codec.quantizers import train_quantizer
+
+    x, sr = short_speech
+    lsf = lsf_features(x, sr)
+    q = train_quantizer(
+        lsf, variant="rvq", stages=2, bits=3, method="kmeans", weights=lsf_weights(lsf)
+    )
+    q.save(tmp_path / "b_good.cb")
+    (tmp_path / "a_broken.cb").write_bytes(b"not a codebook")
+    data = codec.encode(x, sr, 8, codebook=tmp_path / "b_good.cb")
+    monkeypatch.setenv("SVQ_CODEBOOK_PATH", str(tmp_path))
+    y, _ = codec.decode(data)  # found on the path, after skipping the broken file
+    assert y.shape == x.shape

@@ -118,10 +118,6 @@ class Settings:
     ``max(n_train, per_codeword * K)`` vectors of the training draw.
     """
 
-    def n_cell(self, bits_per_stage: int) -> int:
-        """Training vectors of a cell."""
-        return max(self.n_train, self.per_codeword << bits_per_stage)
-
     n_train: int
     n_test: int
     per_codeword: int
@@ -129,6 +125,10 @@ class Settings:
     steps: int
     batch_size: int
     quick: bool
+
+    def n_cell(self, bits_per_stage: int) -> int:
+        """Training vectors of a cell."""
+        return max(self.n_train, self.per_codeword << bits_per_stage)
 
 
 def make_data(kind: str, n: int, *, seed: int, part: int) -> FloatArray:
@@ -279,12 +279,23 @@ def _fmt(v: float) -> str:
 
 
 def write_markdown(
-    path: Path, rows: list[dict[str, Any]], paper: dict[str, Any] | None, command: str
+    path: Path, rows: list[dict[str, Any]], paper: dict[str, Any] | None, header: dict[str, Any]
 ) -> str:
     """Write the MSE tables (one per data set) and return the text."""
     bits = sorted({int(r["bits"]) for r in rows})
+    st = header["settings"]
+    n_cells = sorted({int(r["n_train"]) for r in rows if "n_train" in r})
     lines = ["# Synthetic 64-d data, M = 4 codebooks: test MSE per vector", ""]
-    lines += [f"Command: `{command}`", ""]
+    lines += [f"Command: `{header['command']}` (wall time {header.get('wall_s', '?')} s)", ""]
+    lines += [
+        f"Data: {DIM}-d Gaussian, variance {SIGMA2:g} per dimension; correlated = AR(1) "
+        f"rho {RHO:g} covariance under a random rotation. Training vectors per cell: "
+        f"{', '.join(map(str, n_cells))} (at least {st['per_codeword']} per codeword); "
+        f"{st['n_test']} test vectors; MSE = squared error per vector (summed over the "
+        "dimensions), averaged over the test set. Paper: ICASSP 2023 Figure 2 (their data "
+        "generator is not published; compare shapes, not absolute values).",
+        "",
+    ]
     for data in DATASETS:
         sub = [r for r in rows if r["data"] == data]
         if not sub:
@@ -459,7 +470,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             old = {r["key"]: r for r in json.loads(res_path.read_text()).get("rows", [])}
         except (ValueError, KeyError, TypeError, AttributeError):
             old = {}
-    command = shlex.join(["python", "-m", "recipes.synthetic_vq", *(argv or sys.argv[1:])])
+    given = sys.argv[1:] if argv is None else list(argv)
+    command = shlex.join(["python", "-m", "recipes.synthetic_vq", *given])
     header = {"settings": asdict(settings), "command": command, "dim": DIM, "sigma2": SIGMA2,
               "rho": RHO, "stages": STAGES}  # fmt: skip
     rows: list[dict[str, Any]] = []
@@ -492,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     header["wall_s"] = round(time.perf_counter() - t_start, 1)
     write_json(res_path, {**header, "rows": rows})
     paper = load_paper()
-    write_markdown(out / "results.md", rows, paper, command)
+    write_markdown(out / "results.md", rows, paper, header)
     plot(out / "synthetic_vq.png", rows, paper)
     print(f"wrote {res_path}, results.md, synthetic_vq.png ({header['wall_s']} s)")
     return 0

@@ -92,6 +92,22 @@ def test_envelope_sd_fast_path(tmp_path: Path) -> None:
     assert [r["mean_sd_db"] for r in again] == [r["mean_sd_db"] for r in rows]
 
 
+def test_envelope_sd_ma_predictive(tmp_path: Path) -> None:
+    out = tmp_path / "env"
+    argv = [
+        "--train", str(SAMPLES), "--eval", str(SAMPLES), "--out", str(out),
+        "--bits", "24", "--variants", "rvq", "--methods", "kmeans",
+        "--no-balance", "--time-vectors", "128",
+    ]  # fmt: skip
+    assert envelope_sd.main(argv) == 0
+    rows = {r["config"]: r for r in json.loads((out / "results.json").read_text())}
+    assert set(rows) == {"rvq-4x6-b4-kmeans", "ma-rvq-4x6-b4-kmeans"}
+    plain, ma = rows["rvq-4x6-b4-kmeans"], rows["ma-rvq-4x6-b4-kmeans"]
+    assert ma["predictor"] == pytest.approx(1 / 3) and plain["predictor"] == 0
+    assert ma["ops_per_vector"] == plain["ops_per_vector"] + 2 * 16
+    assert 0 < ma["mean_sd_db"] < 10 and ma["bits"] == 24
+
+
 def test_ma_predictor_round_trip() -> None:
     """The MA wrapper reproduces the LSFs exactly with a lossless 'quantizer'."""
     rng = np.random.default_rng(0)

@@ -113,9 +113,7 @@ class TCX:
 
     def __init__(self, config: TcxConfig | None = None) -> None:
         self.config = config or TcxConfig()
-        k = np.arange(N_BINS)
         self._nf_start = int(np.ceil(NOISE_FILL_START_HZ / (8000.0 / N_BINS)))
-        self._bin_index = k
 
     # ------------------------------------------------------------------ envelopes
 

@@ -91,12 +91,12 @@ from recipes._common import (
     DEFAULT_MANIFEST,
     REPO_ROOT,
     SHARED_SPEECH,
+    balance_speakers,
     markdown_table,
     parse_names,
     settings_hash,
     write_json,
 )
-from recipes._data import balance_speakers
 
 __all__ = [
     "Config",

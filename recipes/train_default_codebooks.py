@@ -31,7 +31,8 @@ from codec.analysis import (
 )
 from codec.quantizers import train_quantizer
 from codec.registry import DATA_DIR
-from recipes._data import SPEECH, training_lsf
+from recipes._common import SHARED_SPEECH as SPEECH
+from recipes._common import training_lsf
 
 # name: (variant, stages, bits per stage, method, options)
 DEFAULTS: dict[str, tuple[str, int, int, str, dict[str, object]]] = {

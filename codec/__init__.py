@@ -1,12 +1,13 @@
 """svq: a wideband speech codec whose spectral envelope is coded by trainable vector quantizers."""
 
 from codec.errors import AudioInputError, BitstreamError, CodecError, ParameterError
-from codec.pipeline import decode, encode, info
+from codec.pipeline import decode, encode, info, simulate_loss
 
 __all__ = [
     "encode",
     "decode",
     "info",
+    "simulate_loss",
     "CodecError",
     "ParameterError",
     "AudioInputError",

@@ -45,6 +45,7 @@ __all__ = [
     "PRE_EMPHASIS",
     "MIN_LSF_GAP",
     "LpcResult",
+    "lpc_of_frames",
     "pre_emphasis",
     "de_emphasis",
     "num_frames",
@@ -312,7 +313,14 @@ def lpc_analysis(x16: npt.ArrayLike, *, order: int = ORDER) -> LpcResult:
     white-noise correction (-40 dB) and an absolute energy floor, then
     :func:`levinson`. Never fails: silence yields ``A(z) = 1``.
     """
-    frames = frame_signal(x16)
+    return lpc_of_frames(frame_signal(x16), order=order)
+
+
+def lpc_of_frames(frames: npt.ArrayLike, *, order: int = ORDER) -> LpcResult:
+    """LPC analysis of windowed frames (n, W), as :func:`lpc_analysis` does after framing.
+
+    The streaming encoder frames the signal itself and calls this.
+    """
     r = autocorrelation(frames, order)
     energy = r[:, 0].copy()
     r = r * lag_window(order)

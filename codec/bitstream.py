@@ -15,9 +15,13 @@ Every frame has exactly ``frame_bytes`` bytes.
 
 from __future__ import annotations
 
+import io
 import struct
+import tempfile
 import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
+from typing import BinaryIO
 
 from codec.errors import BitstreamError
 
@@ -29,6 +33,9 @@ __all__ = [
     "pack_file",
     "unpack_file",
     "read_header",
+    "HEADER_BYTES",
+    "ContainerReader",
+    "ContainerWriter",
     "format_table_markdown",
 ]
 
@@ -50,6 +57,8 @@ HEADER_FIELDS: tuple[tuple[str, str, str], ...] = (
 )
 _HEADER = struct.Struct("<" + "".join(code for _, code, _ in HEADER_FIELDS))
 _CRC = struct.Struct("<I")
+HEADER_BYTES = _PREFIX.size + _HEADER.size
+"""Bytes before the first frame (prefix and header fields)."""
 MAX_FRAME_BYTES = 1024
 
 
@@ -126,6 +135,16 @@ def read_header(data: bytes) -> Header:
     return h
 
 
+def _check_size(h: Header, size: int) -> int:
+    """The file size the header announces; an error if ``size`` differs."""
+    expected = HEADER_BYTES + h.frame_count * h.frame_bytes + _CRC.size
+    if size < expected:
+        raise BitstreamError(f"truncated svq file: {size} bytes, the header announces {expected}")
+    if size > expected:
+        raise BitstreamError(f"svq file has {size - expected} unexpected trailing bytes")
+    return expected
+
+
 def unpack_file(data: bytes) -> tuple[Header, list[bytes]]:
     """Validate a ``.svq`` file (magic, version, length, CRC-32) and split its frames.
 
@@ -135,20 +154,108 @@ def unpack_file(data: bytes) -> tuple[Header, list[bytes]]:
         Bad magic, unsupported version, truncated or extended file, CRC mismatch.
     """
     h = read_header(data)
-    start = _PREFIX.size + _HEADER.size
-    expected = start + h.frame_count * h.frame_bytes + _CRC.size
-    if len(data) < expected:
-        raise BitstreamError(
-            f"truncated svq file: {len(data)} bytes, the header announces {expected}"
-        )
-    if len(data) > expected:
-        raise BitstreamError(f"svq file has {len(data) - expected} unexpected trailing bytes")
+    expected = _check_size(h, len(data))
     (crc,) = _CRC.unpack_from(data, expected - _CRC.size)
     if zlib.crc32(data[: expected - _CRC.size]) != crc:
         raise BitstreamError("svq file is corrupt (CRC-32 mismatch)")
-    fb = h.frame_bytes
+    fb, start = h.frame_bytes, HEADER_BYTES
     frames = [data[start + i * fb : start + (i + 1) * fb] for i in range(h.frame_count)]
     return h, frames
+
+
+_COPY_CHUNK = 1 << 20
+
+
+class ContainerReader:
+    """Validate a ``.svq`` file on a seekable binary handle, then read its frames in blocks.
+
+    The header, the file size and the CRC-32 are checked on construction
+    (one pass over the file in 1 MiB chunks), so a damaged file is rejected
+    before any frame is decoded and memory does not depend on its length.
+
+    Parameters
+    ----------
+    fh : binary file object
+        Positioned at the start of the ``.svq`` data; must support ``seek``.
+    """
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self._base = fh.tell()
+        head = fh.read(HEADER_BYTES)
+        self.header = read_header(head)
+        size = fh.seek(0, io.SEEK_END) - self._base
+        expected = _check_size(self.header, size)
+        fh.seek(self._base)
+        crc, left = 0, expected - _CRC.size
+        while left > 0:
+            chunk = fh.read(min(_COPY_CHUNK, left))
+            if not chunk:  # pragma: no cover - the size was checked above
+                raise BitstreamError("truncated svq file")
+            crc = zlib.crc32(chunk, crc)
+            left -= len(chunk)
+        (stored,) = _CRC.unpack(fh.read(_CRC.size))
+        if crc != stored:
+            raise BitstreamError("svq file is corrupt (CRC-32 mismatch)")
+
+    def blocks(self, frames_per_block: int) -> Iterator[list[bytes]]:
+        """The frames, ``frames_per_block`` at a time (the last block may be shorter)."""
+        h = self.header
+        self._fh.seek(self._base + HEADER_BYTES)
+        for first in range(0, h.frame_count, frames_per_block):
+            count = min(frames_per_block, h.frame_count - first)
+            raw = self._fh.read(count * h.frame_bytes)
+            fb = h.frame_bytes
+            yield [raw[i * fb : (i + 1) * fb] for i in range(count)]
+
+
+class ContainerWriter:
+    """Collect frames (spooled to a temporary file beyond 1 MiB), then write the file.
+
+    The header holds the frame and sample counts, which a streaming encoder
+    knows only at the end; frames are therefore kept aside and the complete
+    file is written by :meth:`write`, with the CRC-32 computed on the way.
+
+    Parameters
+    ----------
+    frame_bytes : int
+        Size of every frame.
+    """
+
+    def __init__(self, frame_bytes: int) -> None:
+        self.frame_bytes = frame_bytes
+        self.frame_count = 0
+        self._spool = tempfile.SpooledTemporaryFile(max_size=_COPY_CHUNK)
+
+    def add(self, frames: Sequence[bytes]) -> None:
+        """Append frames (each exactly ``frame_bytes`` long)."""
+        for fr in frames:
+            if len(fr) != self.frame_bytes:
+                raise BitstreamError(
+                    f"frame {self.frame_count} has {len(fr)} bytes, expected {self.frame_bytes}"
+                )
+            self._spool.write(fr)
+            self.frame_count += 1
+
+    def write(self, out: BinaryIO, header: Header) -> None:
+        """Write header, frames and CRC-32 to ``out``."""
+        if header.frame_count != self.frame_count or header.frame_bytes != self.frame_bytes:
+            raise BitstreamError(
+                f"{self.frame_count} frames of {self.frame_bytes} bytes but the header says "
+                f"{header.frame_count} of {header.frame_bytes}"
+            )
+        head = _PREFIX.pack(MAGIC, FORMAT_VERSION, _HEADER.size) + header.pack()
+        out.write(head)
+        crc = zlib.crc32(head)
+        self._spool.seek(0)
+        while chunk := self._spool.read(_COPY_CHUNK):
+            crc = zlib.crc32(chunk, crc)
+            out.write(chunk)
+        out.write(_CRC.pack(crc))
+
+    def close(self) -> None:
+        """Discard the spooled frames."""
+        self._spool.close()
 
 
 def format_table_markdown() -> str:

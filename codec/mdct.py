@@ -449,12 +449,33 @@ class MdctSynthesizer:
             The next ``n`` output samples (delay ``overlap`` samples).
         """
         c = np.asarray(coefs_frame, dtype=np.float64)
-        n, ov = self.n, self.overlap
+        n = self.n
         if c.shape != (n,):
             raise ParameterError(f"coefs_frame must have shape ({n},), got {c.shape}")
+        return self.process_block(c[None, :])
+
+    def process_block(self, coefs: ArrayLike) -> FloatArray:
+        """Synthesise ``k`` hops at once (vectorised :meth:`process`).
+
+        Parameters
+        ----------
+        coefs : array_like of float, shape (k, n)
+
+        Returns
+        -------
+        ndarray of float64, shape (k * n,)
+        """
+        c = np.asarray(coefs, dtype=np.float64)
+        n, ov = self.n, self.overlap
+        if c.ndim != 2 or c.shape[1] != n:
+            raise ParameterError(f"coefs must have shape (k, {n}), got {c.shape}")
+        if c.shape[0] == 0:
+            return np.zeros(0)
         y = imdct(c, self.window)
         start = (n - ov) // 2
-        out = y[start : start + n].copy()
-        out[:ov] += self.state
-        self.state = y[start + n : start + n + ov].copy()
-        return out
+        out = y[:, start : start + n].copy()
+        tails = y[:, start + n : start + n + ov]
+        out[0, :ov] += self.state
+        out[1:, :ov] += tails[:-1]
+        self.state = tails[-1].copy()
+        return np.asarray(out.reshape(-1), dtype=np.float64)

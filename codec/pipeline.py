@@ -12,37 +12,52 @@ with it.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from codec import mdct
 from codec.analysis import (
     FRAME_LENGTH,
     SAMPLE_RATE,
+    WINDOW_LENGTH,
+    analysis_window,
     de_emphasis,
-    lpc_analysis,
+    lpc_of_frames,
     lpc_to_lsf,
     lsf_to_lpc,
     pre_emphasis,
 )
-from codec.audio import to_mono_16k
 from codec.bitstream import Header, pack_file, read_header, unpack_file
+from codec.concealment import Concealer
 from codec.envelope import EnvelopeCoder
-from codec.errors import BitstreamError, ParameterError
+from codec.errors import AudioInputError, BitstreamError, ParameterError
 from codec.modes import mode_for
-from codec.postfilter import pitch_postfilter
+from codec.postfilter import PitchPostfilter
 from codec.registry import find_envelope, hash_bytes, load_envelope
 from codec.tcx import TCX
 
-__all__ = ["encode", "decode", "info", "StreamInfo"]
+__all__ = [
+    "encode",
+    "decode",
+    "info",
+    "simulate_loss",
+    "StreamEncoder",
+    "StreamDecoder",
+    "StreamInfo",
+    "BLOCK_FRAMES",
+]
 
 FloatArray = npt.NDArray[np.float64]
 _RESIDUAL_CODERS = {TCX.coder_id: TCX}
 # shipped codebook used by `--envelope VARIANT` (plain VQ cannot afford 24 bits)
 VARIANT_CODEBOOKS = {"avq": "avq-4x6", "rvq": "rvq-4x6", "pvq": "pvq-4x6", "vq": "vq-1x12"}
 PITCH_MIN_CORR = 0.7  # frames less periodic than this are not comb-filtered
+_LEAD = 200  # samples before frame k's hop that its MDCT block starts at ((N + L) / 2)
+_TAIL = 120  # samples after frame k's hop its MDCT block / LPC window reach
 
 
 def _envelope_for(
@@ -64,6 +79,149 @@ def _envelope_for(
         if not name:
             raise ParameterError(f"unknown envelope {envelope!r} (avq, rvq, pvq or vq)")
     return load_envelope(name)
+
+
+BLOCK_FRAMES = 100
+"""Frames the encoder and decoder process together (2 s): memory is bounded by
+this block, not by the length of the signal. The encoder always cuts the same
+blocks (frames 0-99, 100-199, ...), so its output does not depend on how the
+input arrives."""
+
+
+class StreamEncoder:
+    """Encode audio that arrives in chunks; memory does not grow with the duration.
+
+    Parameters
+    ----------
+    sample_rate : int
+        Rate of the input in Hz (resampled to 16 kHz by a streaming soxr).
+    bitrate_kbps : float
+        One of 8, 9.6, 13.2, 16.4, 24.4, 32.
+    envelope, codebook : optional
+        As in :func:`encode`.
+
+    Use :meth:`push` for each chunk of samples (shape (n,) or (n, channels))
+    and collect the frames it returns, then :meth:`finish`; :meth:`header`
+    gives the container header of what was encoded.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int,
+        bitrate_kbps: float,
+        *,
+        envelope: str | None = None,
+        codebook: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+            raise ParameterError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+        self.mode = mode_for(bitrate_kbps)
+        self.env = _envelope_for(bitrate_kbps, envelope, codebook)
+        self.tcx = TCX()
+        self.sample_rate = int(sample_rate)
+        self._resampler: Any = None
+        if self.sample_rate != SAMPLE_RATE:
+            import soxr
+
+            self._resampler = soxr.ResampleStream(
+                self.sample_rate, SAMPLE_RATE, 1, dtype="float64", quality="VHQ"
+            )
+        self._pre_state = 0.0
+        # pre-emphasised signal from absolute sample index self._buf_start on;
+        # frame k needs [k*N - _LEAD, (k+1)*N + _TAIL)
+        self._buf = np.zeros(_LEAD)
+        self._buf_start = -_LEAD
+        self.sample_count = 0
+        self.frame_count = 0
+        self._finished = False
+
+    def push(self, audio: npt.ArrayLike) -> list[bytes]:
+        """Feed samples; returns the frames completed so far (possibly none)."""
+        if self._finished:
+            raise ParameterError("push() after finish()")
+        x = _downmix(audio)
+        if self._resampler is not None:
+            x = np.asarray(self._resampler.resample_chunk(x), dtype=np.float64)
+        return self._add(x)
+
+    def finish(self) -> list[bytes]:
+        """Flush the resampler and code the last frames (the signal ends in zeros)."""
+        if self._finished:
+            return []
+        frames: list[bytes] = []
+        if self._resampler is not None:
+            tail = self._resampler.resample_chunk(np.zeros(0), last=True)
+            frames += self._add(np.asarray(tail, dtype=np.float64))
+        self._finished = True
+        total = self.tcx.n_frames(self.sample_count)
+        need = total * FRAME_LENGTH + _TAIL - (self._buf_start + self._buf.size)
+        self._buf = np.r_[self._buf, np.zeros(max(need, 0))]
+        while self.frame_count < total:
+            frames += self._code(min(BLOCK_FRAMES, total - self.frame_count))
+        return frames
+
+    def header(self) -> Header:
+        """The container header (after :meth:`finish`)."""
+        if not self._finished:
+            raise ParameterError("header() before finish()")
+        return Header(
+            sample_rate=SAMPLE_RATE,
+            frame_length=FRAME_LENGTH,
+            bitrate_bps=self.mode.bitrate_bps,
+            frame_bytes=self.mode.frame_bytes,
+            frame_count=self.frame_count,
+            sample_count=self.sample_count,
+            residual_coder=TCX.coder_id,
+            envelope_id=self.env.name,
+            codebook_hash=hash_bytes(self.env.content_hash),
+        )
+
+    def _add(self, x: FloatArray) -> list[bytes]:
+        if x.size == 0:
+            return []
+        y, self._pre_state = pre_emphasis(x, state=self._pre_state)
+        self.sample_count += x.size
+        self._buf = np.r_[self._buf, y]
+        frames: list[bytes] = []
+        end = self._buf_start + self._buf.size
+        while (self.frame_count + BLOCK_FRAMES) * FRAME_LENGTH + _TAIL <= end:
+            frames += self._code(BLOCK_FRAMES)
+        return frames
+
+    def _code(self, n: int) -> list[bytes]:
+        k0 = self.frame_count
+        off = k0 * FRAME_LENGTH - _LEAD - self._buf_start
+        seg = self._buf[off : off + (n - 1) * FRAME_LENGTH + _LEAD + FRAME_LENGTH + _TAIL]
+        # LPC frame k: [k*N - 80, (k+1)*N + 80); MDCT frame k: [k*N - 200, k*N + 440)
+        lpc_off = _LEAD - (WINDOW_LENGTH - FRAME_LENGTH) // 2
+        lpc_frames = np.lib.stride_tricks.sliding_window_view(seg[lpc_off:], WINDOW_LENGTH)
+        a = lpc_of_frames(lpc_frames[::FRAME_LENGTH][:n] * analysis_window()).a
+        idx = self.env.encode(lpc_to_lsf(a))
+        a_q = lsf_to_lpc(self.env.decode(idx))
+        blocks = np.lib.stride_tricks.sliding_window_view(seg, 2 * FRAME_LENGTH)[::FRAME_LENGTH]
+        coefs = mdct.mdct(blocks[:n], self._window)
+        frames = self.tcx.encode(coefs, a_q, idx, self.env.field_bits, self.mode.frame_bytes)
+        self.frame_count += n
+        drop = self.frame_count * FRAME_LENGTH - _LEAD - self._buf_start
+        self._buf = self._buf[drop:]
+        self._buf_start += drop
+        return frames
+
+    @property
+    def _window(self) -> FloatArray:
+        return mdct.mdct_window(FRAME_LENGTH, self.tcx.config.overlap)
+
+
+def _downmix(audio: npt.ArrayLike) -> FloatArray:
+    a = np.asarray(audio)
+    if a.ndim not in (1, 2):
+        raise AudioInputError(f"audio must have shape (n,) or (n, channels), got {a.shape}")
+    if not np.issubdtype(a.dtype, np.number):
+        raise AudioInputError(f"audio must be numeric, got dtype {a.dtype}")
+    x = a.astype(np.float64)
+    if not np.all(np.isfinite(x)):
+        raise AudioInputError("audio contains NaN or infinite samples")
+    return x.mean(axis=1) if x.ndim == 2 else x
 
 
 def encode(
@@ -93,38 +251,119 @@ def encode(
     -------
     bytes
         Header + frames (exactly ``bitrate * 20 ms / 8`` bytes each) + CRC-32.
+        The same as :class:`StreamEncoder` gives for the same samples.
     """
-    mode = mode_for(bitrate_kbps)
-    env = _envelope_for(bitrate_kbps, envelope, codebook)
-    x = to_mono_16k(audio, sample_rate)
-    n_samples = x.size
-    y, _ = pre_emphasis(x)
-    tcx = TCX()
-    n = tcx.n_frames(n_samples)
-    frames: list[bytes] = []
-    if n:
-        # LPC frame k is aligned with MDCT frame k; pad so both give n frames
-        lsf = lpc_to_lsf(lpc_analysis(np.r_[y, np.zeros(n * FRAME_LENGTH - y.size)]).a)
-        idx = env.encode(lsf)
-        a_q = lsf_to_lpc(env.decode(idx))
-        coefs = tcx.analyze(y)
-        frames = tcx.encode(coefs, a_q, idx, env.field_bits, mode.frame_bytes)
-    header = Header(
-        sample_rate=SAMPLE_RATE,
-        frame_length=FRAME_LENGTH,
-        bitrate_bps=mode.bitrate_bps,
-        frame_bytes=mode.frame_bytes,
-        frame_count=n,
-        sample_count=n_samples,
-        residual_coder=TCX.coder_id,
-        envelope_id=env.name,
-        codebook_hash=hash_bytes(env.content_hash),
-    )
-    return pack_file(header, frames)
+    enc = StreamEncoder(sample_rate, bitrate_kbps, envelope=envelope, codebook=codebook)
+    frames = enc.push(audio)
+    frames += enc.finish()
+    return pack_file(enc.header(), frames)
+
+
+class StreamDecoder:
+    """Decode the frames of one stream block by block, concealing lost frames.
+
+    Parameters
+    ----------
+    header : Header
+        The stream's header (:class:`codec.bitstream.ContainerReader`).
+    codebooks : iterable of paths
+        Extra codebook files to search for the one named in the header.
+
+    Feed frames in order with :meth:`decode` (``None`` for a lost frame) and
+    finish with :meth:`flush`; the concatenated outputs are the
+    ``header.sample_count`` samples of the signal, time-aligned with the
+    encoder's input. The output does not depend on how the frames are grouped.
+    """
+
+    def __init__(self, header: Header, codebooks: Iterable[str | os.PathLike[str]] = ()) -> None:
+        _check_header(header)
+        self.header = header
+        self.env = find_envelope(header.codebook_hash, codebooks)
+        self.tcx = _RESIDUAL_CODERS[header.residual_coder]()
+        overlap = self.tcx.config.overlap
+        self._synth = mdct.MdctSynthesizer(FRAME_LENGTH, overlap)
+        self._skip = overlap  # the MDCT chain delays by `overlap` samples
+        self._de_state = 0.0
+        strength = mode_for(header.bitrate_bps / 1000.0).pitch_postfilter
+        self._postfilter = PitchPostfilter(strength, PITCH_MIN_CORR, total=header.sample_count)
+        self._concealer = Concealer(FRAME_LENGTH)
+        self.frames_done = 0
+        self.lost_frames = 0
+        self._left = header.sample_count  # samples still to output before the postfilter
+
+    def decode(self, frames: Sequence[bytes | None]) -> FloatArray:
+        """Decode the next frames; returns the samples now final (possibly none)."""
+        n = len(frames)
+        if n == 0:
+            return np.zeros(0)
+        if self.frames_done + n > self.header.frame_count:
+            raise BitstreamError(
+                f"more frames than the header announces ({self.header.frame_count})"
+            )
+        k0 = self.frames_done
+        received = [fr for fr in frames if fr is not None]
+        lost = np.array([fr is None for fr in frames], dtype=bool)
+        coefs = np.zeros((n, FRAME_LENGTH))
+        good = np.flatnonzero(~lost)
+        if received:
+            coefs[good] = self.tcx.decode(
+                received,
+                self.env.field_bits,
+                self._lpc_from_indices,
+                frame_index=k0 + good,
+            )
+        self._concealer.fill(coefs, lost, k0)
+        self.frames_done += n
+        self.lost_frames += int(lost.sum())
+        y = self._synth.process_block(coefs)
+        if self._skip:
+            cut = min(self._skip, y.size)
+            y, self._skip = y[cut:], self._skip - cut
+        y = y[: self._left]
+        self._left -= y.size
+        x, self._de_state = de_emphasis(y, state=self._de_state)
+        return self._postfilter.process(x)
+
+    def flush(self) -> FloatArray:
+        """The last samples, once every frame was given."""
+        if self.frames_done != self.header.frame_count:
+            raise BitstreamError(
+                f"stream ended after {self.frames_done} of {self.header.frame_count} frames"
+            )
+        return self._postfilter.flush()
+
+    def _lpc_from_indices(self, idx: npt.NDArray[np.int64]) -> FloatArray:
+        limit = 1 << self.env.quantizer.bits_per_stage
+        if np.any(idx >= limit):  # pragma: no cover - raw bits cannot exceed the width
+            raise BitstreamError("corrupt frame: envelope index out of range")
+        return lsf_to_lpc(self.env.decode(idx))
+
+
+def simulate_loss(frame_count: int, rate: float, *, seed: int = 0) -> npt.NDArray[np.bool_]:
+    """Random frame-loss mask: each frame is lost independently with probability ``rate``.
+
+    Parameters
+    ----------
+    frame_count : int
+    rate : float
+        Loss probability in [0, 1).
+    seed : int
+
+    Returns
+    -------
+    ndarray of bool, shape (frame_count,)
+        True where the frame is lost (pass as ``lost=`` to :func:`decode`).
+    """
+    if not 0.0 <= rate < 1.0:
+        raise ParameterError(f"loss rate must be in [0, 1), got {rate:g}")
+    return np.random.default_rng(seed).random(frame_count) < rate
 
 
 def decode(
-    data: bytes, *, codebooks: Iterable[str | os.PathLike[str]] = ()
+    data: bytes,
+    *,
+    codebooks: Iterable[str | os.PathLike[str]] = (),
+    lost: npt.ArrayLike | None = None,
 ) -> tuple[FloatArray, int]:
     """Decode a ``.svq`` byte string.
 
@@ -134,6 +373,9 @@ def decode(
         A complete ``.svq`` file.
     codebooks : iterable of paths
         Extra codebook files to search for the one named in the header.
+    lost : array_like of bool, shape (frame_count,), optional
+        Frames to treat as lost (concealed instead of decoded), e.g. from
+        :func:`simulate_loss`.
 
     Returns
     -------
@@ -143,25 +385,28 @@ def decode(
         16000.
     """
     header, frames = unpack_file(bytes(data))
-    _check_header(header)
-    env = find_envelope(header.codebook_hash, codebooks)
-    tcx = _RESIDUAL_CODERS[header.residual_coder]()
+    dec = StreamDecoder(header, codebooks)
+    mask = _loss_mask(lost, header.frame_count)
+    out = []
+    for k0 in range(0, header.frame_count, BLOCK_FRAMES):
+        block: list[bytes | None] = list(frames[k0 : k0 + BLOCK_FRAMES])
+        for i in np.flatnonzero(mask[k0 : k0 + BLOCK_FRAMES]):
+            block[i] = None
+        out.append(dec.decode(block))
+    out.append(dec.flush())
+    return np.concatenate(out), SAMPLE_RATE
 
-    def lpc_from_indices(idx: npt.NDArray[np.int64]) -> FloatArray:
-        limit = 1 << env.quantizer.bits_per_stage
-        if np.any(idx >= limit):  # pragma: no cover - raw bits cannot exceed the width
-            raise BitstreamError("corrupt frame: envelope index out of range")
-        return lsf_to_lpc(env.decode(idx))
 
-    if not frames:
-        return np.zeros(0), SAMPLE_RATE
-    coefs = tcx.decode(frames, env.field_bits, lpc_from_indices)
-    y = tcx.synthesize(coefs, header.sample_count)
-    x, _ = de_emphasis(y)
-    strength = mode_for(header.bitrate_bps / 1000.0).pitch_postfilter
-    if strength > 0:
-        x = pitch_postfilter(x, strength=strength, min_corr=PITCH_MIN_CORR)
-    return x, SAMPLE_RATE
+def _loss_mask(lost: npt.ArrayLike | None, frame_count: int) -> npt.NDArray[np.bool_]:
+    if lost is None:
+        return np.zeros(frame_count, dtype=bool)
+    mask = np.asarray(lost)
+    if mask.shape != (frame_count,) or mask.dtype != np.bool_:
+        raise ParameterError(
+            f"lost must be a boolean array of the {frame_count} frames, got "
+            f"{mask.dtype} of shape {mask.shape}"
+        )
+    return mask
 
 
 def _check_header(h: Header) -> None:

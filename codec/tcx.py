@@ -51,7 +51,7 @@ from codec.rangecoder import (
     symbol_costs,
 )
 
-__all__ = ["TcxConfig", "TCX", "FIXED_FIELDS"]
+__all__ = ["TcxConfig", "TCX", "FIXED_FIELDS", "frame_signs"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -104,6 +104,22 @@ def _gain_step(index: npt.ArrayLike) -> FloatArray:
 
 def _kappa_value(index: npt.ArrayLike) -> FloatArray:
     return np.asarray(2.0 ** ((np.asarray(index, dtype=np.float64) - _KAPPA_OFFSET) / 4.0))
+
+
+def frame_signs(frame_index: npt.ArrayLike, n_bins: int = N_BINS) -> FloatArray:
+    """Deterministic pseudo-random signs (±1), shape (n, n_bins), a function of the frame index.
+
+    Bin ``k`` of frame ``i`` takes the top bit of the SplitMix64 finaliser of
+    ``i * n_bins + k``, so the sequence of a frame does not depend on which
+    other frames are decoded with it (streaming, concealment).
+    """
+    i = np.asarray(frame_index, dtype=np.uint64).reshape(-1, 1)
+    z = i * np.uint64(n_bins) + np.arange(n_bins, dtype=np.uint64)[None, :]
+    z = z + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return np.where(z >> np.uint64(63), 1.0, -1.0)
 
 
 class TCX:
@@ -294,14 +310,17 @@ class TCX:
         env_field_bits: Sequence[int],
         lpc_from_indices: Callable[[IntArray], FloatArray],
         *,
-        first_frame: int = 0,
+        frame_index: npt.ArrayLike | None = None,
     ) -> FloatArray:
         """Decode frames to MDCT coefficients (n, 320) of the pre-emphasised signal.
 
         ``lpc_from_indices`` maps envelope indices (n, stages) to quantized LPC
-        (n, 17) -- the envelope decoder. ``first_frame`` seeds the noise filler.
+        (n, 17) -- the envelope decoder. ``frame_index`` gives each frame's
+        position in the stream (default 0, 1, ...); the noise filler's signs
+        depend on it.
         """
         n = len(frames)
+        index = np.arange(n) if frame_index is None else np.asarray(frame_index, dtype=np.int64)
         decs = []
         idx = np.zeros((n, len(env_field_bits)), dtype=np.int64)
         side = np.zeros((n, len(FIXED_FIELDS)), dtype=np.int64)
@@ -324,10 +343,9 @@ class TCX:
             if m:
                 q[i, :m] = dec.decode_values(self._coder_tables(kap[i], ratio[i, :m]))
             if dec.tell() > 8 * len(frames[i]):
-                raise BitstreamError(f"corrupt frame {first_frame + i}: reads past its end")
+                raise BitstreamError(f"corrupt frame {int(index[i])}: reads past its end")
         if self.config.noise_fill:
-            rng = np.random.default_rng(0x519 + first_frame)
-            signs = rng.integers(0, 2, size=(n, N_BINS)) * 2.0 - 1.0
+            signs = frame_signs(index)
             fill = self._noise_mask(q)
             q = np.where(fill, signs * (nf * _NOISE_STEP)[:, None] * ratio, q)
         coefs = np.asarray(q * _gain_step(gain)[:, None] / shaping, dtype=np.float64)

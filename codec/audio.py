@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 
 from codec.errors import AudioInputError, ParameterError
 
-__all__ = ["SAMPLE_RATE", "read_audio", "to_mono_16k", "resample"]
+__all__ = ["SAMPLE_RATE", "read_audio", "to_mono_16k", "resample", "downmix", "AudioReader"]
 
 SAMPLE_RATE = 16000
 FloatArray = npt.NDArray[np.float64]
@@ -38,6 +40,28 @@ def resample(x: npt.ArrayLike, from_rate: int, to_rate: int) -> FloatArray:
     return np.asarray(soxr.resample(xa, from_rate, to_rate, quality="VHQ"), dtype=np.float64)
 
 
+def downmix(audio: npt.ArrayLike) -> FloatArray:
+    """Check samples (numeric, finite, 1-D or 2-D) and average the channels.
+
+    Parameters
+    ----------
+    audio : array_like, shape (n,) or (n, channels)
+
+    Returns
+    -------
+    x : ndarray, shape (n,), float64
+    """
+    a = np.asarray(audio)
+    if a.ndim not in (1, 2):
+        raise AudioInputError(f"audio must have shape (n,) or (n, channels), got {a.shape}")
+    if not np.issubdtype(a.dtype, np.number):
+        raise AudioInputError(f"audio must be numeric, got dtype {a.dtype}")
+    x = a.astype(np.float64)
+    if not np.all(np.isfinite(x)):
+        raise AudioInputError("audio contains NaN or infinite samples")
+    return np.asarray(x.mean(axis=1) if x.ndim == 2 else x, dtype=np.float64)
+
+
 def to_mono_16k(audio: npt.ArrayLike, sample_rate: int) -> FloatArray:
     """Downmix to mono (mean of channels) and resample to 16 kHz.
 
@@ -50,16 +74,7 @@ def to_mono_16k(audio: npt.ArrayLike, sample_rate: int) -> FloatArray:
     -------
     x : ndarray, shape (m,), float64
     """
-    a = np.asarray(audio)
-    if a.ndim not in (1, 2):
-        raise AudioInputError(f"audio must have shape (n,) or (n, channels), got {a.shape}")
-    if not np.issubdtype(a.dtype, np.number):
-        raise AudioInputError(f"audio must be numeric, got dtype {a.dtype}")
-    a = a.astype(np.float64)
-    if not np.all(np.isfinite(a)):
-        raise AudioInputError("audio contains NaN or infinite samples")
-    if a.ndim == 2:
-        a = a.mean(axis=1)
+    a = downmix(audio)
     if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
         raise ParameterError(f"sample_rate must be a positive integer, got {sample_rate!r}")
     return resample(a, int(sample_rate), SAMPLE_RATE)
@@ -83,6 +98,57 @@ def read_audio(path: str | Path) -> tuple[FloatArray, int]:
     try:
         data, rate = sf.read(str(p), dtype="float64", always_2d=False)
     except Exception as exc:  # soundfile raises several types for unreadable input
-        reason = str(exc).rsplit(": ", 1)[-1].strip().rstrip(".") or type(exc).__name__
-        raise AudioInputError(f"{p}: cannot read audio ({reason})") from exc
+        raise AudioInputError(f"{p}: cannot read audio ({_reason(exc)})") from exc
     return np.asarray(data, dtype=np.float64), int(rate)
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc).rsplit(": ", 1)[-1].strip().rstrip(".") or type(exc).__name__
+
+
+class AudioReader:
+    """Read a soundfile-readable file in blocks (bounded memory), with one-line errors.
+
+    Parameters
+    ----------
+    source : binary file object
+        Seekable handle on the audio data (:func:`codec.fileio.open_input`).
+    name : str
+        How errors name the input.
+
+    Attributes
+    ----------
+    sample_rate, channels, frames : int
+        As the file's header says (``frames`` is the number of samples per channel).
+    """
+
+    def __init__(self, source: BinaryIO, name: str) -> None:
+        import soundfile as sf
+
+        self.name = name
+        try:
+            self._snd: Any = sf.SoundFile(source)
+        except Exception as exc:  # soundfile raises several types for unreadable input
+            raise AudioInputError(f"{name}: cannot read audio ({_reason(exc)})") from exc
+        self.sample_rate = int(self._snd.samplerate)
+        self.channels = int(self._snd.channels)
+        self.frames = int(self._snd.frames)
+
+    def blocks(self, size: int = 1 << 16) -> Iterator[FloatArray]:
+        """Blocks of ``size`` samples, float64 in [-1, 1], shape (n, channels)."""
+        import soundfile as sf
+
+        try:
+            for block in self._snd.blocks(blocksize=size, dtype="float64", always_2d=True):
+                yield np.asarray(block, dtype=np.float64)
+        except sf.SoundFileError as exc:
+            raise AudioInputError(f"{self.name}: cannot read audio ({_reason(exc)})") from exc
+
+    def close(self) -> None:
+        self._snd.close()
+
+    def __enter__(self) -> AudioReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from codec.errors import AudioInputError, CodecError, ParameterError
-from codec.fileio import atomic_write
+from codec.fileio import atomic_write, open_input
 
 __all__ = ["main", "build_parser"]
 
@@ -35,14 +36,8 @@ def _cmd_features(args: argparse.Namespace) -> int:
 
 
 def _read_input(path: str) -> bytes:
-    if path == "-":
-        return sys.stdin.buffer.read()
-    p = Path(path)
-    if p.is_dir():
-        raise AudioInputError(f"{p} is a directory")
-    if not p.exists():
-        raise AudioInputError(f"{p}: no such file")
-    return p.read_bytes()
+    with open_input(path, missing=AudioInputError) as fh:
+        return fh.read()
 
 
 def _check_output(out: str, inp: str, force: bool) -> None:
@@ -59,56 +54,98 @@ def _check_output(out: str, inp: str, force: bool) -> None:
         raise ParameterError(f"output folder {po.parent} does not exist")
 
 
-def _write_output(out: str, data: bytes) -> None:
+def _write_output(out: str, writer: Callable[[BinaryIO], object]) -> None:
+    """Write to stdout (``-``) or atomically to a file: nothing is left on failure."""
     if out == "-":
-        sys.stdout.buffer.write(data)
+        writer(sys.stdout.buffer)
         sys.stdout.buffer.flush()
     else:
-        atomic_write(out, data)
+        atomic_write(out, writer)
 
 
 def _cmd_encode(args: argparse.Namespace) -> int:
-    import io
-
-    import soundfile as sf
-
-    from codec.pipeline import encode
+    from codec.audio import AudioReader
+    from codec.bitstream import ContainerWriter
+    from codec.pipeline import StreamEncoder
 
     _check_output(args.output, args.input, args.force)
-    raw = _read_input(args.input)
-    try:
-        audio, rate = sf.read(io.BytesIO(raw), dtype="float64", always_2d=False)
-    except Exception as exc:  # soundfile raises several types for unreadable input
-        reason = str(exc).rsplit(": ", 1)[-1].strip().rstrip(".") or type(exc).__name__
-        raise AudioInputError(f"{args.input}: cannot read audio ({reason})") from exc
-    if np.asarray(audio).size == 0:
-        raise AudioInputError(f"{args.input}: the file holds no samples")
-    data = encode(audio, int(rate), args.bitrate, envelope=args.envelope, codebook=args.codebook)
-    _write_output(args.output, data)
+    with open_input(args.input, missing=AudioInputError) as fh, AudioReader(fh, args.input) as src:
+        if src.frames == 0:
+            raise AudioInputError(f"{args.input}: the file holds no samples")
+        enc = StreamEncoder(
+            src.sample_rate, args.bitrate, envelope=args.envelope, codebook=args.codebook
+        )
+        frames = ContainerWriter(enc.mode.frame_bytes)
+        try:
+            for block in src.blocks():
+                frames.add(enc.push(block))
+            frames.add(enc.finish())
+            header = enc.header()
+            _write_output(args.output, lambda out: frames.write(out, header))
+        finally:
+            frames.close()
     if args.output != "-" and not args.quiet:
-        secs = np.asarray(audio).shape[0] / rate
+        secs = header.sample_count / 16000
+        size = Path(args.output).stat().st_size
         print(
-            f"{args.output}: {len(data)} bytes, {secs:.2f} s at {args.bitrate:g} kbit/s",
+            f"{args.output}: {size} bytes, {secs:.2f} s at {args.bitrate:g} kbit/s",
             file=sys.stderr,
         )
     return 0
 
 
+def _loss_rate(text: str) -> float:
+    """``--simulate-loss`` value: a fraction (0.1) or a percentage (10%)."""
+    try:
+        rate = float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a loss rate: {text!r}") from None
+    if not 0.0 <= rate < 1.0:
+        raise argparse.ArgumentTypeError(f"loss rate must be in [0, 1) (or 0-99%), got {text}")
+    return rate
+
+
 def _cmd_decode(args: argparse.Namespace) -> int:
-    import io
+    import wave
 
-    import soundfile as sf
-
-    from codec.pipeline import decode
+    from codec.bitstream import ContainerReader
+    from codec.pipeline import BLOCK_FRAMES, StreamDecoder, simulate_loss
 
     _check_output(args.output, args.input, args.force)
-    data = _read_input(args.input)
-    audio, rate = decode(data, codebooks=[args.codebook] if args.codebook else [])
-    pcm = np.clip(np.rint(audio * 32767.0), -32768, 32767).astype(np.int16)
-    buf = io.BytesIO()
-    sf.write(buf, pcm, rate, format="WAV", subtype="PCM_16")
-    _write_output(args.output, buf.getvalue())
+    with open_input(args.input, missing=AudioInputError) as fh:
+        reader = ContainerReader(fh)
+        h = reader.header
+        dec = StreamDecoder(h, [args.codebook] if args.codebook else [])
+        lost = simulate_loss(h.frame_count, args.simulate_loss or 0.0, seed=args.seed)
+
+        def write_wav(out: BinaryIO) -> None:
+            wav = wave.open(out, "wb")
+            wav.setnchannels(1)
+            wav.setsampwidth(2)
+            wav.setframerate(16000)
+            wav.setnframes(h.sample_count)
+            k0 = 0
+            for block in reader.blocks(BLOCK_FRAMES):
+                frames: list[bytes | None] = list(block)
+                for i in np.flatnonzero(lost[k0 : k0 + len(block)]):
+                    frames[i] = None
+                k0 += len(block)
+                wav.writeframesraw(_pcm16(dec.decode(frames)))
+            wav.writeframesraw(_pcm16(dec.flush()))
+            wav.close()
+
+        _write_output(args.output, write_wav)
+    if args.simulate_loss is not None and not args.quiet:
+        print(
+            f"concealed {dec.lost_frames} of {h.frame_count} frames "
+            f"({100.0 * dec.lost_frames / max(h.frame_count, 1):.1f} %, seed {args.seed})",
+            file=sys.stderr,
+        )
     return 0
+
+
+def _pcm16(x: np.ndarray) -> bytes:
+    return np.clip(np.rint(x * 32767.0), -32768, 32767).astype("<i2").tobytes()
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -193,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "encode",
         help="encode audio to .svq",
-        description="Encode any soundfile-readable audio (any rate, any channels) to .svq.",
+        description="Encode any soundfile-readable audio (any rate, any channels) to .svq, "
+        "in blocks (memory does not grow with the duration).",
     )
     p.add_argument("input", help="input audio file, or - for stdin")
     p.add_argument("output", help="output .svq file, or - for stdout")
@@ -210,12 +248,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_encode)
 
     p = sub.add_parser(
-        "decode", help="decode .svq to a 16 kHz wav", description="Decode .svq to 16-bit wav."
+        "decode",
+        help="decode .svq to a 16 kHz wav",
+        description="Decode .svq to a 16-bit 16 kHz mono wav, in 2 s blocks (memory does not "
+        "grow with the duration). The whole file's CRC-32 is checked before any audio is "
+        "written. --simulate-loss drops frames at random to hear the frame-loss concealment.",
     )
     p.add_argument("input", help="input .svq file, or - for stdin")
     p.add_argument("output", help="output .wav file, or - for stdout")
     p.add_argument("--codebook", help="codebook file, if the stream uses one not shipped")
+    p.add_argument(
+        "--simulate-loss",
+        type=_loss_rate,
+        metavar="RATE",
+        help="drop frames at random with this probability (0.1 or 10%%) and conceal them",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of --simulate-loss (default 0)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing")
     p.set_defaults(func=_cmd_decode)
 
     p = sub.add_parser(

@@ -1,19 +1,26 @@
 """Frame-loss concealment: a substitute for a frame the decoder did not receive.
 
-A lost frame is replaced in the MDCT domain, so the overlap-add with its
-neighbours, the de-emphasis and the postfilter run as for a received frame:
+A lost frame is replaced by MDCT coefficients, so the overlap-add with its
+neighbours, the de-emphasis and the postfilter run as for a received frame.
+Two substitutes, chosen by the periodicity of the signal decoded just before
+the loss (the normalised correlation at the best pitch lag of the last 20 ms,
+as :mod:`codec.postfilter` measures it):
 
-* the spectral magnitudes of the last good frame are repeated, which keeps its
-  envelope and its harmonic structure;
-* the signs are drawn afresh (:func:`codec.tcx.frame_signs` of the lost
-  frame's index): repeating the signs too would repeat the frame's waveform
-  and the time-domain aliasing of the MDCT with it, heard as a buzz;
-* the level fades with each consecutive lost frame (by :data:`FADE` per frame)
-  and mutes after :data:`MUTE_AFTER` frames, so a long burst becomes silence
-  instead of a frozen vowel.
+* voiced (correlation >= :data:`VOICED_CORR`): the last pitch cycle of the
+  synthesised (pre-emphasised) signal is repeated over the lost frame's
+  window and transformed with the MDCT -- a time-domain pitch extrapolation
+  that continues the harmonics with their phases, so the overlap with the
+  previous frame joins smoothly;
+* otherwise: the spectral magnitudes of the last good frame with fresh signs
+  (:func:`codec.tcx.frame_signs` of the lost frame's index), a noise of the
+  same spectral envelope -- repeating the signs too would repeat the waveform
+  and its time-domain aliasing, heard as a buzz.
 
-The next good frame is decoded as usual (frames are coded independently; the
-only state that carries over is the overlap of the MDCT and the filters).
+The level fades with each consecutive lost frame (:data:`FIRST_GAIN`, then
+:data:`FADE` per frame) and mutes after :data:`MUTE_AFTER` frames, so a long
+burst becomes silence instead of a frozen vowel. The next good frame is decoded
+as usual: frames are coded independently, and the only state that carries
+over is the overlap of the MDCT and the filters.
 """
 
 from __future__ import annotations
@@ -21,26 +28,43 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from codec import mdct
+from codec.postfilter import MAX_LAG, estimate_pitch
 from codec.tcx import frame_signs
 
-__all__ = ["Concealer", "FADE", "MUTE_AFTER"]
+__all__ = ["Concealer", "FADE", "FIRST_GAIN", "MUTE_AFTER", "VOICED_CORR"]
 
 FloatArray = npt.NDArray[np.float64]
 FADE = 0.7
-"""Gain applied per consecutive lost frame (about -3 dB per 20 ms)."""
+"""Gain applied per further consecutive lost frame (about -3 dB per 20 ms)."""
 FIRST_GAIN = 0.9
-"""Gain of the first lost frame relative to the last good one."""
+"""Gain of the first lost frame relative to the signal before it."""
 MUTE_AFTER = 8
 """Consecutive lost frames after which the output is silent (160 ms)."""
+VOICED_CORR = 0.6
+"""Pitch correlation above which a loss is concealed by pitch extrapolation."""
 _SIGN_OFFSET = 1 << 31  # concealment signs differ from the noise filler's of the same frame
+_HISTORY = 2 * MAX_LAG
 
 
 class Concealer:
-    """Keeps the last good frame's coefficients and makes substitutes for lost ones."""
+    """Remembers the recent output and makes substitutes for lost frames.
 
-    def __init__(self, n_bins: int = 320) -> None:
-        self.n_bins = n_bins
-        self._last = np.zeros(n_bins)
+    Parameters
+    ----------
+    n : int
+        MDCT hop (coefficients per frame).
+    overlap : int
+        MDCT window overlap ``L``.
+    """
+
+    def __init__(self, n: int = 320, overlap: int = 80) -> None:
+        self.n = n
+        self.overlap = overlap
+        self._window = mdct.mdct_window(n, overlap)
+        self._last = np.zeros(n)
+        self._history = np.zeros(_HISTORY)
+        self._lag = 0
         self.run = 0
         """Consecutive frames concealed so far (0 after a good frame)."""
 
@@ -50,24 +74,36 @@ class Concealer:
             return 0.0
         return float(FIRST_GAIN * FADE ** (run - 1))
 
-    def fill(self, coefs: FloatArray, lost: npt.NDArray[np.bool_], frame_index: int) -> None:
-        """Replace, in place, the rows of ``coefs`` marked ``lost``.
+    def good(self, coefs: FloatArray) -> None:
+        """A received frame's coefficients (the last of a run is what counts)."""
+        self._last = np.asarray(coefs, dtype=np.float64).copy()
+        self.run = 0
 
-        Parameters
-        ----------
-        coefs : ndarray, shape (k, n_bins)
-            Decoded MDCT coefficients of ``k`` consecutive frames (lost rows
-            are overwritten, good rows update the memory).
-        lost : ndarray of bool, shape (k,)
-        frame_index : int
-            Stream index of ``coefs[0]``.
-        """
-        for i in range(coefs.shape[0]):
-            if not lost[i]:
-                self._last = coefs[i].copy()
-                self.run = 0
-                continue
-            self.run += 1
-            g = self.gain(self.run)
-            signs = frame_signs([frame_index + i + _SIGN_OFFSET], self.n_bins)[0]
-            coefs[i] = g * np.abs(self._last) * signs
+    def observe(self, y: FloatArray) -> None:
+        """Synthesised output samples (final, pre-emphasised), in order."""
+        if y.size >= _HISTORY:
+            self._history = y[-_HISTORY:].copy()
+        else:
+            self._history = np.r_[self._history[y.size :], y]
+
+    def substitute(self, frame_index: int) -> FloatArray:
+        """MDCT coefficients to use for the lost frame ``frame_index``."""
+        self.run += 1
+        g = self.gain(self.run)
+        if g == 0.0:
+            return np.zeros(self.n)
+        if self.run == 1:
+            lags, corr = estimate_pitch(self._history[-2 * self.n :])
+            self._lag = int(lags[-1]) if corr[-1] >= VOICED_CORR else 0
+        if self._lag:
+            # history ends where the lost frame's window rises (k*n - overlap);
+            # the window covers overlap + n samples from there
+            rel = g / self.gain(self.run - 1) if self.run > 1 else g
+            span = self.n + self.overlap
+            cycle = self._history[-self._lag :]
+            block = np.zeros(2 * self.n)
+            lead = (self.n - self.overlap) // 2
+            block[lead : lead + span] = np.resize(cycle, span) * rel
+            return np.asarray(mdct.mdct(block, self._window), dtype=np.float64)
+        signs = frame_signs([frame_index + _SIGN_OFFSET], self.n)[0]
+        return np.asarray(g * np.abs(self._last) * signs, dtype=np.float64)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write"]
+from codec.errors import CodecError
+
+__all__ = ["atomic_write", "open_input"]
 
 
 def atomic_write(path: str | Path, writer: Callable[[BinaryIO], object] | bytes) -> None:
@@ -28,6 +33,7 @@ def atomic_write(path: str | Path, writer: Callable[[BinaryIO], object] | bytes)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, _new_file_mode())  # mkstemp makes 0600; a new file follows the umask
         with os.fdopen(fd, "wb") as fh:
             if isinstance(writer, (bytes, bytearray)):
                 fh.write(writer)
@@ -37,3 +43,37 @@ def atomic_write(path: str | Path, writer: Callable[[BinaryIO], object] | bytes)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _new_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+@contextlib.contextmanager
+def open_input(path: str | Path, *, missing: type[CodecError] = CodecError) -> Iterator[BinaryIO]:
+    """Open an input file, or standard input for ``-``, as a seekable binary handle.
+
+    Standard input that cannot seek (a pipe) is first copied to an anonymous
+    temporary file in 1 MiB chunks, so memory stays bounded whatever its
+    length. A missing file or a directory raises ``missing`` with a one-line
+    message naming it.
+    """
+    if str(path) == "-":
+        stdin = sys.stdin.buffer
+        if stdin.seekable():
+            yield stdin
+            return
+        with tempfile.TemporaryFile() as spool:
+            shutil.copyfileobj(stdin, spool, 1 << 20)
+            spool.seek(0)
+            yield spool
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise missing(f"{p} is a directory")
+    if not p.exists():
+        raise missing(f"{p}: no such file")
+    with open(p, "rb") as fh:
+        yield fh

@@ -31,10 +31,11 @@ from codec.analysis import (
     lsf_to_lpc,
     pre_emphasis,
 )
+from codec.audio import downmix
 from codec.bitstream import Header, pack_file, read_header, unpack_file
 from codec.concealment import Concealer
 from codec.envelope import EnvelopeCoder
-from codec.errors import AudioInputError, BitstreamError, ParameterError
+from codec.errors import BitstreamError, ParameterError
 from codec.modes import mode_for
 from codec.postfilter import PitchPostfilter
 from codec.registry import find_envelope, hash_bytes, load_envelope
@@ -139,7 +140,7 @@ class StreamEncoder:
         """Feed samples; returns the frames completed so far (possibly none)."""
         if self._finished:
             raise ParameterError("push() after finish()")
-        x = _downmix(audio)
+        x = downmix(audio)
         if self._resampler is not None:
             x = np.asarray(self._resampler.resample_chunk(x), dtype=np.float64)
         return self._add(x)
@@ -212,18 +213,6 @@ class StreamEncoder:
         return mdct.mdct_window(FRAME_LENGTH, self.tcx.config.overlap)
 
 
-def _downmix(audio: npt.ArrayLike) -> FloatArray:
-    a = np.asarray(audio)
-    if a.ndim not in (1, 2):
-        raise AudioInputError(f"audio must have shape (n,) or (n, channels), got {a.shape}")
-    if not np.issubdtype(a.dtype, np.number):
-        raise AudioInputError(f"audio must be numeric, got dtype {a.dtype}")
-    x = a.astype(np.float64)
-    if not np.all(np.isfinite(x)):
-        raise AudioInputError("audio contains NaN or infinite samples")
-    return x.mean(axis=1) if x.ndim == 2 else x
-
-
 def encode(
     audio: npt.ArrayLike,
     sample_rate: int,
@@ -286,7 +275,7 @@ class StreamDecoder:
         self._de_state = 0.0
         strength = mode_for(header.bitrate_bps / 1000.0).pitch_postfilter
         self._postfilter = PitchPostfilter(strength, PITCH_MIN_CORR, total=header.sample_count)
-        self._concealer = Concealer(FRAME_LENGTH)
+        self._concealer = Concealer(FRAME_LENGTH, overlap)
         self.frames_done = 0
         self.lost_frames = 0
         self._left = header.sample_count  # samples still to output before the postfilter
@@ -312,10 +301,9 @@ class StreamDecoder:
                 self._lpc_from_indices,
                 frame_index=k0 + good,
             )
-        self._concealer.fill(coefs, lost, k0)
+        y = self._synthesize(coefs, lost, k0)
         self.frames_done += n
         self.lost_frames += int(lost.sum())
-        y = self._synth.process_block(coefs)
         if self._skip:
             cut = min(self._skip, y.size)
             y, self._skip = y[cut:], self._skip - cut
@@ -323,6 +311,23 @@ class StreamDecoder:
         self._left -= y.size
         x, self._de_state = de_emphasis(y, state=self._de_state)
         return self._postfilter.process(x)
+
+    def _synthesize(self, coefs: FloatArray, lost: npt.NDArray[np.bool_], k0: int) -> FloatArray:
+        """Overlap-add the frames, substituting lost ones as the output reaches them."""
+        parts = []
+        i, n = 0, coefs.shape[0]
+        while i < n:
+            if lost[i]:
+                block = self._concealer.substitute(k0 + i)[None, :]
+                j = i + 1
+            else:
+                j = i + 1 + int(np.argmax(np.r_[lost[i + 1 :], True]))
+                block = coefs[i:j]
+                self._concealer.good(block[-1])
+            parts.append(self._synth.process_block(block))
+            self._concealer.observe(parts[-1])
+            i = j
+        return np.concatenate(parts)
 
     def flush(self) -> FloatArray:
         """The last samples, once every frame was given."""

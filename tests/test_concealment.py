@@ -1,0 +1,114 @@
+"""Frame-loss concealment: lost frames are replaced, faded and muted, never fail the decoder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import codec
+from codec.cli import main
+from codec.concealment import MUTE_AFTER, Concealer
+from codec.errors import ParameterError
+from codec.metrics import pesq_wb
+
+
+@pytest.fixture(scope="module")
+def coded(speech):
+    x, sr = speech
+    data = codec.encode(x, sr, 13.2)
+    return x, data, codec.info(data).frame_count
+
+
+def test_simulate_loss_mask():
+    m = codec.simulate_loss(20000, 0.1, seed=4)
+    assert m.dtype == np.bool_ and m.shape == (20000,)
+    assert 0.09 < m.mean() < 0.11
+    assert np.array_equal(m, codec.simulate_loss(20000, 0.1, seed=4))
+    assert not np.array_equal(m, codec.simulate_loss(20000, 0.1, seed=5))
+    assert not codec.simulate_loss(100, 0.0).any()
+    for bad in (-0.1, 1.0, 2.0):
+        with pytest.raises(ParameterError, match="loss rate"):
+            codec.simulate_loss(10, bad)
+
+
+def test_no_loss_is_the_plain_decode(coded):
+    _, data, n = coded
+    plain, _ = codec.decode(data)
+    same, _ = codec.decode(data, lost=np.zeros(n, dtype=bool))
+    assert np.array_equal(plain, same)
+
+
+def test_lost_mask_must_match_the_stream(coded):
+    _, data, n = coded
+    for bad in (np.zeros(n + 1, dtype=bool), np.zeros(n), [0, 1]):
+        with pytest.raises(ParameterError, match="boolean array"):
+            codec.decode(data, lost=bad)
+
+
+def test_concealed_frames_keep_length_and_energy(coded):
+    x, data, n = coded
+    plain, _ = codec.decode(data)
+    lost = np.zeros(n, dtype=bool)
+    lost[100] = True  # one frame inside speech
+    y, _ = codec.decode(data, lost=lost)
+    assert y.shape == x.shape and np.all(np.isfinite(y))
+    seg = slice(100 * 320, 101 * 320)
+    e_plain, e_conc = np.sum(plain[seg] ** 2), np.sum(y[seg] ** 2)
+    assert 0.05 * e_plain < e_conc < 3.0 * e_plain  # neither silence nor a burst
+    assert np.array_equal(y[: 98 * 320], plain[: 98 * 320])  # before the loss: untouched
+    assert np.allclose(y[104 * 320 :], plain[104 * 320 :])  # after recovery: the same again
+
+
+def test_long_burst_fades_to_silence(coded):
+    _, data, n = coded
+    lost = np.zeros(n, dtype=bool)
+    start = 80
+    lost[start : start + MUTE_AFTER + 6] = True
+    y, _ = codec.decode(data, lost=lost)
+    muted = slice((start + MUTE_AFTER + 1) * 320, (start + MUTE_AFTER + 5) * 320)
+    assert np.max(np.abs(y[muted])) < 1e-3
+    energies = [np.sum(y[(start + k) * 320 : (start + k + 1) * 320] ** 2) for k in range(1, 7)]
+    assert energies[-1] < energies[0]
+
+
+def test_everything_lost_is_silence(coded):
+    x, data, n = coded
+    y, _ = codec.decode(data, lost=np.ones(n, dtype=bool))
+    assert y.shape == x.shape and np.max(np.abs(y)) == 0.0
+
+
+def test_concealment_beats_muting(coded, monkeypatch):
+    """At 10 % loss the concealed signal scores clearly better than muting lost frames."""
+    x, data, n = coded
+    lost = codec.simulate_loss(n, 0.1, seed=1)
+    concealed, _ = codec.decode(data, lost=lost)
+    monkeypatch.setattr(Concealer, "substitute", lambda self, k: np.zeros(self.n))
+    muted, _ = codec.decode(data, lost=lost)
+    p_conc, p_mute = pesq_wb(x, concealed, 16000), pesq_wb(x, muted, 16000)
+    assert p_conc > p_mute + 0.2
+    assert p_conc > 2.0
+
+
+def test_cli_simulate_loss(coded, tmp_path, capsys):
+    x, data, n = coded
+    src = tmp_path / "in.svq"
+    src.write_bytes(data)
+    out = tmp_path / "out.wav"
+    assert main(["decode", str(src), str(out), "--simulate-loss", "10%", "--seed", "7"]) == 0
+    err = capsys.readouterr().err
+    lost = codec.simulate_loss(n, 0.1, seed=7)
+    assert f"concealed {int(lost.sum())} of {n} frames" in err
+    y, rate = sf.read(out, dtype="float64")
+    ref, _ = codec.decode(data, lost=lost)
+    assert rate == 16000 and y.shape == ref.shape
+    assert np.max(np.abs(y - ref)) < 1.5 / 32767
+    # the same seed gives the same file; another seed another one
+    out2 = tmp_path / "out2.wav"
+    assert main(["decode", str(src), str(out2), "--simulate-loss", "0.1", "--seed", "7"]) == 0
+    assert out2.read_bytes() == out.read_bytes()
+    with pytest.raises(SystemExit) as exc:
+        main(["decode", str(src), str(tmp_path / "x.wav"), "--simulate-loss", "1.5"])
+    assert exc.value.code == 2
+    assert "loss rate" in capsys.readouterr().err
+    assert not (tmp_path / "x.wav").exists()

@@ -81,7 +81,12 @@ class Header:
         for f in fields(self):
             v = getattr(self, f.name)
             if f.name == "envelope_id":
-                raw = str(v).encode("ascii")
+                try:
+                    raw = str(v).encode("ascii")
+                except UnicodeEncodeError:
+                    raw = b"\0"  # rejected below
+                if not _valid_envelope_id(raw):
+                    raise BitstreamError(f"envelope id {v!r} is not a printable ASCII name")
                 if len(raw) > 24:
                     raise BitstreamError(f"envelope id {v!r} longer than 24 bytes")
                 v = raw
@@ -96,11 +101,16 @@ def _parse_header(raw: bytes) -> Header:
     values = list(_HEADER.unpack(raw))
     names = [name for name, _, _ in HEADER_FIELDS]
     d = dict(zip(names, values, strict=True))
-    try:
-        d["envelope_id"] = d["envelope_id"].rstrip(b"\0").decode("ascii")
-    except UnicodeDecodeError as exc:
-        raise BitstreamError("corrupt header: envelope id is not ASCII") from exc
+    name = d["envelope_id"].rstrip(b"\0")
+    if not _valid_envelope_id(name):
+        raise BitstreamError("corrupt header: envelope id is not a printable name")
+    d["envelope_id"] = name.decode("ascii")
     return Header(**d)
+
+
+def _valid_envelope_id(raw: bytes) -> bool:
+    """Printable ASCII without NUL padding inside or path separators."""
+    return all(0x20 <= b < 0x7F and b not in b"/\\" for b in raw)
 
 
 def pack_file(header: Header, frames: list[bytes]) -> bytes:

@@ -179,3 +179,12 @@ def test_frame_signs_depend_only_on_the_frame():
     assert np.array_equal(a[5], b[0])
     assert set(np.unique(a)) == {-1.0, 1.0}
     assert abs(frame_signs(np.arange(2000)).mean()) < 0.01
+
+
+def test_header_envelope_id_must_be_a_printable_name(speech):
+    x, sr = speech
+    data = bytearray(codec.encode(x[:3200], sr, 8.0))
+    data[32:56] = b"../../../etc/x".ljust(24, b"\0")
+    body = bytes(data[:-4])
+    with pytest.raises(BitstreamError, match="envelope id"):
+        codec.decode(body + zlib.crc32(body).to_bytes(4, "little"))

@@ -261,7 +261,8 @@ class StreamDecoder:
     Feed frames in order with :meth:`decode` (``None`` for a lost frame) and
     finish with :meth:`flush`; the concatenated outputs are the
     ``header.sample_count`` samples of the signal, time-aligned with the
-    encoder's input. The output does not depend on how the frames are grouped.
+    encoder's input and clipped to [-1, 1]. The output does not depend on how
+    the frames are grouped.
     """
 
     def __init__(self, header: Header, codebooks: Iterable[str | os.PathLike[str]] = ()) -> None:
@@ -310,7 +311,7 @@ class StreamDecoder:
         y = y[: self._left]
         self._left -= y.size
         x, self._de_state = de_emphasis(y, state=self._de_state)
-        return self._postfilter.process(x)
+        return _full_scale(self._postfilter.process(x))
 
     def _synthesize(self, coefs: FloatArray, lost: npt.NDArray[np.bool_], k0: int) -> FloatArray:
         """Overlap-add the frames, substituting lost ones as the output reaches them."""
@@ -335,13 +336,18 @@ class StreamDecoder:
             raise BitstreamError(
                 f"stream ended after {self.frames_done} of {self.header.frame_count} frames"
             )
-        return self._postfilter.flush()
+        return _full_scale(self._postfilter.flush())
 
     def _lpc_from_indices(self, idx: npt.NDArray[np.int64]) -> FloatArray:
         limit = 1 << self.env.quantizer.bits_per_stage
         if np.any(idx >= limit):  # pragma: no cover - raw bits cannot exceed the width
             raise BitstreamError("corrupt frame: envelope index out of range")
         return lsf_to_lpc(self.env.decode(idx))
+
+
+def _full_scale(x: FloatArray) -> FloatArray:
+    """Clip to [-1, 1]: a damaged (or hostile) frame cannot make the output explode."""
+    return np.clip(x, -1.0, 1.0)
 
 
 def simulate_loss(frame_count: int, rate: float, *, seed: int = 0) -> npt.NDArray[np.bool_]:
@@ -385,7 +391,7 @@ def decode(
     Returns
     -------
     audio : ndarray, shape (sample_count,)
-        Float64 samples at 16 kHz, aligned with the encoder's input.
+        Float64 samples at 16 kHz in [-1, 1], aligned with the encoder's input.
     sample_rate : int
         16000.
     """

@@ -29,6 +29,7 @@ def _decode_or_error(data: bytes) -> None:
     except CodecError:
         return
     assert np.all(np.isfinite(y))
+    assert np.max(np.abs(y), initial=0.0) <= 1.0  # never louder than full scale
 
 
 @settings(

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -76,10 +76,13 @@ def _cmd_encode(args: argparse.Namespace) -> int:
             src.sample_rate, args.bitrate, envelope=args.envelope, codebook=args.codebook
         )
         frames = ContainerWriter(enc.mode.frame_bytes)
+        bar = _progress(src.frames / src.sample_rate, "encode", args.quiet)
         try:
             for block in src.blocks():
                 frames.add(enc.push(block))
+                bar.update(block.shape[0] / src.sample_rate)
             frames.add(enc.finish())
+            bar.close()
             header = enc.header()
             _write_output(args.output, lambda out: frames.write(out, header))
         finally:
@@ -92,6 +95,22 @@ def _cmd_encode(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _progress(seconds: float, what: str, quiet: bool) -> Any:
+    """A progress bar in seconds of audio, shown on a terminal for inputs over 30 s."""
+    from tqdm import tqdm
+
+    show = not quiet and seconds > 30.0 and sys.stderr.isatty()
+    return tqdm(
+        total=round(seconds, 2),
+        desc=what,
+        unit="s",
+        disable=not show,
+        leave=False,
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of audio "
+        "[{elapsed}<{remaining}]",
+    )
 
 
 def _loss_rate(text: str) -> float:
@@ -125,7 +144,9 @@ def _cmd_decode(args: argparse.Namespace) -> int:
             wav.setframerate(16000)
             wav.setnframes(h.sample_count)
             k0 = 0
+            bar = _progress(h.sample_count / 16000, "decode", args.quiet)
             for block in reader.blocks(BLOCK_FRAMES):
+                bar.update(len(block) * h.frame_length / 16000)
                 frames: list[bytes | None] = list(block)
                 for i in np.flatnonzero(lost[k0 : k0 + len(block)]):
                     frames[i] = None
@@ -133,6 +154,7 @@ def _cmd_decode(args: argparse.Namespace) -> int:
                 wav.writeframesraw(_pcm16(dec.decode(frames)))
             wav.writeframesraw(_pcm16(dec.flush()))
             wav.close()
+            bar.close()
 
         _write_output(args.output, write_wav)
     if args.simulate_loss is not None and not args.quiet:

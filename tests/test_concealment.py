@@ -107,8 +107,10 @@ def test_cli_simulate_loss(coded, tmp_path, capsys):
     out2 = tmp_path / "out2.wav"
     assert main(["decode", str(src), str(out2), "--simulate-loss", "0.1", "--seed", "7"]) == 0
     assert out2.read_bytes() == out.read_bytes()
+    capsys.readouterr()
     with pytest.raises(SystemExit) as exc:
         main(["decode", str(src), str(tmp_path / "x.wav"), "--simulate-loss", "1.5"])
     assert exc.value.code == 2
-    assert "loss rate" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "loss rate" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x.wav").exists()

@@ -5,17 +5,20 @@ Nothing here does signal processing; recipes import :mod:`codec` for that.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+import codec
 from codec.features import FeatureSet, collection_features, list_audio
 from codec.fileio import atomic_write
 
@@ -33,6 +36,10 @@ __all__ = [
     "parse_names",
     "balance_speakers",
     "training_lsf",
+    "codec_fingerprint",
+    "single_threaded_children",
+    "summary_stats",
+    "fmt_value",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -159,3 +166,55 @@ def training_lsf(
     fs = collection_features(source, out=cache, split=split, progress=True)
     rows = balance_speakers(fs) if balance else np.arange(fs.lsf.shape[0])
     return fs.lsf[rows], fs.key
+
+
+def codec_fingerprint() -> str:
+    """SHA-256 prefix over the codec package's sources and shipped codebooks.
+
+    Results computed by other codec code are stale (the recipes recompute or flag them).
+    """
+    root = Path(codec.__file__).resolve().parent
+    h = hashlib.sha256(codec.__version__.encode())
+    for p in sorted(root.rglob("*")):
+        if p.suffix in (".py", ".cb") and "__pycache__" not in p.parts:
+            try:
+                data = p.read_bytes()
+            except OSError:  # a file replaced while we read: fingerprint what is there
+                continue
+            h.update(p.relative_to(root).as_posix().encode() + b"\0" + data)
+    return h.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def single_threaded_children() -> Iterator[None]:
+    """Ask BLAS/OpenMP in worker processes for one thread each (one process per core)."""
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {n: os.environ.get(n) for n in names}
+    os.environ.update({n: "1" for n in names})
+    try:
+        yield
+    finally:
+        for n, v in saved.items():
+            if v is None:
+                os.environ.pop(n, None)
+            else:
+                os.environ[n] = v
+
+
+def summary_stats(values: Iterable[float | None]) -> dict[str, float]:
+    """Mean, median and 2.5 / 97.5 % quantiles of the finite values (NaN when none)."""
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=np.float64)
+    if v.size == 0:
+        return {"mean": math.nan, "median": math.nan, "q025": math.nan, "q975": math.nan}
+    q025, q975 = np.quantile(v, [0.025, 0.975])
+    return {
+        "mean": float(v.mean()),
+        "median": float(np.median(v)),
+        "q025": float(q025),
+        "q975": float(q975),
+    }
+
+
+def fmt_value(x: float | None, digits: int) -> str:
+    """A number for a Markdown table; an en dash for a missing or non-finite one."""
+    return "–" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"

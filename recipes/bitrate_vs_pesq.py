@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import math
 import os
@@ -38,9 +37,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -61,12 +59,16 @@ from recipes._common import (
     DEFAULT_MANIFEST,
     REPO_ROOT,
     audio_files,
+    codec_fingerprint,
     display_name,
     fmt_kbps,
+    fmt_value,
     markdown_table,
     parse_floats,
     parse_names,
     settings_hash,
+    single_threaded_children,
+    summary_stats,
     write_json,
 )
 
@@ -148,19 +150,6 @@ class Cell:
     """File name shown in the tables (relative to the data folder)."""
     config: Config
     bitrate_kbps: float
-
-
-def codec_fingerprint() -> str:
-    """SHA-256 prefix over the codec package's sources and shipped codebooks.
-
-    Cells computed by other codec code are stale and are recomputed.
-    """
-    root = Path(codec.__file__).resolve().parent
-    h = hashlib.sha256(codec.__version__.encode())
-    for p in sorted(root.rglob("*")):
-        if p.suffix in (".py", ".cb") and "__pycache__" not in p.parts:
-            h.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def envelope_timing(q: Quantizer, lsf: np.ndarray, *, repeat: int = 5) -> float:
@@ -259,7 +248,7 @@ def _train_all(jobs: Sequence[TrainJob], n_proc: int) -> None:
             report(job, train_one(job))
         return
     with (
-        _single_threaded_children(),
+        single_threaded_children(),
         ProcessPoolExecutor(
             max_workers=min(n_proc, len(jobs)), mp_context=mp.get_context("spawn")
         ) as pool,
@@ -529,23 +518,6 @@ def _json_row(row: dict[str, Any]) -> str:
     return json.dumps(clean, allow_nan=False)
 
 
-@contextmanager
-def _single_threaded_children() -> Iterator[None]:
-    """Ask BLAS/OpenMP in worker processes for one thread each (one process per core)."""
-    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-    saved = {n: os.environ.get(n) for n in names}
-    for n in names:
-        os.environ[n] = "1"
-    try:
-        yield
-    finally:
-        for n, v in saved.items():
-            if v is None:
-                os.environ.pop(n, None)
-            else:
-                os.environ[n] = v
-
-
 def run_cells(cells: Sequence[Cell], log: Path, *, jobs: int, progress: bool) -> int:
     """Compute ``cells`` (in worker processes if ``jobs > 1``), appending each to ``log``.
 
@@ -574,7 +546,7 @@ def run_cells(cells: Sequence[Cell], log: Path, *, jobs: int, progress: bool) ->
 
             # spawn: the parent may hold torch/OpenMP threads from training
             with (
-                _single_threaded_children(),
+                single_threaded_children(),
                 ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool,
             ):
                 futures = [pool.submit(run_cell, c) for c in cells]
@@ -584,19 +556,6 @@ def run_cells(cells: Sequence[Cell], log: Path, *, jobs: int, progress: bool) ->
 
 
 # --------------------------------------------------------------------------- summary
-
-
-def _stats(values: Iterable[float]) -> dict[str, float]:
-    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=np.float64)
-    if v.size == 0:
-        return {"mean": math.nan, "median": math.nan, "q025": math.nan, "q975": math.nan}
-    q025, q975 = np.quantile(v, [0.025, 0.975])
-    return {
-        "mean": float(v.mean()),
-        "median": float(np.median(v)),
-        "q025": float(q025),
-        "q975": float(q975),
-    }
 
 
 def _num(v: Any) -> float:
@@ -622,10 +581,10 @@ def summarize(
                 "n_files": len(sel),
                 "n_ok": len(ok),
                 "n_failed": len(sel) - len(ok),
-                "pesq_wb": _stats(_num(r["pesq_wb"]) for r in ok),
-                "psnr_db": _stats(_num(r["psnr_db"]) for r in ok),
-                "measured_kbps_mean": _stats(_num(r["measured_kbps"]) for r in ok)["mean"],
-                "payload_kbps_mean": _stats(_num(r["payload_kbps"]) for r in ok)["mean"],
+                "pesq_wb": summary_stats(_num(r["pesq_wb"]) for r in ok),
+                "psnr_db": summary_stats(_num(r["psnr_db"]) for r in ok),
+                "measured_kbps_mean": summary_stats(_num(r["measured_kbps"]) for r in ok)["mean"],
+                "payload_kbps_mean": summary_stats(_num(r["payload_kbps"]) for r in ok)["mean"],
                 "encode_rtf": (
                     sum(_num(r["encode_s"]) for r in ok) / total_s if total_s > 0 else math.nan
                 ),
@@ -682,10 +641,6 @@ def write_per_file_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
-def _f(x: float | None, digits: int) -> str:
-    return "–" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
-
-
 def results_markdown(
     command: str,
     configs: Sequence[Config],
@@ -704,7 +659,7 @@ def results_markdown(
             for b in bitrates:
                 r = results[cfg.name][fmt_kbps(b)]
                 s = r[metric]
-                text = fmt.format(_f(s["mean"], 2), _f(s["median"], 2))
+                text = fmt.format(fmt_value(s["mean"], 2), fmt_value(s["median"], 2))
                 if r["n_failed"]:
                     text += f" ⚠{r['n_failed']} failed"
                 cells.append(text)
@@ -716,8 +671,8 @@ def results_markdown(
         rate_rows.append(
             [cfg.name]
             + [
-                f"{_f(results[cfg.name][fmt_kbps(b)]['measured_kbps_mean'], 2)} "
-                f"({_f(results[cfg.name][fmt_kbps(b)]['payload_kbps_mean'], 2)})"
+                f"{fmt_value(results[cfg.name][fmt_kbps(b)]['measured_kbps_mean'], 2)} "
+                f"({fmt_value(results[cfg.name][fmt_kbps(b)]['payload_kbps_mean'], 2)})"
                 for b in bitrates
             ]
         )
@@ -726,9 +681,9 @@ def results_markdown(
             c["config"],
             c["envelope"],
             c["ops_per_vector"] if c["ops_per_vector"] is not None else "–",
-            _f(c["encode_us_per_vector"], 1),
-            _f(c["pesq_wb_mean_at"], 3),
-            _f(c["pesq_wb_mean_over_bitrates"], 3),
+            fmt_value(c["encode_us_per_vector"], 1),
+            fmt_value(c["pesq_wb_mean_at"], 3),
+            fmt_value(c["pesq_wb_mean_over_bitrates"], 3),
         ]
         for c in complexity
     ]

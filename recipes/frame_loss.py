@@ -60,9 +60,8 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,10 +77,14 @@ from codec.modes import mode_for
 from recipes._common import (
     DEFAULT_MANIFEST,
     audio_files,
+    codec_fingerprint,
     display_name,
     fmt_kbps,
+    fmt_value,
     markdown_table,
     parse_floats,
+    single_threaded_children,
+    summary_stats,
     write_json,
 )
 
@@ -120,20 +123,6 @@ def pattern_seed(seed: int, name: str) -> int:
     """
     text = f"{_SEED_TAG}\0{int(seed)}\0{Path(name).name}"
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
-
-
-def codec_fingerprint() -> str:
-    """SHA-256 prefix over the codec package's sources and shipped codebooks."""
-    root = Path(codec.__file__).resolve().parent
-    h = hashlib.sha256(codec.__version__.encode())
-    for p in sorted(root.rglob("*")):
-        if p.suffix in (".py", ".cb") and "__pycache__" not in p.parts:
-            try:
-                data = p.read_bytes()
-            except OSError:  # a file replaced while we read: fingerprint what is there
-                continue
-            h.update(p.relative_to(root).as_posix().encode() + b"\0" + data)
-    return h.hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------- measuring
@@ -220,22 +209,6 @@ def run_file(job: FileJob) -> list[dict[str, Any]]:
     return rows
 
 
-@contextmanager
-def _single_threaded_children() -> Iterator[None]:
-    """Ask BLAS/OpenMP in worker processes for one thread each (one process per core)."""
-    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-    saved = {n: os.environ.get(n) for n in names}
-    os.environ.update({n: "1" for n in names})
-    try:
-        yield
-    finally:
-        for n, v in saved.items():
-            if v is None:
-                os.environ.pop(n, None)
-            else:
-                os.environ[n] = v
-
-
 def run_jobs(jobs: Sequence[FileJob], *, n_proc: int, progress: bool) -> list[dict[str, Any]]:
     """All rows of ``jobs`` (worker processes if ``n_proc > 1``), in job order."""
     from tqdm import tqdm
@@ -259,7 +232,7 @@ def run_jobs(jobs: Sequence[FileJob], *, n_proc: int, progress: bool) -> list[di
             import multiprocessing as mp
 
             with (
-                _single_threaded_children(),
+                single_threaded_children(),
                 ProcessPoolExecutor(
                     max_workers=min(n_proc, len(jobs)), mp_context=mp.get_context("spawn")
                 ) as pool,
@@ -271,19 +244,6 @@ def run_jobs(jobs: Sequence[FileJob], *, n_proc: int, progress: bool) -> list[di
 
 
 # --------------------------------------------------------------------------- summary
-
-
-def _stats(values: Iterable[float]) -> dict[str, float]:
-    v = np.asarray([x for x in values if math.isfinite(x)], dtype=np.float64)
-    if v.size == 0:
-        return {"mean": math.nan, "median": math.nan, "q025": math.nan, "q975": math.nan}
-    q025, q975 = np.quantile(v, [0.025, 0.975])
-    return {
-        "mean": float(v.mean()),
-        "median": float(np.median(v)),
-        "q025": float(q025),
-        "q975": float(q975),
-    }
 
 
 def rate_key(rate: float) -> str:
@@ -314,8 +274,8 @@ def summarize(rows: Sequence[dict[str, Any]], loss_rates: Sequence[float]) -> di
             "actual_loss": lost / frames if frames else math.nan,
             "lost_frames": lost,
             "frames": frames,
-            "pesq_wb": _stats(pesq),
-            "psnr_db": _stats(float(r["psnr_db"]) for r in ok),
+            "pesq_wb": summary_stats(pesq),
+            "psnr_db": summary_stats(float(r["psnr_db"]) for r in ok),
             "share_pesq_at_or_above_goal": (
                 sum(p >= PESQ_GOAL for p in pesq) / len(pesq) if pesq else math.nan
             ),
@@ -343,10 +303,6 @@ def per_file_csv(rows: Sequence[dict[str, Any]]) -> bytes:
     return buf.getvalue().encode()
 
 
-def _f(x: float | None, digits: int) -> str:
-    return "–" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
-
-
 def summary_markdown(summary: dict[str, Any]) -> str:
     """The Markdown report: one row per loss rate, then the failures."""
     head = [
@@ -369,16 +325,16 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         rows.append(
             [
                 f"{100 * s['loss_rate']:g} %",
-                f"{_f(100 * s['actual_loss'], 2)} %",
+                f"{fmt_value(100 * s['actual_loss'], 2)} %",
                 s["n"],
                 s["n_failed"],
-                _f(p["mean"], 2),
-                _f(p["median"], 2),
-                f"{_f(p['q025'], 2)}–{_f(p['q975'], 2)}",
-                f"{_f(100 * share, 0)} %" if math.isfinite(share) else "–",
-                _f(q["mean"], 2),
-                _f(q["median"], 2),
-                f"{_f(q['q025'], 2)}–{_f(q['q975'], 2)}",
+                fmt_value(p["mean"], 2),
+                fmt_value(p["median"], 2),
+                f"{fmt_value(p['q025'], 2)}–{fmt_value(p['q975'], 2)}",
+                f"{fmt_value(100 * share, 0)} %" if math.isfinite(share) else "–",
+                fmt_value(q["mean"], 2),
+                fmt_value(q["median"], 2),
+                f"{fmt_value(q['q025'], 2)}–{fmt_value(q['q975'], 2)}",
             ]
         )
     seeds = ", ".join(str(s) for s in summary["seeds"])

@@ -292,6 +292,12 @@ class StreamDecoder:
             )
         k0 = self.frames_done
         received = [fr for fr in frames if fr is not None]
+        for fr in received:
+            if len(fr) != self.header.frame_bytes:
+                raise BitstreamError(
+                    f"a frame of {len(fr)} bytes; this stream's frames have "
+                    f"{self.header.frame_bytes}"
+                )
         lost = np.array([fr is None for fr in frames], dtype=bool)
         coefs = np.zeros((n, FRAME_LENGTH))
         good = np.flatnonzero(~lost)

@@ -94,6 +94,8 @@ def test_decoder_refuses_extra_or_missing_frames(speech):
     dec = StreamDecoder(header)
     with pytest.raises(BitstreamError, match="more frames"):
         dec.decode(frames + frames[:1])
+    with pytest.raises(BitstreamError, match="a frame of 5 bytes"):
+        StreamDecoder(header).decode([b"12345"])
     dec = StreamDecoder(header)
     dec.decode(frames[:-1])
     with pytest.raises(BitstreamError, match="ended after"):

@@ -28,16 +28,17 @@ import numpy as np
 
 from codec.errors import ParameterError
 
-from .base import FloatArray, IntArray, Quantizer, sq_norms, weighted_error
+from .base import (
+    FloatArray,
+    IntArray,
+    Quantizer,
+    better_of,
+    sq_norms,
+    sum_codewords,
+    weighted_error,
+)
 
 _ZOBRIST_SEED = 0x5EED_AD17
-
-
-def _reconstruct(codebooks: list[FloatArray], codes: IntArray) -> FloatArray:
-    out: FloatArray = codebooks[0][codes[:, 0]].copy()
-    for m in range(1, len(codebooks)):
-        out += codebooks[m][codes[:, m]]
-    return out
 
 
 def _zobrist(size: int) -> np.ndarray:
@@ -172,9 +173,7 @@ def avq_search(
     if beam <= 1:
         return greedy
     best = avq_beam(r, w, codebooks, beam)
-    e_best = weighted_error(r, _reconstruct(codebooks, best), w)
-    e_greedy = weighted_error(r, _reconstruct(codebooks, greedy), w)
-    return np.where((e_best <= e_greedy)[:, None], best, greedy)
+    return better_of(r, w, codebooks, best, greedy)
 
 
 class AVQ(Quantizer):
@@ -207,7 +206,7 @@ class AVQ(Quantizer):
         return avq_search(r, w, self._codebooks, self.beam)
 
     def _reconstruct(self, idx: IntArray) -> FloatArray:
-        return _reconstruct(self._codebooks, idx)
+        return sum_codewords(self._codebooks, idx)
 
     def _search_ops(self, beam: int) -> int:
         d, k, m_st = self.dim, self.codebook_size, self.stages

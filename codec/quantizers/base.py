@@ -359,6 +359,27 @@ def weighted_error(x: FloatArray, y: FloatArray, w: FloatArray | None = None) ->
     return out
 
 
+def sum_codewords(codebooks: list[FloatArray], codes: IntArray) -> FloatArray:
+    """``sum_m codebooks[m][codes[:, m]]``: the reconstruction of RVQ and AVQ, shape (N, D)."""
+    out: FloatArray = codebooks[0][codes[:, 0]].copy()
+    for m in range(1, len(codebooks)):
+        out += codebooks[m][codes[:, m]]
+    return out
+
+
+def better_of(
+    r: FloatArray, w: FloatArray | None, codebooks: list[FloatArray], a: IntArray, b: IntArray
+) -> IntArray:
+    """Per row, the codes ``a`` or ``b`` (additive codebooks) with the smaller weighted error.
+
+    Ties keep ``a``. The wide searches use it to be never worse than the greedy one.
+    """
+    e_a = weighted_error(r, sum_codewords(codebooks, a), w)
+    e_b = weighted_error(r, sum_codewords(codebooks, b), w)
+    out: IntArray = np.where((e_a <= e_b)[:, None], a, b)
+    return out
+
+
 # ------------------------------------------------------------------------------ progress
 
 

@@ -38,6 +38,7 @@ from .base import (
     TrainOptions,
     chunk_rows,
     nearest,
+    sum_codewords,
     weighted_error,
     weighted_sqdist,
 )
@@ -173,13 +174,6 @@ def kmeans(
     return c
 
 
-def _apply(cbs: list[FloatArray], codes: IntArray) -> FloatArray:
-    out: FloatArray = cbs[0][codes[:, 0]].copy()
-    for m in range(1, len(cbs)):
-        out += cbs[m][codes[:, m]]
-    return out
-
-
 def residual_init(
     r: FloatArray,
     w: FloatArray | None,
@@ -205,7 +199,7 @@ def rvq_refine_step(
 ) -> list[FloatArray]:
     """Update every stage given the others (Gauss-Seidel), codes fixed."""
     cbs = [c.copy() for c in cbs]
-    recon = _apply(cbs, codes)
+    recon = sum_codewords(cbs, codes)
     for m, c in enumerate(cbs):
         target = r - recon + c[codes[:, m]]
         new, empty = centroids(target, w, codes[:, m], c)
@@ -287,7 +281,7 @@ def _refine(
 
     def full_error(c: list[FloatArray]) -> tuple[float, IntArray]:
         codes = _chunked_search(search, r, w, c, beam)
-        return float(weighted_error(r, _apply(c, codes), w).sum()), codes
+        return float(weighted_error(r, sum_codewords(c, codes), w).sum()), codes
 
     best, (best_err, codes) = cbs, full_error(cbs)
     full_rounds = opts.refine_iters

@@ -26,14 +26,15 @@ import numpy as np
 
 from codec.errors import ParameterError
 
-from .base import FloatArray, IntArray, Quantizer, sq_norms, weighted_error
-
-
-def _reconstruct(codebooks: list[FloatArray], codes: IntArray) -> FloatArray:
-    out: FloatArray = codebooks[0][codes[:, 0]].copy()
-    for m in range(1, len(codebooks)):
-        out += codebooks[m][codes[:, m]]
-    return out
+from .base import (
+    FloatArray,
+    IntArray,
+    Quantizer,
+    better_of,
+    sq_norms,
+    sum_codewords,
+    weighted_error,
+)
 
 
 def rvq_greedy(r: FloatArray, w: FloatArray | None, codebooks: list[FloatArray]) -> IntArray:
@@ -109,9 +110,7 @@ def rvq_search(
     if beam <= 1 or len(codebooks) == 1:
         return greedy
     best = rvq_mbest(r, w, codebooks, beam)
-    e_best = weighted_error(r, _reconstruct(codebooks, best), w)
-    e_greedy = weighted_error(r, _reconstruct(codebooks, greedy), w)
-    return np.where((e_best <= e_greedy)[:, None], best, greedy)
+    return better_of(r, w, codebooks, best, greedy)
 
 
 class RVQ(Quantizer):
@@ -144,7 +143,7 @@ class RVQ(Quantizer):
         return rvq_search(r, w, self._codebooks, self.beam)
 
     def _reconstruct(self, idx: IntArray) -> FloatArray:
-        return _reconstruct(self._codebooks, idx)
+        return sum_codewords(self._codebooks, idx)
 
     def ops_per_vector(self) -> int:
         """Operation count of the search as implemented (see module docstring)."""

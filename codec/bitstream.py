@@ -81,12 +81,10 @@ class Header:
         for f in fields(self):
             v = getattr(self, f.name)
             if f.name == "envelope_id":
-                try:
-                    raw = str(v).encode("ascii")
-                except UnicodeEncodeError:
-                    raw = b"\0"  # rejected below
-                if not _valid_envelope_id(raw):
+                text = str(v)
+                if not (text.isascii() and _valid_envelope_id(text.encode("ascii"))):
                     raise BitstreamError(f"envelope id {v!r} is not a printable ASCII name")
+                raw = text.encode("ascii")
                 if len(raw) > 24:
                     raise BitstreamError(f"envelope id {v!r} longer than 24 bytes")
                 v = raw

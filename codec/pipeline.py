@@ -119,6 +119,7 @@ class StreamEncoder:
         self.mode = mode_for(bitrate_kbps)
         self.env = _envelope_for(bitrate_kbps, envelope, codebook)
         self.tcx = TCX()
+        self._window = mdct.mdct_window(FRAME_LENGTH, self.tcx.config.overlap)
         self.sample_rate = int(sample_rate)
         self._resampler: Any = None
         if self.sample_rate != SAMPLE_RATE:
@@ -207,10 +208,6 @@ class StreamEncoder:
         self._buf = self._buf[drop:]
         self._buf_start += drop
         return frames
-
-    @property
-    def _window(self) -> FloatArray:
-        return mdct.mdct_window(FRAME_LENGTH, self.tcx.config.overlap)
 
 
 def encode(

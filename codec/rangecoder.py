@@ -483,6 +483,8 @@ class RangeEncoder:
         rng = self._rng
         buf = self._buf
         top, bot, shift, mask = _TOP, _BOT, _SHIFT, _LOW_MASK
+        # the arithmetic of _encode(), inlined with local state: this loop codes
+        # every MDCT bin of every frame, and a method call per symbol is its main cost
         for v, cdf in zip(vals, tables.rows, strict=True):
             s = v + m
             if 0 <= s < esc:
@@ -795,6 +797,8 @@ class RangeDecoder:
         data, n, pos = self._data, self._n, self._pos
         val, rng = self._val, self._rng
         bot = _BOT
+        # the loop of decode_symbols(), repeated rather than called: it decodes every
+        # MDCT bin of every frame, and a call per symbol would be its main cost
         for cdf in tables.rows:
             total = cdf[-1]
             r = rng // total

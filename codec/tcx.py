@@ -90,10 +90,6 @@ class TcxConfig:
     overlap: int = 80
     """MDCT window overlap in samples."""
     noise_fill: bool = True
-    postfilter: float = 0.0
-    """Strength β of the decoder's formant postfilter ``(|Â(w/γn)| / |Â(w/γd)|)^β`` (0 = off)."""
-    pf_gamma_num: float = 0.7
-    pf_gamma_den: float = 0.9
 
 
 def _gain_step(index: npt.ArrayLike) -> FloatArray:
@@ -349,23 +345,7 @@ class TCX:
             fill = self._noise_mask(q)
             q = np.where(fill, signs * (nf * _NOISE_STEP)[:, None] * ratio, q)
         coefs = np.asarray(q * _gain_step(gain)[:, None] / shaping, dtype=np.float64)
-        if self.config.postfilter > 0.0:
-            coefs = self._postfilter(coefs, a_q)
         return coefs
-
-    def _postfilter(self, coefs: FloatArray, a_q: FloatArray) -> FloatArray:
-        """Formant postfilter in the MDCT domain, energy preserving per frame."""
-        p = a_q.shape[-1] - 1
-        k = np.arange(p + 1)
-        num = np.abs(np.fft.rfft(a_q * self.config.pf_gamma_num**k, 4 * N_BINS, axis=-1))
-        den = np.abs(np.fft.rfft(a_q * self.config.pf_gamma_den**k, 4 * N_BINS, axis=-1))
-        h = num[:, 1 : 2 * N_BINS : 2] / np.maximum(den[:, 1 : 2 * N_BINS : 2], 1e-9)
-        h = h**self.config.postfilter
-        e_in = np.sum(coefs**2, axis=-1)
-        out = coefs * h
-        e_out = np.sum(out**2, axis=-1)
-        scale = np.sqrt(np.where(e_out > 0, e_in / np.maximum(e_out, 1e-30), 1.0))
-        return np.asarray(out * scale[:, None], dtype=np.float64)
 
     def n_frames(self, n_samples: int) -> int:
         """Frames needed for ``n_samples`` (the MDCT's count, see :func:`codec.mdct.n_frames`)."""

@@ -4,7 +4,7 @@ Run: ``python benchmarks/bench_rangecoder.py`` (pins BLAS/OpenMP to one thread).
 
 The symbol streams imitate the residual coder: 320 quantised MDCT bins per
 frame, Laplacian with per-bin scales between 0.1 and 30 quantiser steps,
-tables from :func:`codec.rangecoder.laplace_tables` (max_abs 15, so a few
+tables from :func:`codec.residual.rangecoder.laplace_tables` (max_abs 15, so a few
 percent of the bins escape).  Reported for the per-symbol methods
 (``encode_symbol`` / ``decode_symbol`` on list rows, the bare Python call
 overhead included), the batch methods (``encode_values`` / ``decode_values``,
@@ -25,8 +25,8 @@ from collections.abc import Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from codec.mdct import FRAME, MdctAnalyzer, MdctSynthesizer, analysis, synthesis  # noqa: E402
-from codec.rangecoder import RangeDecoder, RangeEncoder, laplace_tables  # noqa: E402
+from codec.residual.mdct import FRAME, MdctAnalyzer, MdctSynthesizer, analysis, synthesis  # noqa: E402
+from codec.residual.rangecoder import RangeDecoder, RangeEncoder, laplace_tables  # noqa: E402
 
 N_FRAMES = 300
 BINS = 320

@@ -131,7 +131,7 @@ def _with_crc(body: bytes) -> bytes:
 def _n_frames(sample_count: int) -> int:
     """Frames the pipeline expects for ``sample_count`` samples (its own rule when available)."""
     try:
-        from codec.tcx import TCX
+        from codec.residual.tcx import TCX
 
         return int(TCX().n_frames(sample_count))
     except Exception:  # the residual coder's API moved: fall back to the documented rule

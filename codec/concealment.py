@@ -12,7 +12,7 @@ as :mod:`codec.postfilter` measures it):
   that continues the harmonics with their phases, so the overlap with the
   previous frame joins smoothly;
 * otherwise: the spectral magnitudes of the last good frame with fresh signs
-  (:func:`codec.tcx.frame_signs` of the lost frame's index), a noise of the
+  (:func:`codec.residual.tcx.frame_signs` of the lost frame's index), a noise of the
   same spectral envelope -- repeating the signs too would repeat the waveform
   and its time-domain aliasing, heard as a buzz.
 
@@ -28,9 +28,9 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from codec import mdct
 from codec.postfilter import MAX_LAG, estimate_pitch
-from codec.tcx import frame_signs
+from codec.residual import mdct
+from codec.residual.tcx import frame_signs
 
 __all__ = ["Concealer", "FADE", "FIRST_GAIN", "MUTE_AFTER", "VOICED_CORR"]
 

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from codec import mdct
 from codec.analysis import (
     FRAME_LENGTH,
     SAMPLE_RATE,
@@ -39,7 +38,8 @@ from codec.errors import BitstreamError, ParameterError
 from codec.modes import mode_for
 from codec.postfilter import PitchPostfilter
 from codec.registry import find_envelope, hash_bytes, load_envelope
-from codec.tcx import TCX
+from codec.residual import mdct
+from codec.residual.tcx import TCX
 
 __all__ = [
     "encode",

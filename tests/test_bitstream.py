@@ -100,6 +100,6 @@ def test_format_doc_is_generated_from_the_table():
 
 
 def test_frame_doc_is_generated_from_the_code():
-    from codec.tcx import frame_layout_markdown
+    from codec.residual.tcx import frame_layout_markdown
 
     assert (ROOT / "docs" / "FRAME.md").read_text() == frame_layout_markdown()

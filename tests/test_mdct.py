@@ -1,4 +1,4 @@
-"""Tests of the low-overlap MDCT (codec.mdct)."""
+"""Tests of the low-overlap MDCT (codec.residual.mdct)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from codec.errors import ParameterError
-from codec.mdct import (
+from codec.residual.mdct import (
     DEFAULT_OVERLAP,
     FRAME,
     MdctAnalyzer,

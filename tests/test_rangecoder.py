@@ -1,4 +1,4 @@
-"""Tests of the range coder and its Laplacian models (codec.rangecoder)."""
+"""Tests of the range coder and its Laplacian models (codec.residual.rangecoder)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from codec.errors import BitstreamError, ParameterError
-from codec.rangecoder import (
+from codec.residual.rangecoder import (
     MAX_ESCAPE_BITS,
     MAX_TOTAL,
     PRECISION,

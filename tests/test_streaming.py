@@ -22,7 +22,7 @@ from codec.bitstream import (
 from codec.errors import BitstreamError, ParameterError
 from codec.pipeline import BLOCK_FRAMES, StreamDecoder, StreamEncoder
 from codec.postfilter import PitchPostfilter, pitch_postfilter
-from codec.tcx import frame_signs
+from codec.residual.tcx import frame_signs
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 MAGIC = b"SVQ\x1a"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _PREFIX = struct.Struct("<4sBH")  # magic, version, header_length
 
 # (name, struct code, description) -- the single source of the header layout
@@ -130,7 +130,10 @@ def read_header(data: bytes) -> Header:
     if magic != MAGIC:
         raise BitstreamError("not an svq file (bad magic)")
     if version != FORMAT_VERSION:
-        raise BitstreamError(f"unsupported svq format version {version} (this build reads 1)")
+        raise BitstreamError(
+            f"unsupported svq format version {version} (this build reads {FORMAT_VERSION}; "
+            "version 1 files were written by svq 0.1)"
+        )
     if hlen != _HEADER.size:
         raise BitstreamError(f"corrupt header: length {hlen}, expected {_HEADER.size}")
     if len(data) < _PREFIX.size + hlen:

@@ -1,10 +1,11 @@
 """Frame-loss concealment: a substitute for a frame the decoder did not receive.
 
 A lost frame is replaced by MDCT coefficients, so the overlap-add with its
-neighbours, the de-emphasis and the postfilter run as for a received frame.
+neighbours, the pitch post-filter (with the last received parameters) and the de-emphasis
+run as for a received frame.
 Two substitutes, chosen by the periodicity of the signal decoded just before
 the loss (the normalised correlation at the best pitch lag of the last 20 ms,
-as :mod:`codec.postfilter` measures it):
+as :func:`codec.residual.pitch.estimate_pitch` measures it):
 
 * voiced (correlation >= :data:`VOICED_CORR`): the last pitch cycle of the
   synthesised (pre-emphasised) signal is repeated over the lost frame's
@@ -28,8 +29,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from codec.postfilter import MAX_LAG, estimate_pitch
 from codec.residual import mdct
+from codec.residual.pitch import estimate_pitch
 from codec.residual.tcx import frame_signs
 
 __all__ = ["Concealer", "FADE", "FIRST_GAIN", "MUTE_AFTER", "VOICED_CORR"]
@@ -44,7 +45,7 @@ MUTE_AFTER = 8
 VOICED_CORR = 0.6
 """Pitch correlation above which a loss is concealed by pitch extrapolation."""
 _SIGN_OFFSET = 1 << 31  # concealment signs differ from the noise filler's of the same frame
-_HISTORY = 2 * MAX_LAG
+_HISTORY = 640  # two frames: the longest lag (320) and a frame to correlate
 
 
 class Concealer:

@@ -7,6 +7,8 @@ a test signal at different rates are refused.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -14,7 +16,7 @@ from codec.analysis import autocorrelation, levinson
 from codec.audio import resample
 from codec.errors import ParameterError
 
-__all__ = ["align", "pesq_wb", "psnr", "PSNR_GAMMA", "PSNR_TILT"]
+__all__ = ["align", "pesq_wb", "psnr", "visqol_speech", "PSNR_GAMMA", "PSNR_TILT"]
 
 FloatArray = npt.NDArray[np.float64]
 PSNR_GAMMA = 0.92
@@ -132,3 +134,38 @@ def psnr(
     if err == 0.0:
         return float("inf")
     return float(10.0 * np.log10(max(sig, 1e-30) / err))
+
+
+_VISQOL: dict[str, Any] = {}
+
+
+def visqol_speech(
+    ref: npt.ArrayLike, deg: npt.ArrayLike, sample_rate: int, *, deg_rate: int | None = None
+) -> float:
+    """ViSQOL v3 MOS-LQO in speech mode (16 kHz, lattice mapper), on a 1-5 scale.
+
+    Uses ``visqol-python`` with its ``lattice`` extra (the C++ tool's default
+    mapping; its models ship inside the package, nothing is downloaded). The
+    decoded signal is aligned to the reference first. Raises
+    :class:`ParameterError` when the package or its lattice model is missing
+    (``pip install "svq[eval]"``).
+    """
+    r, d = _check(ref, deg, sample_rate, deg_rate)
+    d, _ = align(r, d)
+    api = _VISQOL.get("speech")
+    if api is None:
+        try:
+            import visqol
+        except ImportError as exc:
+            raise ParameterError(
+                "ViSQOL needs visqol-python with its lattice extra: pip install 'svq[eval]'"
+            ) from exc
+        api = visqol.VisqolApi()
+        try:
+            api.create(mode="speech", use_lattice_model=True)
+        except (ImportError, FileNotFoundError) as exc:
+            raise ParameterError(
+                f"ViSQOL's lattice model is not available ({exc}); install visqol-python[lattice]"
+            ) from exc
+        _VISQOL["speech"] = api
+    return float(api.measure_from_arrays(r, d, 16000).moslqo)

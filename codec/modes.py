@@ -18,8 +18,8 @@ class Mode:
     bitrate_kbps: float
     default_envelope: str
     """Name of the shipped codebook used when none is given (see codec/data/)."""
-    pitch_postfilter: float = 0.0
-    """Strength of the decoder's pitch postfilter at this bitrate (0 = off)."""
+    coded_bins: int = 320
+    """MDCT bins (25 Hz each) coded by value; the band above is noise at a coded level."""
 
     @property
     def bitrate_bps(self) -> int:
@@ -36,12 +36,12 @@ class Mode:
 MODES: dict[float, Mode] = {
     m.bitrate_kbps: m
     for m in (
-        Mode(8.0, "avq-4x6", 0.4),
-        Mode(9.6, "avq-4x6", 0.4),
-        Mode(13.2, "avq-4x6", 0.4),
-        Mode(16.4, "avq-4x6", 0.2),
-        Mode(24.4, "avq-4x6", 0.1),
-        Mode(32.0, "avq-4x6", 0.0),
+        Mode(8.0, "avq-4x6", 80),
+        Mode(9.6, "avq-4x6", 96),
+        Mode(13.2, "avq-4x6", 120),
+        Mode(16.4, "avq-4x6", 160),
+        Mode(24.4, "avq-4x6", 200),
+        Mode(32.0, "avq-4x6", 240),
     )
 }
 BITRATES_KBPS: tuple[float, ...] = tuple(MODES)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -32,14 +32,15 @@ from codec.analysis import (
 )
 from codec.audio import downmix
 from codec.bitstream import Header, pack_file, read_header, unpack_file
-from codec.concealment import Concealer
+from codec.concealment import FADE, MUTE_AFTER, Concealer
 from codec.envelope import EnvelopeCoder
 from codec.errors import BitstreamError, ParameterError
-from codec.modes import mode_for
-from codec.postfilter import PitchPostfilter
+from codec.modes import Mode, mode_for
 from codec.registry import find_envelope, hash_bytes, load_envelope
 from codec.residual import mdct
-from codec.residual.tcx import TCX
+from codec.residual.pitch import LAG_MAX, PitchAnalyzer, PitchParams, PostFilter, PreFilter
+from codec.residual.pitch import gain_value as pitch_gain
+from codec.residual.tcx import N_BINS, TCX, TcxConfig
 
 __all__ = [
     "encode",
@@ -50,13 +51,18 @@ __all__ = [
     "StreamDecoder",
     "StreamInfo",
     "BLOCK_FRAMES",
+    "ALGORITHMIC_DELAY",
+    "Tools",
 ]
 
 FloatArray = npt.NDArray[np.float64]
 _RESIDUAL_CODERS = {TCX.coder_id: TCX}
 # shipped codebook used by `--envelope VARIANT` (plain VQ cannot afford 24 bits)
 VARIANT_CODEBOOKS = {"avq": "avq-4x6", "rvq": "rvq-4x6", "pvq": "pvq-4x6", "vq": "vq-1x12"}
-PITCH_MIN_CORR = 0.7  # frames less periodic than this are not comb-filtered
+ALGORITHMIC_DELAY = FRAME_LENGTH + mdct.DEFAULT_OVERLAP + (WINDOW_LENGTH - FRAME_LENGTH) // 2
+"""Samples from an input sample's arrival to its decoded output (480 = 30 ms): the
+frame (20 ms), the MDCT overlap (5 ms) and the LPC window's look-ahead (5 ms).
+The decoder adds none: the pitch post-filter is causal."""
 _LEAD = 200  # samples before frame k's hop that its MDCT block starts at ((N + L) / 2)
 _TAIL = 120  # samples after frame k's hop its MDCT block / LPC window reach
 
@@ -80,6 +86,32 @@ def _envelope_for(
         if not name:
             raise ParameterError(f"unknown envelope {envelope!r} (avq, rvq, pvq or vq)")
     return load_envelope(name)
+
+
+@dataclass(frozen=True)
+class Tools:
+    """Switches for the residual coder's tools, for ablation experiments.
+
+    Not stored in the stream: a stream encoded with some tools off decodes
+    correctly only with the same switches. The defaults are the codec.
+    """
+
+    pitch: bool = True
+    """Pitch pre-/post-filter (off: every frame sends the 1-bit "off" flag)."""
+    band_split: bool = True
+    """Code the mode's band by value and fill the band above with noise (off: the
+    whole band is coded by value, as in format 1)."""
+    harmonic: bool = True
+    """Harmonic model in the entropy coder (needs the pitch tool's lag)."""
+
+
+def _residual_coder(coder_id: int, mode: Mode, tools: Tools) -> TCX:
+    """The residual coder of a stream, configured for its mode."""
+    bins = mode.coded_bins if tools.band_split else N_BINS
+    config = TcxConfig(coded_bins=bins)
+    if not tools.harmonic:
+        config = replace(config, harmonic_depth=0.0)
+    return _RESIDUAL_CODERS[coder_id](config)
 
 
 BLOCK_FRAMES = 100
@@ -113,12 +145,14 @@ class StreamEncoder:
         *,
         envelope: str | None = None,
         codebook: str | os.PathLike[str] | None = None,
+        tools: Tools = Tools(),
     ) -> None:
         if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
             raise ParameterError(f"sample_rate must be a positive integer, got {sample_rate!r}")
         self.mode = mode_for(bitrate_kbps)
         self.env = _envelope_for(bitrate_kbps, envelope, codebook)
-        self.tcx = TCX()
+        self.tools = tools
+        self.tcx = _residual_coder(TCX.coder_id, self.mode, tools)
         self._window = mdct.mdct_window(FRAME_LENGTH, self.tcx.config.overlap)
         self.sample_rate = int(sample_rate)
         self._resampler: Any = None
@@ -129,6 +163,10 @@ class StreamEncoder:
                 self.sample_rate, SAMPLE_RATE, 1, dtype="float64", quality="VHQ"
             )
         self._pre_state = 0.0
+        self._pitch = PitchAnalyzer()
+        self._prefilter = PreFilter()
+        # pre-filtered signal over the MDCT lead of the next frame
+        self._p_lead = np.zeros(_LEAD)
         # pre-emphasised signal from absolute sample index self._buf_start on;
         # frame k needs [k*N - _LEAD, (k+1)*N + _TAIL)
         self._buf = np.zeros(_LEAD)
@@ -200,9 +238,20 @@ class StreamEncoder:
         a = lpc_of_frames(lpc_frames[::FRAME_LENGTH][:n] * analysis_window()).a
         idx = self.env.encode(lpc_to_lsf(a))
         a_q = lsf_to_lpc(self.env.decode(idx))
-        blocks = np.lib.stride_tricks.sliding_window_view(seg, 2 * FRAME_LENGTH)[::FRAME_LENGTH]
+        # pitch pre-filter: frame k's parameters filter [k*N, (k+1)*N)
+        x_new = seg[_LEAD : _LEAD + n * FRAME_LENGTH]
+        if self.tools.pitch:
+            hist = self._prefilter.history(LAG_MAX)
+            params = self._pitch.choose(np.concatenate((hist, x_new)), n)
+        else:
+            params = PitchParams.off(n)
+        p = np.concatenate((self._p_lead, self._prefilter.process(x_new, params), np.zeros(_TAIL)))
+        self._p_lead = p[n * FRAME_LENGTH : n * FRAME_LENGTH + _LEAD].copy()
+        blocks = np.lib.stride_tricks.sliding_window_view(p, 2 * FRAME_LENGTH)[::FRAME_LENGTH]
         coefs = mdct.mdct(blocks[:n], self._window)
-        frames = self.tcx.encode(coefs, a_q, idx, self.env.field_bits, self.mode.frame_bytes)
+        frames = self.tcx.encode(
+            coefs, a_q, idx, self.env.field_bits, self.mode.frame_bytes, pitch=params
+        )
         self.frame_count += n
         drop = self.frame_count * FRAME_LENGTH - _LEAD - self._buf_start
         self._buf = self._buf[drop:]
@@ -217,6 +266,7 @@ def encode(
     *,
     envelope: str | None = None,
     codebook: str | os.PathLike[str] | None = None,
+    tools: Tools = Tools(),
 ) -> bytes:
     """Encode audio to a complete ``.svq`` byte string.
 
@@ -232,6 +282,9 @@ def encode(
         Envelope quantizer variant (shipped codebook of this bitrate's size).
     codebook : path, optional
         A codebook file (``svq train``) to use instead of the shipped ones.
+    tools : Tools, optional
+        Residual-coder tools to switch off for an ablation (decode with the
+        same switches).
 
     Returns
     -------
@@ -239,7 +292,9 @@ def encode(
         Header + frames (exactly ``bitrate * 20 ms / 8`` bytes each) + CRC-32.
         The same as :class:`StreamEncoder` gives for the same samples.
     """
-    enc = StreamEncoder(sample_rate, bitrate_kbps, envelope=envelope, codebook=codebook)
+    enc = StreamEncoder(
+        sample_rate, bitrate_kbps, envelope=envelope, codebook=codebook, tools=tools
+    )
     frames = enc.push(audio)
     frames += enc.finish()
     return pack_file(enc.header(), frames)
@@ -262,18 +317,27 @@ class StreamDecoder:
     the frames are grouped.
     """
 
-    def __init__(self, header: Header, codebooks: Iterable[str | os.PathLike[str]] = ()) -> None:
+    def __init__(
+        self,
+        header: Header,
+        codebooks: Iterable[str | os.PathLike[str]] = (),
+        *,
+        tools: Tools = Tools(),
+    ) -> None:
         _check_header(header)
         self.header = header
         self.env = find_envelope(header.codebook_hash, codebooks)
-        self.tcx = _RESIDUAL_CODERS[header.residual_coder]()
+        self.tcx = _residual_coder(
+            header.residual_coder, mode_for(header.bitrate_bps / 1000.0), tools
+        )
         overlap = self.tcx.config.overlap
         self._synth = mdct.MdctSynthesizer(FRAME_LENGTH, overlap)
         self._skip = overlap  # the MDCT chain delays by `overlap` samples
         self._de_state = 0.0
-        strength = mode_for(header.bitrate_bps / 1000.0).pitch_postfilter
-        self._postfilter = PitchPostfilter(strength, PITCH_MIN_CORR, total=header.sample_count)
         self._concealer = Concealer(FRAME_LENGTH, overlap)
+        self._comb = PostFilter()
+        self._last_pitch = (LAG_MAX, 0.0)
+        self._lost_run = 0
         self.frames_done = 0
         self.lost_frames = 0
         self._left = header.sample_count  # samples still to output before the postfilter
@@ -298,13 +362,25 @@ class StreamDecoder:
         lost = np.array([fr is None for fr in frames], dtype=bool)
         coefs = np.zeros((n, FRAME_LENGTH))
         good = np.flatnonzero(~lost)
+        lags = np.zeros(n, dtype=np.int64)
+        gains = np.full(n, -1, dtype=np.int64)
         if received:
-            coefs[good] = self.tcx.decode(
+            coefs[good], pitch = self.tcx.decode(
                 received,
                 self.env.field_bits,
                 self._lpc_from_indices,
                 frame_index=k0 + good,
             )
+            lags[good], gains[good] = pitch.lag, pitch.gain
+        for i in range(n):
+            if lost[i]:  # the last lag, the gain fading as the concealment does
+                self._lost_run += 1
+                lag, gain = self._last_pitch
+                self._last_pitch = (lag, gain * FADE if self._lost_run < MUTE_AFTER else 0.0)
+            else:
+                self._lost_run = 0
+                self._last_pitch = (int(lags[i]), float(pitch_gain(gains[i])))
+            self._comb.push_params(k0 + i, *self._last_pitch)
         y = self._synthesize(coefs, lost, k0)
         self.frames_done += n
         self.lost_frames += int(lost.sum())
@@ -313,8 +389,9 @@ class StreamDecoder:
             y, self._skip = y[cut:], self._skip - cut
         y = y[: self._left]
         self._left -= y.size
+        y = self._comb.process(y)
         x, self._de_state = de_emphasis(y, state=self._de_state)
-        return _full_scale(self._postfilter.process(x))
+        return _full_scale(x)
 
     def _synthesize(self, coefs: FloatArray, lost: npt.NDArray[np.bool_], k0: int) -> FloatArray:
         """Overlap-add the frames, substituting lost ones as the output reaches them."""
@@ -339,7 +416,7 @@ class StreamDecoder:
             raise BitstreamError(
                 f"stream ended after {self.frames_done} of {self.header.frame_count} frames"
             )
-        return _full_scale(self._postfilter.flush())
+        return np.zeros(0)
 
     def _lpc_from_indices(self, idx: npt.NDArray[np.int64]) -> FloatArray:
         limit = 1 << self.env.quantizer.bits_per_stage
@@ -378,6 +455,7 @@ def decode(
     *,
     codebooks: Iterable[str | os.PathLike[str]] = (),
     lost: npt.ArrayLike | None = None,
+    tools: Tools = Tools(),
 ) -> tuple[FloatArray, int]:
     """Decode a ``.svq`` byte string.
 
@@ -390,6 +468,8 @@ def decode(
     lost : array_like of bool, shape (frame_count,), optional
         Frames to treat as lost (concealed instead of decoded), e.g. from
         :func:`simulate_loss`.
+    tools : Tools, optional
+        The switches the stream was encoded with (:func:`encode`).
 
     Returns
     -------
@@ -399,7 +479,7 @@ def decode(
         16000.
     """
     header, frames = unpack_file(bytes(data))
-    dec = StreamDecoder(header, codebooks)
+    dec = StreamDecoder(header, codebooks, tools=tools)
     mask = _loss_mask(lost, header.frame_count)
     out = []
     for k0 in range(0, header.frame_count, BLOCK_FRAMES):
@@ -454,6 +534,10 @@ class StreamInfo:
     codebook_hash: str
     residual_coder: int
     file_bytes: int
+    coded_band_hz: float
+    """Upper edge of the band coded by value; above it, noise at a coded level."""
+    delay_ms: float
+    """Algorithmic delay of encoder + decoder (:data:`ALGORITHMIC_DELAY`)."""
 
 
 def info(data: bytes) -> StreamInfo:
@@ -473,4 +557,6 @@ def info(data: bytes) -> StreamInfo:
         codebook_hash=h.codebook_hash.hex(),
         residual_coder=h.residual_coder,
         file_bytes=len(data),
+        coded_band_hz=mode_for(h.bitrate_bps / 1000.0).coded_bins * SAMPLE_RATE / 640,
+        delay_ms=1000.0 * ALGORITHMIC_DELAY / SAMPLE_RATE,
     )

@@ -1,4 +1,4 @@
-"""Streaming encoder/decoder, the streaming container and the pitch postfilter in chunks."""
+"""Streaming encoder/decoder, the streaming container and the pitch filters in chunks."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from codec.bitstream import (
 )
 from codec.errors import BitstreamError, ParameterError
 from codec.pipeline import BLOCK_FRAMES, StreamDecoder, StreamEncoder
-from codec.postfilter import PitchPostfilter, pitch_postfilter
 from codec.residual.tcx import frame_signs
 
 
@@ -160,19 +159,6 @@ def test_header_announcing_huge_stream_allocates_nothing(speech):
     finally:
         tracemalloc.stop()
     assert peak < 2 * len(forged) + 1_000_000
-
-
-def test_pitch_postfilter_stream_equals_whole(speech):
-    x, _ = speech
-    whole = pitch_postfilter(x[:40000], strength=0.4, min_corr=0.7)
-    pf = PitchPostfilter(0.4, 0.7, total=40000)
-    rng = np.random.default_rng(5)
-    out = [pf.process(c) for c in _chunks(x[:40000], rng, 3000)]
-    out.append(pf.flush())
-    assert np.array_equal(np.concatenate(out), whole)
-    assert np.array_equal(pitch_postfilter(x[:500], strength=0.4), x[:500])  # too short
-    assert np.array_equal(pitch_postfilter(x[:5000], strength=0.0), x[:5000])
-    assert not np.allclose(whole, x[:40000])  # voiced speech is filtered
 
 
 def test_frame_signs_depend_only_on_the_frame():

@@ -41,6 +41,9 @@ import numpy.typing as npt
 
 from codec.errors import BitstreamError, ParameterError
 from codec.residual import mdct
+from codec.residual.harmonic import harmonic_shape
+from codec.residual.pitch import GAIN_BITS as PITCH_GAIN_BITS
+from codec.residual.pitch import GAIN_STEP, LAG_BITS, LAG_MIN, PitchParams
 from codec.residual.rangecoder import (
     CdfTables,
     RangeDecoder,
@@ -63,10 +66,12 @@ KAPPA_BITS = 5
 NOISE_BITS = 3
 LAST_BITS = 6
 LAST_UNIT = 8
+HF_BITS = 4
 FIXED_FIELDS = (
     ("gain", GAIN_BITS),
     ("kappa", KAPPA_BITS),
     ("noise", NOISE_BITS),
+    ("hf", HF_BITS),
     ("last", LAST_BITS),
 )
 NOISE_FILL_START_HZ = 1000.0
@@ -75,6 +80,7 @@ _GAIN_OFFSET = 128  # Δ = 2 ** ((i - 128) / 8)
 _KAPPA_OFFSET = 20  # κ = 2 ** ((j - 20) / 4)
 _NOISE_STEP = 0.035
 NOISE_SCALE = 0.35
+_HF_OFFSET = 10  # top-band level = 2 ** ((i - 10) / 2) in units of Δ (i = 0: silent)
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,14 @@ class TcxConfig:
     overlap: int = 80
     """MDCT window overlap in samples."""
     noise_fill: bool = True
+    coded_bins: int = N_BINS
+    """Bins coded by value; the bins above are filled with noise at their own level."""
+    hf_scale: float = 0.5
+    """Share of the measured top-band level that the encoder sends."""
+    harmonic_depth: float = 0.5
+    """Depth of the harmonic model (:mod:`codec.residual.harmonic`); 0 = off."""
+    pitch: bool = True
+    """Frames carry the pitch pre-/post-filter parameters (:mod:`codec.residual.pitch`)."""
 
 
 def _gain_step(index: npt.ArrayLike) -> FloatArray:
@@ -149,10 +163,19 @@ class TCX:
 
     # ------------------------------------------------------------------ helpers
 
+    def _harmonic(self, ratio: FloatArray, pitch: PitchParams | None) -> FloatArray:
+        """The model shape with the harmonic comb of frames whose pitch tool is on."""
+        if pitch is None or self.config.harmonic_depth <= 0.0:
+            return ratio
+        h = harmonic_shape(pitch.lag, pitch.gain >= 0, N_BINS, depth=self.config.harmonic_depth)
+        return np.asarray(ratio * h, dtype=np.float64)
+
     def _quantize(self, xs: FloatArray, step: FloatArray) -> IntArray:
-        v = xs / step[..., None]
+        v = xs[..., : self.config.coded_bins] / step[..., None]
         mag = np.floor(np.abs(v) + 0.5 - self.config.deadzone)
-        return (np.sign(v) * np.maximum(mag, 0.0)).astype(np.int64)
+        q = np.zeros(xs.shape, dtype=np.int64)
+        q[..., : self.config.coded_bins] = np.sign(v) * np.maximum(mag, 0.0)
+        return q
 
     @staticmethod
     def _kappa_index(q: IntArray, ratio: FloatArray, last: IntArray) -> IntArray:
@@ -201,6 +224,7 @@ class TCX:
         env_idx: IntArray,
         env_field_bits: Sequence[int],
         frame_bytes: int,
+        pitch: PitchParams | None = None,
     ) -> list[bytes]:
         """Code every frame into exactly ``frame_bytes`` bytes.
 
@@ -216,13 +240,26 @@ class TCX:
             Bit width of each envelope index.
         frame_bytes : int
             Budget B per frame.
+        pitch : PitchParams, optional
+            Pitch-filter parameters of each frame, written after the envelope
+            indices when the configuration has the pitch tool (off if None).
         """
         n = coefs.shape[0]
         budget = 8 * frame_bytes
-        fixed = int(sum(env_field_bits)) + sum(b for _, b in FIXED_FIELDS)
-        if fixed + 8 > budget:
-            raise ParameterError(f"{frame_bytes}-byte frames cannot hold {fixed} side-info bits")
+        if self.config.pitch and pitch is None:
+            pitch = PitchParams.off(n)
+        side = [
+            [(int(v), nb) for v, nb in zip(env_idx[i], env_field_bits, strict=True)]
+            + (pitch.fields(i) if self.config.pitch and pitch is not None else [])
+            for i in range(n)
+        ]
+        fixed = np.array([sum(nb for _, nb in f) for f in side]) + sum(b for _, b in FIXED_FIELDS)
+        if np.any(fixed + 8 > budget):
+            raise ParameterError(
+                f"{frame_bytes}-byte frames cannot hold {int(fixed.max())} side-info bits"
+            )
         shaping, ratio = self.envelopes(a_q)
+        ratio = self._harmonic(ratio, pitch)
         xs = coefs * shaping
         # binary search of the smallest gain index whose estimated cost fits
         avail = budget - fixed - 2.0  # margin for the coder's termination (refined below)
@@ -239,7 +276,7 @@ class TCX:
         for i in range(n):
             g = int(gain[i])
             while True:
-                data = self._encode_frame(xs[i], ratio[i], g, env_idx[i], env_field_bits, budget)
+                data = self._encode_frame(xs[i], ratio[i], g, side[i], budget)
                 if data is not None:
                     break
                 g += 1
@@ -247,9 +284,7 @@ class TCX:
                     raise ParameterError("rate loop failed to fit a frame")
             # the estimate is conservative: try finer steps while they still fit
             while g > 0:
-                finer = self._encode_frame(
-                    xs[i], ratio[i], g - 1, env_idx[i], env_field_bits, budget
-                )
+                finer = self._encode_frame(xs[i], ratio[i], g - 1, side[i], budget)
                 if finer is None:
                     break
                 data, g = finer, g - 1
@@ -261,8 +296,7 @@ class TCX:
         xs: FloatArray,
         ratio: FloatArray,
         gain: int,
-        env_idx: IntArray,
-        env_field_bits: Sequence[int],
+        side: Sequence[tuple[int, int]],
         budget: int,
     ) -> bytes | None:
         step = _gain_step(np.array([gain]))
@@ -270,12 +304,14 @@ class TCX:
         last = self._last(q)
         kap = self._kappa_index(q, ratio[None], last)
         nf = self._noise_index(xs[None] / step[:, None], q, ratio[None])
+        hf = self._hf_index(xs[None] / step[:, None], ratio[None])
         enc = RangeEncoder()
-        for v, nb in zip(env_idx, env_field_bits, strict=True):
-            enc.encode_bits(int(v), nb)
+        for v, nb in side:
+            enc.encode_bits(v, nb)
         enc.encode_bits(gain, GAIN_BITS)
         enc.encode_bits(int(kap[0]), KAPPA_BITS)
         enc.encode_bits(int(nf[0]), NOISE_BITS)
+        enc.encode_bits(int(hf[0]), HF_BITS)
         enc.encode_bits(int(last[0]) // LAST_UNIT, LAST_BITS)
         n_code = int(last[0])
         if n_code:
@@ -286,8 +322,18 @@ class TCX:
         return data if len(data) <= budget // 8 else None
 
     def _noise_mask(self, q: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
-        """Zeroed bins that the decoder fills with noise."""
-        return (q == 0) & (np.arange(N_BINS) >= self._nf_start)
+        """Zeroed bins of the coded band that the decoder fills with noise."""
+        k = np.arange(N_BINS)
+        return (q == 0) & (k >= self._nf_start) & (k < self.config.coded_bins)
+
+    def _hf_index(self, v: FloatArray, ratio: FloatArray) -> IntArray:
+        """Level index of the top band (bins from ``coded_bins`` on), 0 when there is none."""
+        lo = self.config.coded_bins
+        if lo >= N_BINS or not self.config.noise_fill:
+            return np.zeros(v.shape[0], dtype=np.int64)
+        level = self.config.hf_scale * np.sqrt(((v[:, lo:] / ratio[:, lo:]) ** 2).mean(axis=-1))
+        i = np.rint(2.0 * np.log2(np.maximum(level, 1e-9))) + _HF_OFFSET
+        return np.clip(i, 0, (1 << HF_BITS) - 1).astype(np.int64)
 
     def _noise_index(self, v: FloatArray, q: IntArray, ratio: FloatArray) -> IntArray:
         """Noise-fill level index per frame (the scaled RMS of the zeroed bins)."""
@@ -307,32 +353,38 @@ class TCX:
         lpc_from_indices: Callable[[IntArray], FloatArray],
         *,
         frame_index: npt.ArrayLike | None = None,
-    ) -> FloatArray:
-        """Decode frames to MDCT coefficients (n, 320) of the pre-emphasised signal.
+    ) -> tuple[FloatArray, PitchParams]:
+        """Decode frames to MDCT coefficients (n, 320) of the pre-filtered signal.
 
         ``lpc_from_indices`` maps envelope indices (n, stages) to quantized LPC
         (n, 17) -- the envelope decoder. ``frame_index`` gives each frame's
         position in the stream (default 0, 1, ...); the noise filler's signs
-        depend on it.
+        depend on it. Also returns each frame's pitch-filter parameters (all
+        off without the pitch tool).
         """
         n = len(frames)
         index = np.arange(n) if frame_index is None else np.asarray(frame_index, dtype=np.int64)
         decs = []
         idx = np.zeros((n, len(env_field_bits)), dtype=np.int64)
         side = np.zeros((n, len(FIXED_FIELDS)), dtype=np.int64)
+        pitch = PitchParams.off(n)
         for i, fr in enumerate(frames):
             dec = RangeDecoder(fr)
             for j, nb in enumerate(env_field_bits):
                 idx[i, j] = dec.decode_bits(nb)
+            if self.config.pitch and dec.decode_bits(1):
+                pitch.lag[i] = LAG_MIN + dec.decode_bits(LAG_BITS)
+                pitch.gain[i] = dec.decode_bits(PITCH_GAIN_BITS)
             for j, (_, nb) in enumerate(FIXED_FIELDS):
                 side[i, j] = dec.decode_bits(nb)
             decs.append(dec)
         a_q = lpc_from_indices(idx)
         shaping, ratio = self.envelopes(a_q)
-        gain, kap, nf, last_units = side.T
+        ratio = self._harmonic(ratio, pitch)
+        gain, kap, nf, hf, last_units = side.T
         last = last_units * LAST_UNIT
-        if np.any(last > N_BINS):
-            raise BitstreamError("corrupt frame: coded bandwidth beyond 8 kHz")
+        if np.any(last > self.config.coded_bins):
+            raise BitstreamError("corrupt frame: coded bandwidth beyond the mode's")
         q = np.zeros((n, N_BINS))
         for i, dec in enumerate(decs):
             m = int(last[i])
@@ -344,8 +396,11 @@ class TCX:
             signs = frame_signs(index)
             fill = self._noise_mask(q)
             q = np.where(fill, signs * (nf * _NOISE_STEP)[:, None] * ratio, q)
+            lo = self.config.coded_bins
+            hf_level = np.where(hf > 0, 2.0 ** ((hf - _HF_OFFSET) / 2.0), 0.0)
+            q[:, lo:] = signs[:, lo:] * hf_level[:, None] * ratio[:, lo:]
         coefs = np.asarray(q * _gain_step(gain)[:, None] / shaping, dtype=np.float64)
-        return coefs
+        return coefs, pitch
 
     def n_frames(self, n_samples: int) -> int:
         """Frames needed for ``n_samples`` (:func:`codec.residual.mdct.n_frames`)."""
@@ -354,6 +409,9 @@ class TCX:
     def synthesize(self, coefs: FloatArray, n_samples: int) -> FloatArray:
         """Inverse MDCT and overlap-add to ``n_samples`` of pre-emphasised signal."""
         return mdct.synthesis(coefs, N_BINS, self.config.overlap, length=n_samples)
+
+
+GAIN_STEP_TEXT = f"{GAIN_STEP:g}"
 
 
 def frame_layout_markdown() -> str:
@@ -372,18 +430,29 @@ def frame_layout_markdown() -> str:
         "|---|---|---|---|",
         "| 1 | envelope indices | M x b (raw) | one index per codebook of the envelope "
         "quantizer named in the header (e.g. 4 x 6 for `avq-4x6`) |",
+        "| 2 | pitch on | 1 (raw) | pitch pre-/post-filter on in this frame "
+        "(`codec/residual/pitch.py`) |",
+        f"| 2a | pitch lag | {LAG_BITS} (raw, only when on) | comb lag T = {LAG_MIN} + value "
+        "samples |",
+        f"| 2b | pitch gain | {PITCH_GAIN_BITS} (raw, only when on) | comb gain "
+        f"g = {GAIN_STEP_TEXT} x (value + 1) |",
     ]
     meaning = {
         "gain": f"global step Δ = 2^((i - {_GAIN_OFFSET}) / {GAIN_STEPS_PER_OCTAVE})",
         "kappa": f"model spread κ = 2^((j - {_KAPPA_OFFSET}) / 4)",
-        "noise": f"noise-fill level ν = {_NOISE_STEP} x index (in units of Δ)",
-        "last": f"coded bins = {LAST_UNIT} x value (0 .. {N_BINS})",
+        "noise": f"noise-fill level ν = {_NOISE_STEP} x index (in units of Δ) of the "
+        "zeroed bins from 1 kHz up to the mode's coded band",
+        "hf": f"level of the band above the mode's coded band: 2^((i - {_HF_OFFSET}) / 2) "
+        "x Δ (0: silent)",
+        "last": f"coded bins = {LAST_UNIT} x value (0 .. the mode's coded bins, at most {N_BINS})",
     }
-    for i, (name, bits) in enumerate(FIXED_FIELDS, start=2):
+    for i, (name, bits) in enumerate(FIXED_FIELDS, start=3):
         rows.append(f"| {i} | {name} | {bits} (raw) | {meaning[name]} |")
     rows += [
-        f"| {len(FIXED_FIELDS) + 2} | values | variable | quantized MDCT bins 0 .. last-1, "
-        f"each a Laplacian symbol with mean magnitude κ r_k (|q| > {_MAX_ABS}: escape, "
+        f"| {len(FIXED_FIELDS) + 3} | values | variable | quantized MDCT bins 0 .. last-1, "
+        f"each a Laplacian symbol with mean magnitude κ r_k h_k (h_k: the harmonic model "
+        "of `codec/residual/harmonic.py` at the pitch lag when the pitch tool is on, else 1; "
+        f"|q| > {_MAX_ABS}: escape, "
         "sign bit, Elias-gamma excess) |",
         "| - | padding | to 8 B | zero bytes |",
         "",

@@ -1,0 +1,322 @@
+"""Encoder-controlled pitch pre-filter / post-filter around the MDCT.
+
+Voiced speech is a harmonic comb that a transform coder cannot afford bin by
+bin at 8-16 kbit/s. As in Opus CELT (RFC 6716 §4.3.7.1), the encoder runs a
+comb *pre-filter* on the signal before the MDCT,
+
+    p[n] = x[n] - g(n) Σ_d t_d x[n - T(n) + d],          d = -2 .. 2,
+
+which lowers the harmonic peaks, and the decoder runs the exact inverse, the
+IIR comb *post-filter*, on its output,
+
+    y[n] = p̂[n] + g(n) Σ_d t_d y[n - T(n) + d].
+
+Without quantization ``y == x``. With it, the coding noise of ``p̂`` comes out
+shaped by ``1 / (1 - g Σ t_d z^(d-T))``: raised under the harmonics, where the
+speech masks it, and lowered between them, where the plain coder filled the
+gaps with noise. The taps ``t_d`` are symmetric and sum to 1, so the comb is a
+low-pass comb (its teeth fade at high frequencies where an integer lag no
+longer matches the harmonics), and the IIR is stable for ``g < 1``.
+
+Per 20 ms frame ``k`` the encoder sends a flag and, when on, the lag ``T``
+(``LAG_BITS``) and the gain index (``GAIN_BITS``). Frame ``k``'s parameters
+govern the samples ``[kN, (k+1)N)`` of the signal; over the first
+``FADE`` samples the filter cross-fades from frame ``k-1``'s parameters.
+The MDCT block of frame ``k`` spans ``[kN - L, (k+1)N)``, so the encoder
+needs no look-ahead beyond the frame, and the decoder can post-filter every
+sample as soon as the MDCT overlap-add has made it final: the tool adds no
+delay.
+
+Everything here is plain numpy on float64 arrays; states are explicit, so
+block-by-block processing equals whole-signal processing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "FIELDS",
+    "FRAME",
+    "LAG_MIN",
+    "LAG_MAX",
+    "PitchParams",
+    "PitchAnalyzer",
+    "PreFilter",
+    "PostFilter",
+    "gain_value",
+    "estimate_pitch",
+    "normalized_correlation",
+]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+FRAME = 320
+LAG_BITS = 8
+GAIN_BITS = 3
+LAG_MIN = 32  # 500 Hz
+LAG_MAX = LAG_MIN + (1 << LAG_BITS) - 1  # 287: 56 Hz
+GAIN_STEP = 3.0 / 32.0  # g = GAIN_STEP * (index + 1): 0.094 .. 0.75
+FADE = 80  # cross-fade length in samples (5 ms)
+TAPS = np.array([0.0, 0.2680, 0.4638, 0.2680, 0.0])  # t_d for d = -2 .. 2
+HISTORY = LAG_MAX + 2  # past samples the filters reach back
+_REACH = int(np.flatnonzero(TAPS)[-1]) - 2  # how far past ``n - T`` the taps read
+FIELDS = (("on", 1), ("lag", LAG_BITS), ("gain", GAIN_BITS))
+"""Raw fields of the tool in the frame payload (lag and gain only when on)."""
+
+_FADE_W = np.sin(0.5 * np.pi * (np.arange(FADE) + 0.5) / FADE) ** 2
+
+
+def gain_value(index: npt.ArrayLike) -> FloatArray:
+    """Comb gain of a gain index; index -1 (tool off) gives 0."""
+    i = np.asarray(index, dtype=np.float64)
+    return np.asarray(np.where(i < 0, 0.0, GAIN_STEP * (i + 1.0)), dtype=np.float64)
+
+
+@dataclass
+class PitchParams:
+    """Per-frame parameters: lag in samples and gain index (-1 = off)."""
+
+    lag: IntArray
+    gain: IntArray
+
+    @classmethod
+    def off(cls, n: int) -> PitchParams:
+        return cls(np.full(n, LAG_MIN, dtype=np.int64), np.full(n, -1, dtype=np.int64))
+
+    def bits(self) -> IntArray:
+        """Side-information bits of each frame."""
+        return np.where(self.gain >= 0, 1 + LAG_BITS + GAIN_BITS, 1).astype(np.int64)
+
+    def fields(self, i: int) -> list[tuple[int, int]]:
+        """(value, bits) of frame ``i`` as written to the payload."""
+        if self.gain[i] < 0:
+            return [(0, 1)]
+        return [(1, 1), (int(self.lag[i]) - LAG_MIN, LAG_BITS), (int(self.gain[i]), GAIN_BITS)]
+
+
+# ---------------------------------------------------------------------- analysis
+
+
+_LAGS = np.arange(LAG_MIN, LAG_MAX + 1)
+
+
+def normalized_correlation(pad: FloatArray, n_frames: int, lags: IntArray = _LAGS) -> FloatArray:
+    """Normalised correlation of each frame with the signal ``T`` samples earlier.
+
+    ``pad`` holds ``max(lags)`` samples of history, then ``n_frames`` frames
+    of ``FRAME`` samples. Returns shape (n_frames, len(lags)).
+    """
+    h = int(lags.max())
+    cur = pad[h : h + n_frames * FRAME].reshape(n_frames, FRAME)
+    e_cur = np.einsum("kn,kn->k", cur, cur)
+    c = np.concatenate(([0.0], np.cumsum(pad * pad)))
+    starts = h + np.arange(n_frames) * FRAME
+    out = np.empty((n_frames, lags.size))
+    for j, lag in enumerate(lags):
+        past = pad[h - lag : h - lag + n_frames * FRAME].reshape(n_frames, FRAME)
+        e_past = c[starts - lag + FRAME] - c[starts - lag]
+        out[:, j] = np.einsum("kn,kn->k", cur, past) / np.sqrt(np.maximum(e_cur * e_past, 1e-20))
+    return out
+
+
+def estimate_pitch(
+    x: FloatArray, *, min_lag: int = 40, max_lag: int = 320
+) -> tuple[IntArray, FloatArray]:
+    """Best lag in ``[min_lag, max_lag]`` and its normalised correlation per frame of ``x``.
+
+    Frame ``k`` is ``x[k*FRAME : (k+1)*FRAME]`` (the last one zero-padded),
+    correlated with the signal ``T`` samples earlier (zeros before ``x``).
+    Used by the concealment to decide whether a lost frame is voiced.
+    """
+    xa = np.asarray(x, dtype=np.float64)
+    n_frames = -(-xa.size // FRAME)
+    if n_frames == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    lags = np.arange(min_lag, max_lag + 1)
+    pad = np.zeros(max_lag + n_frames * FRAME)
+    pad[max_lag : max_lag + xa.size] = xa
+    corr = normalized_correlation(pad, n_frames, lags)
+    best = np.argmax(corr, axis=1)
+    return lags[best].astype(np.int64), corr[np.arange(n_frames), best]
+
+
+@dataclass(frozen=True)
+class PitchAnalyzer:
+    """The encoder's choice of lag and gain per frame (open loop, on the input).
+
+    The lag is the shortest one whose correlation is within ``octave`` of the
+    best (so a comb on twice the period, whose extra teeth would raise the
+    noise between harmonics, is avoided); the gain is ``scale`` times the
+    correlation, quantized, and the tool is off below ``threshold``.
+    """
+
+    threshold: float = 0.6
+    scale: float = 0.7
+    octave: float = 0.9
+
+    def choose(self, pad: FloatArray, n_frames: int) -> PitchParams:
+        """Parameters of ``n_frames`` frames of ``pad`` (``LAG_MAX`` samples of history first)."""
+        if n_frames == 0:
+            return PitchParams.off(0)
+        hp = _highpass(_highpass(pad))
+        corr = normalized_correlation(hp, n_frames)
+        rows = np.arange(n_frames)
+        j = np.argmax(corr, axis=1)
+        best = corr[rows, j]
+        # prefer a sub-multiple of the best lag whose correlation is close to it
+        for m in (2, 3, 4):
+            c = np.rint((j + LAG_MIN) / m).astype(np.int64) - LAG_MIN
+            win = np.clip(c[:, None] + np.arange(-2, 3)[None, :], 0, _LAGS.size - 1)
+            jm = win[rows, np.argmax(corr[rows[:, None], win], axis=1)]
+            better = (c >= 0) & (corr[rows, jm] >= self.octave * best) & (jm < j)
+            j = np.where(better, jm, j)
+        lag = _LAGS[j]
+        rho = corr[rows, j]
+        g = self.scale * rho
+        gidx = np.clip(np.rint(g / GAIN_STEP) - 1, 0, (1 << GAIN_BITS) - 1).astype(np.int64)
+        cur = hp[LAG_MAX : LAG_MAX + n_frames * FRAME].reshape(n_frames, FRAME)
+        loud = np.einsum("kn,kn->k", cur, cur) >= FRAME * _SILENCE
+        gidx = np.where((rho >= self.threshold) & loud, gidx, -1)
+        return PitchParams(lag.astype(np.int64), gidx)
+
+
+_SILENCE = 10.0 ** (-50.0 / 10.0)  # mean power below which the tool stays off (-50 dBFS)
+_HP_LENGTH = 160  # moving-average length of the analysis high-pass (first null at 100 Hz)
+
+
+def _highpass(x: FloatArray) -> FloatArray:
+    """``x`` minus its 10 ms moving average: removes DC and hum below ~100 Hz for the search."""
+    c = np.concatenate((np.zeros(_HP_LENGTH), np.cumsum(x)))
+    return np.asarray(x - (c[_HP_LENGTH:] - c[:-_HP_LENGTH]) / _HP_LENGTH, dtype=np.float64)
+
+
+# ---------------------------------------------------------------------- filters
+
+
+def _coef_rows(
+    lag: IntArray, gain: FloatArray, prev_lag: int, prev_gain: float
+) -> tuple[IntArray, FloatArray, IntArray, FloatArray]:
+    """Per-frame (lag, gain) and the previous frame's, for the cross-fade."""
+    lag_p = np.r_[prev_lag, lag[:-1]].astype(np.int64)
+    gain_p = np.r_[prev_gain, gain[:-1]]
+    return lag, gain, lag_p, gain_p
+
+
+def _weights() -> FloatArray:
+    """Weight of the new parameters at each sample of a frame (fade in, then 1)."""
+    w = np.ones(FRAME)
+    w[:FADE] = _FADE_W
+    return w
+
+
+_W = _weights()
+
+
+class PreFilter:
+    """The encoder's FIR comb (streaming; frame ``k`` filters ``[kN, (k+1)N)``)."""
+
+    def __init__(self) -> None:
+        self._hist = np.zeros(HISTORY)
+        self._lag = LAG_MIN
+        self._gain = 0.0
+
+    def history(self, length: int) -> FloatArray:
+        """The last ``length`` input samples (``length <= HISTORY``)."""
+        return self._hist[HISTORY - length :]
+
+    def process(self, x: FloatArray, params: PitchParams) -> FloatArray:
+        """Filter whole frames ``x`` (n * FRAME samples) with their parameters."""
+        n = params.lag.size
+        xa = np.asarray(x, dtype=np.float64)
+        pad = np.concatenate((self._hist, xa))
+        gain = gain_value(params.gain)
+        lag, g, lag_p, g_p = _coef_rows(params.lag, gain, self._lag, self._gain)
+        pos = HISTORY + np.arange(n)[:, None] * FRAME + np.arange(FRAME)[None, :]
+        comb_new = _comb(pad, pos, lag)
+        comb_old = _comb(pad, pos, lag_p)
+        out = xa.reshape(n, FRAME) - (
+            (g[:, None] * _W) * comb_new + (g_p[:, None] * (1.0 - _W)) * comb_old
+        )
+        self._hist = pad[-HISTORY:].copy()
+        if n:
+            self._lag, self._gain = int(lag[-1]), float(g[-1])
+        return np.asarray(out.reshape(-1), dtype=np.float64)
+
+
+def _comb(pad: FloatArray, pos: npt.NDArray[np.int64], lag: npt.ArrayLike) -> FloatArray:
+    """``Σ_d t_d pad[pos - lag + d]`` (``lag`` broadcast against ``pos``)."""
+    base = pos - (np.asarray(lag)[:, None] if np.ndim(lag) else np.asarray(lag))
+    out = TAPS[2] * pad[base]
+    for d in (1, 2):
+        if TAPS[2 + d]:
+            out = out + TAPS[2 + d] * (pad[base - d] + pad[base + d])
+    return np.asarray(out, dtype=np.float64)
+
+
+class PostFilter:
+    """The decoder's IIR comb, the exact inverse of :class:`PreFilter` (streaming).
+
+    Feed samples in order with :meth:`process`, giving the parameters of
+    every frame that the samples reach (:meth:`push_params` before the
+    samples of that frame arrive).
+    """
+
+    def __init__(self) -> None:
+        self._hist = np.zeros(HISTORY)  # past outputs
+        self._pos = 0  # absolute index of the next input sample
+        self._params: dict[int, tuple[int, float]] = {}
+        self._last = (LAG_MIN, 0.0)
+
+    def push_params(self, frame: int, lag: int, gain: float) -> None:
+        """Parameters of frame ``frame`` (frames in increasing order)."""
+        self._params[frame] = (int(lag), float(gain))
+
+    def _frame(self, k: int) -> tuple[int, float]:
+        if k < 0:
+            return (LAG_MIN, 0.0)
+        return self._params.get(k, self._last)
+
+    def process(self, x: FloatArray) -> FloatArray:
+        """Filter the next samples; returns as many."""
+        xa = np.asarray(x, dtype=np.float64)
+        m = xa.size
+        if m == 0:
+            return np.zeros(0)
+        buf = np.concatenate((self._hist, np.zeros(m)))
+        start = self._pos
+        i = 0
+        while i < m:
+            n_abs = start + i
+            k, j = divmod(n_abs, FRAME)
+            lag, g = self._frame(k)
+            lag_p, g_p = self._frame(k - 1)
+            seg_end = min(m, i + FRAME - j)
+            if g == 0.0 and (g_p == 0.0 or j >= FADE):
+                buf[HISTORY + i : HISTORY + seg_end] = xa[i:seg_end]
+                i = seg_end
+                continue
+            # chunks short enough that the comb reads only finished outputs
+            step = (min(lag, lag_p) if j < FADE and g_p else lag) - _REACH
+            while i < seg_end:
+                n_abs = start + i
+                j = n_abs - k * FRAME
+                e = min(seg_end, i + step)
+                w = _W[j : j + e - i]
+                p = HISTORY + np.arange(i, e)
+                acc = (g * w) * _comb(buf, p, lag)
+                if g_p and j < FADE:
+                    acc += (g_p * (1.0 - w)) * _comb(buf, p, lag_p)
+                buf[p] = xa[i:e] + acc
+                i = e
+        self._hist = buf[-HISTORY:].copy()
+        self._pos += m
+        done = self._pos // FRAME
+        self._last = self._frame(done - 1)
+        for key in [key for key in self._params if key < done - 1]:
+            del self._params[key]
+        return buf[HISTORY:].copy()

@@ -1,0 +1,213 @@
+"""The pitch pre-/post-filter tool (codec.residual.pitch) and the coded top band."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import codec
+from codec.analysis import pre_emphasis
+from codec.errors import BitstreamError
+from codec.residual.harmonic import harmonic_shape
+from codec.residual.pitch import (
+    FRAME,
+    LAG_MAX,
+    LAG_MIN,
+    PitchAnalyzer,
+    PitchParams,
+    PostFilter,
+    PreFilter,
+    estimate_pitch,
+    gain_value,
+)
+from codec.residual.tcx import N_BINS, TCX, TcxConfig
+
+
+def _random_params(n: int, rng: np.random.Generator) -> PitchParams:
+    return PitchParams(rng.integers(LAG_MIN, LAG_MAX + 1, n), rng.integers(-1, 8, n))
+
+
+def _postfilter(p: np.ndarray, params: PitchParams, cuts: list[int]) -> np.ndarray:
+    post = PostFilter()
+    for k in range(params.lag.size):
+        post.push_params(k, int(params.lag[k]), float(gain_value(params.gain[k])))
+    return np.concatenate([post.process(p[a:b]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)])
+
+
+def test_postfilter_inverts_prefilter_in_any_chunks(speech):
+    x, _ = speech
+    n = 60
+    y = x[: n * FRAME]
+    rng = np.random.default_rng(3)
+    params = _random_params(n, rng)
+    pre = PreFilter()
+    split = 17
+    p = np.concatenate(
+        (
+            pre.process(y[: split * FRAME], PitchParams(params.lag[:split], params.gain[:split])),
+            pre.process(y[split * FRAME :], PitchParams(params.lag[split:], params.gain[split:])),
+        )
+    )
+    whole = PreFilter().process(y, params)
+    assert np.array_equal(p, whole)  # the pre-filter streams by frames
+    assert not np.allclose(p, y)  # and does filter
+    cuts = sorted({0, y.size, *rng.integers(1, y.size, 12).tolist()})
+    out = _postfilter(p, params, cuts)
+    assert np.max(np.abs(out - y)) < 1e-12
+    assert np.array_equal(out, _postfilter(p, params, [0, y.size]))
+
+
+def test_tool_off_is_the_identity(speech):
+    x, _ = speech
+    params = PitchParams.off(10)
+    y = x[: 10 * FRAME]
+    assert np.array_equal(PreFilter().process(y, params), y)
+    assert np.array_equal(_postfilter(y, params, [0, y.size]), y)
+
+
+def _pad(x: np.ndarray) -> np.ndarray:
+    return np.concatenate((np.zeros(LAG_MAX), x))
+
+
+def test_analyzer_finds_the_period_not_its_multiple():
+    rng = np.random.default_rng(0)
+    n = 12
+    period = 97
+    t = np.arange(n * FRAME)
+    phases = rng.uniform(0, 2 * np.pi, 12)
+    x = sum(0.1 / h * np.cos(2 * np.pi * h * t / period + phases[h - 1]) for h in range(1, 13))
+    x = x + 0.003 * rng.standard_normal(t.size)
+    y, _ = pre_emphasis(x, state=0.0)
+    params = PitchAnalyzer().choose(_pad(y), n)
+    assert np.all(params.gain[2:] >= 0)
+    assert np.all(np.abs(params.lag[2:] - period) <= 1)
+
+
+@pytest.mark.parametrize(
+    "signal",
+    [
+        lambda t, rng: 0.3 * rng.standard_normal(t.size),  # white noise
+        lambda t, rng: np.zeros(t.size),  # silence
+        lambda t, rng: (
+            1e-3 * np.sin(2 * np.pi * 40 * t / 16000)  # quiet hum
+            + 1e-4 * rng.standard_normal(t.size)
+        ),
+    ],
+)
+def test_analyzer_keeps_the_tool_off_without_a_pitch(signal):
+    rng = np.random.default_rng(1)
+    t = np.arange(10 * FRAME)
+    params = PitchAnalyzer().choose(_pad(signal(t, rng)), 10)
+    assert np.all(params.gain < 0)
+    assert np.all(params.bits() == 1)
+
+
+def test_parameters_round_trip_through_the_frame(speech):
+    x, _ = speech
+    rng = np.random.default_rng(7)
+    n = 30
+    tcx = TCX(TcxConfig(coded_bins=120))
+    coefs = tcx.analyze(x[: n * FRAME])[:n]
+    a = np.zeros((n, 17))
+    a[:, 0] = 1.0
+    env = rng.integers(0, 64, (n, 4))
+    params = _random_params(n, rng)
+    frames = tcx.encode(coefs, a, env, [6] * 4, 33, pitch=params)
+    assert all(len(f) == 33 for f in frames)
+    decoded, got = tcx.decode(frames, [6] * 4, lambda idx: a)
+    on = params.gain >= 0
+    assert np.array_equal(got.gain, params.gain)
+    assert np.array_equal(got.lag[on], params.lag[on])
+    assert decoded.shape == (n, N_BINS)
+
+
+def test_top_band_is_noise_at_its_own_level():
+    rng = np.random.default_rng(2)
+    n = 40
+    tcx = TCX(TcxConfig(coded_bins=120))
+    coefs = rng.standard_normal((n, N_BINS)) * np.linspace(1.0, 0.3, N_BINS)
+    a = np.zeros((n, 17))
+    a[:, 0] = 1.0
+    env = np.zeros((n, 4), dtype=np.int64)
+    frames = tcx.encode(coefs, a, env, [6] * 4, 33)
+    decoded, _ = tcx.decode(frames, [6] * 4, lambda idx: a)
+    top = decoded[:, 120:]
+    assert np.all(np.sum(top**2, axis=1) > 0)  # filled, not a hole
+    assert np.all(decoded[:, 120:] != coefs[:, 120:])  # noise, not the values
+    ratio = np.sum(top**2) / np.sum(coefs[:, 120:] ** 2)
+    scale = tcx.config.hf_scale**2
+    assert 0.5 * scale < ratio < 2.0 * scale  # the level the encoder sent (3 dB steps)
+
+
+def test_frame_coding_beyond_the_mode_band_is_rejected(speech):
+    x, _ = speech
+    wide, narrow = TCX(TcxConfig(coded_bins=N_BINS)), TCX(TcxConfig(coded_bins=80))
+    coefs = wide.analyze(x[: 10 * FRAME])[:10]
+    a = np.zeros((10, 17))
+    a[:, 0] = 1.0
+    frames = wide.encode(coefs, a, np.zeros((10, 4), dtype=np.int64), [6] * 4, 80)
+    with pytest.raises(BitstreamError, match="bandwidth"):
+        narrow.decode(frames, [6] * 4, lambda idx: a)
+
+
+def test_voiced_loss_recovers_through_the_comb_memory(speech):
+    """After a lost voiced frame the post-filter's memory differs, then decays away."""
+    x, sr = speech
+    data = codec.encode(x, sr, 13.2)
+    n = codec.info(data).frame_count
+    plain, _ = codec.decode(data)
+    y_pre, _ = pre_emphasis(x, state=0.0)
+    params = PitchAnalyzer().choose(_pad(y_pre), n - 1)
+    on = params.gain >= 0
+    # a frame inside a run of at least 8 frames with the comb on
+    runs = [k for k in range(5, n - 12) if on[k : k + 8].all()]
+    k = runs[len(runs) // 2]
+    lost = np.zeros(n, dtype=bool)
+    lost[k] = True
+    y, _ = codec.decode(data, lost=lost)
+    diff = [np.sum((y - plain)[j * FRAME : (j + 1) * FRAME] ** 2) for j in range(k, k + 10)]
+    level = np.sum(plain[k * FRAME : (k + 10) * FRAME] ** 2) / 10
+    assert diff[0] > 0
+    assert diff[-1] < 0.01 * level
+    assert diff[-1] < diff[1]
+
+
+def test_estimate_pitch_on_a_pulse_train():
+    t = np.arange(3 * FRAME)
+    x = (t % 150 == 0).astype(float)
+    lags, corr = estimate_pitch(x)
+    assert lags[-1] == 150 and corr[-1] > 0.99
+
+
+def test_harmonic_shape_peaks_on_the_harmonics():
+    lag = 256  # 62.5 Hz: a harmonic on the centre of bins 2, 7, 12, ...
+    h = harmonic_shape([lag, lag], [True, False], N_BINS, depth=0.5)
+    assert np.array_equal(h[1], np.ones(N_BINS))  # tool off: no harmonic model
+    k = np.arange(N_BINS)
+    on_harmonic = (k % 5 == 2) & (k < 40)
+    assert on_harmonic.sum() == 8
+    assert np.all(h[0, on_harmonic] > 1.35)
+    assert np.all(h[0, (k % 5 == 1) & (k < 40)] < 0.7)  # between two harmonics
+    assert np.all(h[0, k >= 160] == 1.0)  # fades out by 4 kHz
+    assert abs(h[0].mean() - 1.0) < 0.05
+
+
+def test_harmonic_model_is_part_of_the_frame(speech):
+    """Decoding with the model off reads other values: the tables really depend on it."""
+    x, _ = speech
+    n = 30
+    coded = TCX(TcxConfig(coded_bins=120))
+    coefs = coded.analyze(x[: n * FRAME])[:n]
+    a = np.zeros((n, 17))
+    a[:, 0] = 1.0
+    y, _ = pre_emphasis(x[: n * FRAME], state=0.0)
+    params = PitchAnalyzer().choose(_pad(y), n)
+    assert np.any(params.gain >= 0)
+    frames = coded.encode(coefs, a, np.zeros((n, 4), dtype=np.int64), [6] * 4, 33, pitch=params)
+    right, _ = coded.decode(frames, [6] * 4, lambda idx: a)
+    again, _ = coded.decode(frames, [6] * 4, lambda idx: a)
+    assert np.array_equal(right, again)
+    plain = TCX(TcxConfig(coded_bins=120, harmonic_depth=0.0))
+    wrong, _ = plain.decode(frames, [6] * 4, lambda idx: a)
+    voiced = params.gain >= 0
+    assert not np.allclose(right[voiced], wrong[voiced])

@@ -107,6 +107,17 @@ def test_info(short_speech):
     st = codec.info(codec.encode(x, sr, 24.4))
     assert st.bitrate_kbps == 24.4 and st.frame_bytes == 61
     assert st.sample_count == x.size and st.duration_s == pytest.approx(2.0)
+    assert st.format_version == 2 and st.delay_ms == 30.0
+    assert st.coded_band_hz == 5000.0  # 24.4 kbit/s codes 0-5 kHz by value
+
+
+def test_format_1_stream_gets_a_clear_error(short_speech):
+    x, sr = short_speech
+    data = codec.encode(x, sr, 13.2)
+    body = data[:4] + b"\x01" + data[5:-4]
+    old = body + zlib.crc32(body).to_bytes(4, "little")
+    with pytest.raises(BitstreamError, match="version 1 files were written by svq 0.1"):
+        codec.decode(old)
 
 
 @pytest.mark.parametrize("variant", ["avq", "rvq", "pvq", "vq"])

@@ -130,6 +130,9 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     from codec.bitstream import ContainerReader
     from codec.pipeline import BLOCK_FRAMES, StreamDecoder, simulate_loss
 
+    if args.seed is not None and args.simulate_loss is None:
+        raise ParameterError("--seed picks the loss pattern of --simulate-loss; give both")
+    args.seed = args.seed or 0
     _check_output(args.output, args.input, args.force)
     with open_input(args.input, missing=AudioInputError) as fh:
         reader = ContainerReader(fh)
@@ -237,12 +240,41 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _bitrate(text: str) -> float:
+    """``--bitrate`` value: 13.2, 13.2k or 13200 (the encoder checks that it is supported)."""
+    from codec.modes import parse_bitrate
+
+    try:
+        return parse_bitrate(text)
+    except ParameterError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _cmd_modes(args: argparse.Namespace) -> int:
+    from codec.modes import MODES
+    from codec.pipeline import ALGORITHMIC_DELAY
+    from codec.registry import load_envelope
+
+    print("kbit/s  frame bytes  envelope bits  coded band  delay   default codebook")
+    for rate, mode in MODES.items():
+        env = load_envelope(mode.default_envelope)
+        band = mode.coded_bins * 25
+        print(
+            f"{rate:6g}  {mode.frame_bytes:11d}  {sum(env.field_bits):13d}  "
+            f"{band / 1000:6.1f} kHz  {ALGORITHMIC_DELAY / 16:.0f} ms  {mode.default_envelope}"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``svq``."""
+    from codec import __version__
+
     parser = _Parser(
         prog="svq",
         description="svq: a wideband speech codec with trainable vector-quantized envelopes.",
     )
+    parser.add_argument("--version", action="version", version=f"svq {__version__} (format 2)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
@@ -265,14 +297,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="input audio file, or - for stdin")
     p.add_argument("output", help="output .svq file, or - for stdout")
     p.add_argument(
+        "-b",
         "--bitrate",
-        type=float,
+        type=_bitrate,
         default=13.2,
-        help="kbit/s: 8, 9.6, 13.2, 16.4, 24.4 or 32 (default 13.2)",
+        help="8, 9.6, 13.2, 16.4, 24.4 or 32 kbit/s; 13.2k and 13200 work too (default 13.2)",
     )
     p.add_argument("--envelope", choices=["avq", "rvq", "pvq", "vq"], help="envelope quantizer")
     p.add_argument("--codebook", help="codebook file (from svq train) instead of a shipped one")
-    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing")
     p.set_defaults(func=_cmd_encode)
 
@@ -292,8 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RATE",
         help="drop frames at random with this probability (0.1 or 10%%) and conceal them",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of --simulate-loss (default 0)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument("--seed", type=int, help="seed of --simulate-loss (default 0)")
+    p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing")
     p.set_defaults(func=_cmd_decode)
 
@@ -313,9 +346,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beam", type=int, help="search width (AVQ beam, RVQ M-best)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output codebook file (.cb)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "modes",
+        help="list the bitrates with frame size, envelope bits, coded band and delay",
+        description="The operating points of svq: frame bytes, envelope bits, the band coded "
+        "by value (the band above is noise at a coded level), delay, default codebook.",
+    )
+    p.set_defaults(func=_cmd_modes)
 
     p = sub.add_parser("info", help="show the header of a .svq file")
     p.add_argument("input", help=".svq file, or - for stdin")

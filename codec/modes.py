@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from codec.errors import ParameterError
 
-__all__ = ["Mode", "MODES", "BITRATES_KBPS", "mode_for", "FRAME_SECONDS"]
+__all__ = ["Mode", "MODES", "BITRATES_KBPS", "mode_for", "parse_bitrate", "FRAME_SECONDS"]
 
 FRAME_SECONDS = 0.02
 
@@ -48,9 +48,33 @@ BITRATES_KBPS: tuple[float, ...] = tuple(MODES)
 
 
 def mode_for(bitrate_kbps: float) -> Mode:
-    """The mode of a supported bitrate; a clear error for any other."""
+    """The mode of a supported bitrate; a clear error naming the nearest for any other."""
     for rate, mode in MODES.items():
         if abs(float(bitrate_kbps) - rate) < 1e-6:
             return mode
     supported = ", ".join(f"{r:g}" for r in MODES)
-    raise ParameterError(f"unsupported bitrate {bitrate_kbps!r} kbit/s (supported: {supported})")
+    nearest = min(MODES, key=lambda r: abs(r - float(bitrate_kbps)))
+    raise ParameterError(
+        f"unsupported bitrate {bitrate_kbps!r} kbit/s (nearest: {nearest:g}; "
+        f"supported: {supported})"
+    )
+
+
+def parse_bitrate(text: str) -> float:
+    """A bitrate as users write it: ``13.2``, ``13.2k`` or ``13200`` (bit/s) -> kbit/s.
+
+    Values of 1000 and more are taken as bit/s. Raises :class:`ParameterError`
+    for text that is not a number; the rate itself is checked by :func:`mode_for`.
+    """
+    t = text.strip().lower()
+    for suffix in ("kbit/s", "kbps", "k"):
+        if t.endswith(suffix):
+            t = t[: -len(suffix)]
+            break
+    try:
+        value = float(t)
+    except ValueError:
+        raise ParameterError(
+            f"bitrate {text!r} is not a number (e.g. 13.2, 13.2k, 13200)"
+        ) from None
+    return value / 1000.0 if value >= 1000.0 else value

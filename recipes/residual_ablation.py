@@ -58,18 +58,13 @@ METRICS = ("pesq_wb", "psnr", "visqol")
 def run_cell(job: tuple[str, str, str, float, bool]) -> dict[str, Any]:
     """Encode, decode and score one (file, config, bitrate) cell."""
     path, name, config, rate, with_visqol = job
-    import soundfile as sf
-
     import codec
-    from codec.audio import resample
+    from codec.audio import read_audio, to_mono_16k
     from codec.metrics import pesq_wb, psnr, visqol_speech
     from codec.pipeline import Tools
 
     row: dict[str, Any] = {"file": name, "config": config, "kbps": rate}
-    x, sr = sf.read(path, dtype="float64", always_2d=True)
-    x = x.mean(axis=1)
-    if sr != 16000:
-        x = resample(x, sr, 16000)
+    x = to_mono_16k(*read_audio(path))
     tools = Tools(**CONFIGS[config])
     y, _ = codec.decode(codec.encode(x, 16000, rate, tools=tools), tools=tools)
     for metric, fn in (("pesq_wb", pesq_wb), ("psnr", psnr)):

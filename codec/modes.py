@@ -41,7 +41,7 @@ MODES: dict[float, Mode] = {
         Mode(13.2, "avq-4x6", 120),
         Mode(16.4, "avq-4x6", 160),
         Mode(24.4, "avq-4x6", 200),
-        Mode(32.0, "avq-4x6", 240),
+        Mode(32.0, "avq-4x6", 320),
     )
 }
 BITRATES_KBPS: tuple[float, ...] = tuple(MODES)

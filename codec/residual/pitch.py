@@ -39,7 +39,6 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
-    "FIELDS",
     "FRAME",
     "LAG_MIN",
     "LAG_MAX",
@@ -65,8 +64,6 @@ FADE = 80  # cross-fade length in samples (5 ms)
 TAPS = np.array([0.0, 0.2680, 0.4638, 0.2680, 0.0])  # t_d for d = -2 .. 2
 HISTORY = LAG_MAX + 2  # past samples the filters reach back
 _REACH = int(np.flatnonzero(TAPS)[-1]) - 2  # how far past ``n - T`` the taps read
-FIELDS = (("on", 1), ("lag", LAG_BITS), ("gain", GAIN_BITS))
-"""Raw fields of the tool in the frame payload (lag and gain only when on)."""
 
 _FADE_W = np.sin(0.5 * np.pi * (np.arange(FADE) + 0.5) / FADE) ** 2
 

@@ -195,15 +195,6 @@ def _highpass(x: FloatArray) -> FloatArray:
 # ---------------------------------------------------------------------- filters
 
 
-def _coef_rows(
-    lag: IntArray, gain: FloatArray, prev_lag: int, prev_gain: float
-) -> tuple[IntArray, FloatArray, IntArray, FloatArray]:
-    """Per-frame (lag, gain) and the previous frame's, for the cross-fade."""
-    lag_p = np.r_[prev_lag, lag[:-1]].astype(np.int64)
-    gain_p = np.r_[prev_gain, gain[:-1]]
-    return lag, gain, lag_p, gain_p
-
-
 def _weights() -> FloatArray:
     """Weight of the new parameters at each sample of a frame (fade in, then 1)."""
     w = np.ones(FRAME)
@@ -231,8 +222,10 @@ class PreFilter:
         n = params.lag.size
         xa = np.asarray(x, dtype=np.float64)
         pad = np.concatenate((self._hist, xa))
-        gain = gain_value(params.gain)
-        lag, g, lag_p, g_p = _coef_rows(params.lag, gain, self._lag, self._gain)
+        lag, g = params.lag, gain_value(params.gain)
+        # the previous frame's parameters, faded out at the start of each frame
+        lag_p = np.r_[self._lag, lag[:-1]].astype(np.int64)
+        g_p = np.r_[self._gain, g[:-1]]
         pos = HISTORY + np.arange(n)[:, None] * FRAME + np.arange(FRAME)[None, :]
         comb_new = _comb(pad, pos, lag)
         comb_old = _comb(pad, pos, lag_p)

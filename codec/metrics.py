@@ -1,4 +1,4 @@
-"""Quality measures: PESQ-WB, perceptual SNR, alignment (design brief, section 4).
+"""Quality measures: PESQ-WB, perceptual SNR, ViSQOL, DNSMOS, alignment (design brief, section 4).
 
 Every function takes explicit sample rates; signals at another rate are
 resampled with soxr (never with a sample-count resampler), and a reference and
@@ -7,7 +7,7 @@ a test signal at different rates are refused.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -16,7 +16,16 @@ from codec.analysis import autocorrelation, levinson
 from codec.audio import resample
 from codec.errors import ParameterError
 
-__all__ = ["align", "pesq_wb", "psnr", "visqol_speech", "PSNR_GAMMA", "PSNR_TILT"]
+__all__ = [
+    "align",
+    "pesq_wb",
+    "psnr",
+    "visqol_speech",
+    "dnsmos",
+    "DnsmosScores",
+    "PSNR_GAMMA",
+    "PSNR_TILT",
+]
 
 FloatArray = npt.NDArray[np.float64]
 PSNR_GAMMA = 0.92
@@ -169,3 +178,68 @@ def visqol_speech(
             ) from exc
         _VISQOL["speech"] = api
     return float(api.measure_from_arrays(r, d, 16000).moslqo)
+
+
+class DnsmosScores(NamedTuple):
+    """DNSMOS P.835 scores (1-5): overall, speech signal, background, and the P.808 MOS."""
+
+    ovrl: float
+    sig: float
+    bak: float
+    p808: float
+
+
+_DNSMOS: dict[str, Any] = {}
+
+
+def _dnsmos_model() -> Any:
+    model = _DNSMOS.get("model")
+    if model is not None:
+        return model
+    try:
+        import onnxruntime as ort
+        from speechmos import dnsmos as sm
+    except ImportError as exc:
+        raise ParameterError(
+            f"DNSMOS needs speechmos and onnxruntime ({exc}): pip install 'svq[eval]'"
+        ) from exc
+    from pathlib import Path
+
+    root = Path(sm.__file__).resolve().parent / "dnsmos_models"
+    primary, p808 = root / "sig_bak_ovr.onnx", root / "model_v8.onnx"
+    if not (primary.is_file() and p808.is_file()):
+        raise ParameterError(f"DNSMOS models not found in {root}; reinstall speechmos")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1  # one process per core in the recipes
+    opts.inter_op_num_threads = 1
+    model = sm.DNSMOS.__new__(sm.DNSMOS)
+    model.primary_model_path = str(primary)
+    model.onnx_sess = ort.InferenceSession(str(primary), opts, providers=["CPUExecutionProvider"])
+    model.p808_onnx_sess = ort.InferenceSession(str(p808), opts, providers=["CPUExecutionProvider"])
+    _DNSMOS["model"] = model
+    return model
+
+
+def dnsmos(audio: npt.ArrayLike, sample_rate: int) -> DnsmosScores:
+    """DNSMOS (Reddy et al., ICASSP 2022) of one signal: no reference, 1-5 scale.
+
+    A non-intrusive measure: trained networks predict the ITU-T P.835 ratings
+    (overall ``ovrl``, speech ``sig``, background ``bak``) and a P.808 MOS from
+    the signal alone, over 9 s windows hopped by 1 s (shorter signals are
+    repeated to 9 s). Uses the ONNX models shipped inside the ``speechmos``
+    package, run by ``onnxruntime`` on one thread; nothing is downloaded. The
+    signal is brought to 16 kHz and clipped to [-1, 1]. Raises
+    :class:`ParameterError` when the packages are missing (``pip install "svq[eval]"``).
+    """
+    x = np.asarray(audio, dtype=np.float64)
+    if x.ndim != 1:
+        raise ParameterError("metrics take mono 1-D signals")
+    if x.size == 0:
+        raise ParameterError("DNSMOS needs a non-empty signal")
+    if sample_rate != 16000:
+        x = resample(x, sample_rate, 16000)
+    model = _dnsmos_model()
+    res = model(np.clip(x, -1.0, 1.0).astype(np.float32), 16000, False)
+    return DnsmosScores(
+        float(res["ovrl_mos"]), float(res["sig_mos"]), float(res["bak_mos"]), float(res["p808_mos"])
+    )

@@ -88,18 +88,16 @@ def read_audio(path: str | Path) -> tuple[FloatArray, int]:
     audio : ndarray, shape (n,) or (n, channels)
     sample_rate : int
     """
-    import soundfile as sf
-
     p = Path(path)
     if p.is_dir():
         raise AudioInputError(f"{p} is a directory, not an audio file")
     if not p.exists():
         raise AudioInputError(f"{p}: no such file")
-    try:
-        data, rate = sf.read(str(p), dtype="float64", always_2d=False)
-    except Exception as exc:  # soundfile raises several types for unreadable input
-        raise AudioInputError(f"{p}: cannot read audio ({_reason(exc)})") from exc
-    return np.asarray(data, dtype=np.float64), int(rate)
+    with open(p, "rb") as fh, AudioReader(fh, str(p)) as src:  # only the decoded samples
+        blocks = list(src.blocks())
+        data = np.concatenate(blocks) if blocks else np.zeros((0, src.channels))
+        rate = src.sample_rate
+    return (data[:, 0] if data.shape[1] == 1 else data), int(rate)
 
 
 def _reason(exc: BaseException) -> str:
@@ -120,6 +118,9 @@ class AudioReader:
     ----------
     sample_rate, channels, frames : int
         As the file's header says (``frames`` is the number of samples per channel).
+        For compressed formats ``frames`` is an estimate (MP3 without a gapless
+        tag, a truncated file): :meth:`blocks` yields the samples actually
+        decoded, and :attr:`samples_read` counts them.
     """
 
     def __init__(self, source: BinaryIO, name: str) -> None:
@@ -133,13 +134,25 @@ class AudioReader:
         self.sample_rate = int(self._snd.samplerate)
         self.channels = int(self._snd.channels)
         self.frames = int(self._snd.frames)
+        self.samples_read = 0
 
     def blocks(self, size: int = 1 << 16) -> Iterator[FloatArray]:
-        """Blocks of ``size`` samples, float64 in [-1, 1], shape (n, channels)."""
+        """Blocks of at most ``size`` samples, float64 in [-1, 1], shape (n, channels).
+
+        Reads until the decoder returns no more samples, whatever ``frames``
+        says (``SoundFile.blocks`` trusts ``frames`` and, when that estimate is
+        too large, repeats stale samples of its buffer; when too small, stops early).
+        """
         import soundfile as sf
 
         try:
-            for block in self._snd.blocks(blocksize=size, dtype="float64", always_2d=True):
+            while True:
+                # with ``out`` given, soundfile reads up to its length, not up to ``frames``
+                buf = np.empty((size, self.channels), dtype=np.float64)
+                block = self._snd.read(out=buf)
+                if block.shape[0] == 0:
+                    return
+                self.samples_read += block.shape[0]
                 yield np.asarray(block, dtype=np.float64)
         except sf.SoundFileError as exc:
             raise AudioInputError(f"{self.name}: cannot read audio ({_reason(exc)})") from exc

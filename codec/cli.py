@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,8 +41,17 @@ def _read_input(path: str) -> bytes:
         return fh.read()
 
 
-def _check_output(out: str, inp: str, force: bool) -> None:
+def _check_output(out: str, inp: str, force: bool, binary: str = "") -> None:
+    """Refuse an output that would overwrite the input, an existing file or a terminal.
+
+    ``binary`` names the data written to stdout (``-``) for the terminal check.
+    """
     if out == "-":
+        if binary and sys.stdout.isatty():
+            raise ParameterError(
+                f"refusing to write {binary} data to a terminal "
+                "(redirect standard output, or give an output file name)"
+            )
         return
     po = Path(out)
     if inp != "-" and po.exists() and po.resolve() == Path(inp).resolve():
@@ -52,6 +62,29 @@ def _check_output(out: str, inp: str, force: bool) -> None:
         raise ParameterError(f"output {po} exists (use --force to overwrite)")
     if not po.parent.exists():
         raise ParameterError(f"output folder {po.parent} does not exist")
+
+
+# what an output name's extension says it holds
+_AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".m4a")
+
+
+def _warn_extension(out: str, writes: str, quiet: bool) -> None:
+    """Warn when an output name's extension says another format than what is written."""
+    suffix = Path(out).suffix.lower()
+    if out == "-" or quiet or not suffix:
+        return
+    if writes == ".svq" and suffix in _AUDIO_SUFFIXES:
+        print(
+            f"svq: warning: {out} will hold .svq data, not {suffix[1:]} audio "
+            "(name it .svq, or use svq decode to make audio)",
+            file=sys.stderr,
+        )
+    elif writes == ".wav" and suffix != ".wav" and suffix in (*_AUDIO_SUFFIXES, ".svq"):
+        print(f"svq: warning: {out} will hold a WAV file, not {suffix[1:]}", file=sys.stderr)
+
+
+def _stream_name(path: str) -> str:
+    return "stdin" if path == "-" else path
 
 
 def _write_output(out: str, writer: Callable[[BinaryIO], object]) -> None:
@@ -68,19 +101,32 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     from codec.bitstream import ContainerWriter
     from codec.pipeline import StreamEncoder
 
-    _check_output(args.output, args.input, args.force)
-    with open_input(args.input, missing=AudioInputError) as fh, AudioReader(fh, args.input) as src:
+    _check_output(args.output, args.input, args.force, binary="binary .svq")
+    _warn_extension(args.output, ".svq", args.quiet)
+    name = _stream_name(args.input)
+    with open_input(args.input, missing=AudioInputError) as fh, AudioReader(fh, name) as src:
         if src.frames == 0:
-            raise AudioInputError(f"{args.input}: the file holds no samples")
+            raise AudioInputError(f"{name}: the file holds no samples")
         enc = StreamEncoder(
             src.sample_rate, args.bitrate, envelope=args.envelope, codebook=args.codebook
         )
+        if args.verbose:
+            env = enc.env
+            print(
+                f"{name}: {src.sample_rate} Hz, {src.channels} channel(s), "
+                f"{src.frames / src.sample_rate:.2f} s by its header; "
+                f"{args.bitrate:g} kbit/s, {enc.mode.frame_bytes} bytes per 20 ms frame, "
+                f"envelope {env.name} ({env.bits} bits, hash {env.content_hash[:16]})",
+                file=sys.stderr,
+            )
         frames = ContainerWriter(enc.mode.frame_bytes)
         bar = _progress(src.frames / src.sample_rate, "encode", args.quiet)
         try:
             for block in src.blocks():
                 frames.add(enc.push(block))
                 bar.update(block.shape[0] / src.sample_rate)
+            if src.samples_read == 0:
+                raise AudioInputError(f"{name}: the file holds no samples")
             frames.add(enc.finish())
             bar.close()
             header = enc.header()
@@ -125,27 +171,42 @@ def _loss_rate(text: str) -> float:
 
 
 def _cmd_decode(args: argparse.Namespace) -> int:
-    import wave
-
-    from codec.bitstream import ContainerReader
-    from codec.pipeline import BLOCK_FRAMES, StreamDecoder, simulate_loss
+    from codec.errors import BitstreamError
 
     if args.seed is not None and args.simulate_loss is None:
         raise ParameterError("--seed picks the loss pattern of --simulate-loss; give both")
     args.seed = args.seed or 0
-    _check_output(args.output, args.input, args.force)
+    _check_output(args.output, args.input, args.force, binary="binary WAV")
+    _warn_extension(args.output, ".wav", args.quiet)
+    try:
+        return _decode(args)
+    except BitstreamError as exc:
+        raise BitstreamError(f"{_stream_name(args.input)}: {exc}") from None
+
+
+def _decode(args: argparse.Namespace) -> int:
+    from codec.bitstream import ContainerReader
+    from codec.pipeline import BLOCK_FRAMES, StreamDecoder, simulate_loss
+
+    rate = args.rate
     with open_input(args.input, missing=AudioInputError) as fh:
         reader = ContainerReader(fh)
         h = reader.header
         dec = StreamDecoder(h, [args.codebook] if args.codebook else [])
         lost = simulate_loss(h.frame_count, args.simulate_loss or 0.0, seed=args.seed)
+        # soxr rounds the output length half up; the WAV header needs it before any sample
+        n_out = (h.sample_count * rate * 2 + 16000) // 32000
+        if args.verbose:
+            print(
+                f"{_stream_name(args.input)}: {h.frame_count} frames at {h.bitrate_bps / 1000:g} "
+                f"kbit/s, envelope {h.envelope_id} (hash {h.codebook_hash.hex()}), "
+                f"{h.sample_count / 16000:.2f} s; writing {rate} Hz",
+                file=sys.stderr,
+            )
 
         def write_wav(out: BinaryIO) -> None:
-            wav = wave.open(out, "wb")
-            wav.setnchannels(1)
-            wav.setsampwidth(2)
-            wav.setframerate(16000)
-            wav.setnframes(h.sample_count)
+            out.write(_wav_header(rate, n_out))
+            emit = _Resampled(out, rate, n_out)
             k0 = 0
             bar = _progress(h.sample_count / 16000, "decode", args.quiet)
             for block in reader.blocks(BLOCK_FRAMES):
@@ -154,9 +215,8 @@ def _cmd_decode(args: argparse.Namespace) -> int:
                 for i in np.flatnonzero(lost[k0 : k0 + len(block)]):
                     frames[i] = None
                 k0 += len(block)
-                wav.writeframesraw(_pcm16(dec.decode(frames)))
-            wav.writeframesraw(_pcm16(dec.flush()))
-            wav.close()
+                emit.write(dec.decode(frames))
+            emit.write(dec.flush(), last=True)
             bar.close()
 
         _write_output(args.output, write_wav)
@@ -166,7 +226,50 @@ def _cmd_decode(args: argparse.Namespace) -> int:
             f"({100.0 * dec.lost_frames / max(h.frame_count, 1):.1f} %, seed {args.seed})",
             file=sys.stderr,
         )
+    if args.output != "-" and not args.quiet:
+        print(
+            f"{args.output}: {n_out} samples, {n_out / rate:.2f} s, {rate} Hz 16-bit mono WAV",
+            file=sys.stderr,
+        )
     return 0
+
+
+def _wav_header(rate: int, n_samples: int) -> bytes:
+    """The 44-byte header of a 16-bit mono PCM WAV file of ``n_samples`` samples."""
+    import struct
+
+    data = 2 * n_samples
+    fmt = struct.pack("<HHIIHH", 1, 1, rate, 2 * rate, 2, 16)
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + data)
+        + b"WAVEfmt "
+        + struct.pack("<I", 16)
+        + fmt
+        + (b"data" + struct.pack("<I", data))
+    )
+
+
+class _Resampled:
+    """Write 16 kHz blocks as PCM at ``rate`` (soxr stream), exactly ``total`` samples."""
+
+    def __init__(self, out: BinaryIO, rate: int, total: int) -> None:
+        self.out = out
+        self.total = total
+        self.written = 0
+        self.stream: Any = None
+        if rate != 16000:
+            import soxr
+
+            self.stream = soxr.ResampleStream(16000, rate, 1, dtype="float64", quality="VHQ")
+
+    def write(self, x: np.ndarray, *, last: bool = False) -> None:
+        y = x if self.stream is None else self.stream.resample_chunk(x, last=last)
+        y = y[: self.total - self.written]
+        if last and self.written + y.size < self.total:
+            y = np.concatenate([y, np.zeros(self.total - self.written - y.size)])
+        self.written += y.size
+        self.out.write(_pcm16(y))
 
 
 def _pcm16(x: np.ndarray) -> bytes:
@@ -177,19 +280,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from codec.analysis import lsf_to_lpc, lsf_weights, sd_summary, spectral_distortion
     from codec.envelope import EnvelopeCoder
     from codec.features import collection_features
-    from codec.quantizers import train_quantizer
+    from codec.quantizers import check_train_settings, train_quantizer
 
     _check_output(args.out, "-", args.force)
+    options: dict[str, object] = {"progress": not args.quiet}
+    if args.beam is not None:
+        options["beam"] = args.beam
+    # settings (and torch for the gradient methods) are checked before any feature is computed
+    check_train_settings(
+        args.variant, args.stages, args.bits, args.method, args.seed, 16, **options
+    )
     src = Path(args.data)
+    if not src.exists():
+        raise ParameterError(f"--data {src}: not found")
     if src.suffix == ".npy" and src.is_file():
         lsf = np.load(src, allow_pickle=False)
         if lsf.ndim != 2 or lsf.shape[1] != 16 or not np.all(np.isfinite(lsf)):
             raise ParameterError(f"{src}: expected a finite (n, 16) LSF matrix")
     else:
         lsf = collection_features(src, split=args.split, progress=not args.quiet).lsf
-    options: dict[str, object] = {"progress": not args.quiet}
-    if args.beam is not None:
-        options["beam"] = args.beam
     q = train_quantizer(
         lsf,
         variant=args.variant,
@@ -222,9 +331,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
     import dataclasses
     import json
 
+    from codec.errors import BitstreamError
     from codec.pipeline import info
 
-    st = info(_read_input(args.input))
+    try:
+        st = info(_read_input(args.input))
+    except BitstreamError as exc:
+        raise BitstreamError(f"{_stream_name(args.input)}: {exc}") from None
     if args.json:
         print(json.dumps(dataclasses.asdict(st), indent=1))
     else:
@@ -266,6 +379,36 @@ def _cmd_modes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_codebooks(args: argparse.Namespace) -> int:
+    from codec.registry import list_codebooks
+
+    entries = list_codebooks()
+    if args.json:
+        import json
+
+        rows = [
+            {
+                "name": e.name,
+                "origin": e.origin,
+                "path": str(e.path),
+                "content_hash": e.content_hash,
+                "header_hash": e.content_hash[:32] if e.content_hash else None,
+                "description": e.description,
+            }
+            for e in entries
+        ]
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(f"{'name':12s} {'hash (as in .svq headers)':32s}  {'quantizer':22s}  where")
+    for e in entries:
+        h = e.content_hash[:32] if e.content_hash else "-"
+        where = "shipped" if e.origin == "shipped" else str(e.path)
+        print(f"{e.name:12s} {h:32s}  {e.description:22s}  {where}")
+    if not os.environ.get("SVQ_CODEBOOK_PATH"):
+        print("SVQ_CODEBOOK_PATH is not set: only shipped codebooks listed", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``svq``."""
     from codec import __version__
@@ -295,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
         "in blocks (memory does not grow with the duration).",
     )
     p.add_argument("input", help="input audio file, or - for stdin")
-    p.add_argument("output", help="output .svq file, or - for stdout")
+    p.add_argument("output", help="output .svq file, or - for stdout (not a terminal)")
     p.add_argument(
         "-b",
         "--bitrate",
@@ -303,22 +446,48 @@ def build_parser() -> argparse.ArgumentParser:
         default=13.2,
         help="8, 9.6, 13.2, 16.4, 24.4 or 32 kbit/s; 13.2k and 13200 work too (default 13.2)",
     )
-    p.add_argument("--envelope", choices=["avq", "rvq", "pvq", "vq"], help="envelope quantizer")
-    p.add_argument("--codebook", help="codebook file (from svq train) instead of a shipped one")
+    p.add_argument(
+        "--envelope",
+        choices=["avq", "rvq", "pvq", "vq"],
+        help="envelope quantizer variant: the shipped codebook of that variant for the "
+        "bitrate (avq-4x6, rvq-4x6, pvq-4x6, vq-1x12; default: the mode's, see svq modes)",
+    )
+    p.add_argument(
+        "--codebook",
+        metavar="NAME|FILE",
+        help="a shipped codebook by name (svq codebooks lists them, e.g. avq-4x4) or a .cb "
+        "file from svq train",
+    )
     p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing")
+    _add_verbosity(p)
     p.set_defaults(func=_cmd_encode)
 
     p = sub.add_parser(
         "decode",
-        help="decode .svq to a 16 kHz wav",
-        description="Decode .svq to a 16-bit 16 kHz mono wav, in 2 s blocks (memory does not "
-        "grow with the duration). The whole file's CRC-32 is checked before any audio is "
-        "written. --simulate-loss drops frames at random to hear the frame-loss concealment.",
+        help="decode .svq to a wav (16 kHz, or --rate)",
+        description="Decode .svq to a 16-bit mono wav (16 kHz, or --rate), in 2 s blocks "
+        "(memory does not grow with the duration). The whole file's CRC-32 is checked "
+        "before any audio is written. --simulate-loss drops frames at random to hear the "
+        "frame-loss concealment.",
     )
     p.add_argument("input", help="input .svq file, or - for stdin")
-    p.add_argument("output", help="output .wav file, or - for stdout")
-    p.add_argument("--codebook", help="codebook file, if the stream uses one not shipped")
+    p.add_argument("output", help="output .wav file, or - for stdout (not a terminal)")
+    p.add_argument(
+        "--codebook",
+        metavar="NAME|FILE",
+        help="the stream's codebook, if it is neither shipped nor on SVQ_CODEBOOK_PATH",
+    )
+    p.add_argument(
+        "-r",
+        "--rate",
+        type=int,
+        choices=OUTPUT_RATES,
+        default=16000,
+        metavar="HZ",
+        help="output sample rate, resampled with soxr: "
+        + ", ".join(str(r) for r in OUTPUT_RATES)
+        + " (default 16000)",
+    )
     p.add_argument(
         "--simulate-loss",
         type=_loss_rate,
@@ -327,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, help="seed of --simulate-loss (default 0)")
     p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing")
+    _add_verbosity(p)
     p.set_defaults(func=_cmd_decode)
 
     p = sub.add_parser(
@@ -335,16 +504,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="train an envelope codebook",
         description="Train an LSF envelope quantizer on a folder/manifest of audio or an "
         "(n, 16) LSF .npy matrix (from svq features --out). The .cb file holds the "
-        "codebooks, the trained LSF mean and the config, with a content hash.",
+        "codebooks, the trained LSF mean and the config, with a content hash. k-means "
+        "needs numpy only; ste and nsvq need torch (pip install 'svq[train]').",
     )
     p.add_argument("--data", required=True, help="audio folder, manifest .csv, or LSF .npy")
-    p.add_argument("--split", help="manifest split to use (e.g. train)")
-    p.add_argument("--variant", choices=["avq", "rvq", "pvq", "vq"], default="avq")
-    p.add_argument("--stages", type=int, default=4, help="codebooks M (1 for vq)")
-    p.add_argument("--bits", type=int, default=4, help="bits per codebook")
-    p.add_argument("--method", choices=["kmeans", "ste", "nsvq"], default="nsvq")
-    p.add_argument("--beam", type=int, help="search width (AVQ beam, RVQ M-best)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", help="manifest split to use, e.g. train (default: every row)")
+    p.add_argument(
+        "--variant",
+        choices=["avq", "rvq", "pvq", "vq"],
+        default="avq",
+        help="quantizer structure (default: %(default)s)",
+    )
+    p.add_argument(
+        "--stages", type=int, default=4, help="codebooks M, 1 for vq (default: %(default)s)"
+    )
+    p.add_argument("--bits", type=int, default=4, help="bits per codebook (default: %(default)s)")
+    p.add_argument(
+        "--method",
+        choices=["kmeans", "ste", "nsvq"],
+        default="kmeans",
+        help="training method; ste and nsvq need torch (default: %(default)s)",
+    )
+    p.add_argument(
+        "--beam",
+        type=int,
+        help="search width: AVQ beam, RVQ M-best (default: the variant's, 4 for avq and rvq)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
     p.add_argument("--out", required=True, help="output codebook file (.cb)")
     p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -358,11 +544,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_modes)
 
-    p = sub.add_parser("info", help="show the header of a .svq file")
+    p = sub.add_parser(
+        "codebooks",
+        help="list the codebooks the decoder finds, with their hashes",
+        description="List the shipped codebooks and the .cb files in the folders of "
+        "SVQ_CODEBOOK_PATH, with the content hash a .svq header names them by.",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_codebooks)
+
+    p = sub.add_parser(
+        "info",
+        help="show the header of a .svq file",
+        description="Show the header of a .svq file: bitrate, frames, duration, envelope, "
+        "codebook hash, coded band and delay.",
+    )
     p.add_argument("input", help=".svq file, or - for stdin")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_info)
     return parser
+
+
+OUTPUT_RATES = (8000, 12000, 16000, 24000, 32000, 44100, 48000)
+"""Sample rates ``svq decode --rate`` writes."""
+
+
+def _add_verbosity(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    group.add_argument(
+        "-v", "--verbose", action="store_true", help="also print the input's and stream's settings"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -377,6 +589,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("svq: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of stdout went away (| head): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except OSError as exc:
         where = f": {exc.filename}" if exc.filename else ""
         print(f"svq: error: {exc.strerror or exc}{where}", file=sys.stderr)

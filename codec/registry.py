@@ -13,13 +13,23 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from codec.envelope import EnvelopeCoder
 from codec.errors import BitstreamError, CodecError, ParameterError
 from codec.quantizers import load_quantizer
 
-__all__ = ["DATA_DIR", "shipped_codebooks", "load_envelope", "find_envelope", "hash_bytes"]
+__all__ = [
+    "DATA_DIR",
+    "CodebookEntry",
+    "shipped_codebooks",
+    "path_codebooks",
+    "list_codebooks",
+    "load_envelope",
+    "find_envelope",
+    "hash_bytes",
+]
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
@@ -54,13 +64,44 @@ def load_envelope(name_or_path: str | os.PathLike[str]) -> EnvelopeCoder:
     return _load(str(path.resolve()), path.stat().st_mtime_ns)
 
 
-def _candidates(extra: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    paths = [Path(p) for p in extra]
-    paths += list(shipped_codebooks().values())
+def path_codebooks() -> list[Path]:
+    """The ``.cb`` files in the folders of ``SVQ_CODEBOOK_PATH``, in path order."""
+    paths: list[Path] = []
     for folder in os.environ.get("SVQ_CODEBOOK_PATH", "").split(os.pathsep):
         if folder:
             paths += sorted(Path(folder).glob("*.cb"))
     return paths
+
+
+@dataclass(frozen=True)
+class CodebookEntry:
+    """A codebook the decoder can find by itself (``svq codebooks``)."""
+
+    name: str
+    path: Path
+    origin: str
+    """``shipped`` or ``SVQ_CODEBOOK_PATH``."""
+    content_hash: str | None
+    """Full SHA-256 content hash; None when the file cannot be loaded."""
+    description: str
+    """Variant, stages x bits and total bits, or why the file cannot be loaded."""
+
+
+def list_codebooks() -> list[CodebookEntry]:
+    """Shipped codebooks, then those found on ``SVQ_CODEBOOK_PATH``."""
+    found = [(p, "shipped") for p in shipped_codebooks().values()]
+    found += [(p, "SVQ_CODEBOOK_PATH") for p in path_codebooks()]
+    entries = []
+    for path, origin in found:
+        try:
+            env = _load(str(path.resolve()), path.stat().st_mtime_ns)
+        except (CodecError, OSError) as exc:
+            entries.append(CodebookEntry(path.stem, path, origin, None, f"unreadable: {exc}"))
+            continue
+        q = env.quantizer
+        what = f"{q.config.variant} {q.stages}x{q.bits_per_stage} ({q.bits} bits)"
+        entries.append(CodebookEntry(path.stem, path, origin, env.content_hash, what))
+    return entries
 
 
 def find_envelope(
@@ -68,18 +109,35 @@ def find_envelope(
 ) -> EnvelopeCoder:
     """The codebook whose content hash starts with ``codebook_hash`` (16 bytes).
 
+    ``extra`` codebooks (files or shipped names, given by the caller) are tried
+    first; one that cannot be loaded is an error, while unreadable files among
+    the shipped ones and on ``SVQ_CODEBOOK_PATH`` are skipped.
+
     Raises
     ------
     BitstreamError
-        No known codebook has that hash (the message names the hash).
+        No known codebook has that hash (the message names the hash, and the
+        given codebooks' own hashes when they do not match).
     """
-    for path in _candidates(extra):
+    given: list[tuple[str, str]] = []
+    for p in extra:
+        env = load_envelope(p)
+        if hash_bytes(env.content_hash) == codebook_hash:
+            return env
+        given.append((os.fspath(p), env.content_hash))
+    for path in list(shipped_codebooks().values()) + path_codebooks():
         try:
             env = load_envelope(path)
         except CodecError:  # unreadable or tampered candidates are skipped, not fatal
             continue
         if hash_bytes(env.content_hash) == codebook_hash:
             return env
+    if given:
+        name, h = given[0]
+        raise BitstreamError(
+            f"codebook {name} does not match the stream: its hash is {hash_bytes(h).hex()}, "
+            f"the stream's codebook is {codebook_hash.hex()}"
+        )
     raise BitstreamError(
         f"unknown codebook {codebook_hash.hex()}: not shipped; pass it with --codebook "
         "or put it in a folder listed in SVQ_CODEBOOK_PATH"

@@ -16,6 +16,8 @@ Example
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -51,11 +53,61 @@ __all__ = [
     "Quantizer",
     "QuantizerConfig",
     "TrainOptions",
+    "check_train_settings",
     "load_quantizer",
     "train_quantizer",
 ]
 
 _CLASSES: dict[str, type[Quantizer]] = {"vq": VQ, "rvq": RVQ, "avq": AVQ, "pvq": PVQ}
+
+
+def check_train_settings(
+    variant: str = "avq",
+    stages: int = 4,
+    bits: int = 4,
+    method: str = "nsvq",
+    seed: int = 0,
+    dim: int = 16,
+    **options: object,
+) -> None:
+    """Check the settings of :func:`train_quantizer` before any data is prepared.
+
+    Raises the :class:`ParameterError` that :func:`train_quantizer` would raise
+    for these settings on ``dim``-dimensional vectors (the data are not checked).
+    """
+    _check_settings(variant, stages, bits, method, seed, dim, options)
+
+
+def _check_settings(
+    variant: str,
+    stages: int,
+    bits: int,
+    method: str,
+    seed: int,
+    dim: int,
+    options: dict[str, object],
+) -> tuple[int, int, int, TrainOptions, tuple[int, ...]]:
+    if variant not in VARIANTS:
+        raise ParameterError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+    if method not in METHODS:
+        raise ParameterError(f"unknown method {method!r}; expected one of {METHODS}")
+    bits = check_int(bits, "bits", 1, 16)
+    stages = check_int(stages, "stages", 1, 64)
+    seed = check_int(seed, "seed", 0)
+    if variant == "vq" and stages != 1:
+        raise ParameterError(f"variant 'vq' has a single codebook: stages must be 1, got {stages}")
+    if method != "kmeans" and importlib.util.find_spec("torch") is None:
+        raise ParameterError(
+            f"training method {method!r} needs torch, which is not installed: "
+            "pip install 'svq[train]' (or train with method 'kmeans')"
+        )
+    opts = TrainOptions.from_kwargs(dict(options))
+    split: tuple[int, ...] = ()
+    if variant == "pvq":
+        split = check_split(opts.split, dim, stages)
+    elif opts.split is not None:
+        raise ParameterError("option 'split' only applies to variant 'pvq'")
+    return bits, stages, seed, opts, split
 
 
 def train_quantizer(
@@ -102,29 +154,17 @@ def train_quantizer(
     ParameterError
         Unknown variant, method or option; out-of-range values; bad shapes or NaN.
     """
-    if variant not in VARIANTS:
-        raise ParameterError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
-    if method not in METHODS:
-        raise ParameterError(f"unknown method {method!r}; expected one of {METHODS}")
-    bits = check_int(bits, "bits", 1, 16)
-    stages = check_int(stages, "stages", 1, 64)
-    seed = check_int(seed, "seed", 0)
-    if variant == "vq" and stages != 1:
-        raise ParameterError(f"variant 'vq' has a single codebook: stages must be 1, got {stages}")
-    opts = TrainOptions.from_kwargs(dict(options))
     xv = check_vectors(x)
     n, dim = xv.shape
+    bits, stages, seed, opts, split = _check_settings(
+        variant, stages, bits, method, seed, dim, options
+    )
     w = check_weights(weights, n, dim)
     k = 1 << bits
     if n < k:
         raise ParameterError(f"need at least 2**bits = {k} training vectors, got {n}")
     cls = _CLASSES[variant]
     beam = cls.default_beam if opts.beam is None else opts.beam
-    split: tuple[int, ...] = ()
-    if variant == "pvq":
-        split = check_split(opts.split, dim, stages)
-    elif opts.split is not None:
-        raise ParameterError("option 'split' only applies to variant 'pvq'")
     train_beam = beam if opts.train_beam is None else opts.train_beam
 
     if opts.remove_mean:

@@ -1,0 +1,266 @@
+"""CLI habits of issue 15: train without torch, codebooks, decode rate/report, -q/-v, terminals,
+misleading extensions, file names in errors, MP3 length, one-line descriptions."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import codec
+from codec.cli import OUTPUT_RATES, build_parser, main
+from codec.registry import hash_bytes, load_envelope, shipped_codebooks
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "samples"
+SAMPLE = SAMPLES / "vctk_p233_female.wav"
+
+
+@pytest.fixture(scope="module")
+def svq_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("svq") / "a.svq"
+    assert main(["encode", str(SAMPLE), str(path), "-q"]) == 0
+    return path
+
+
+def _run(args: list[str], **kw) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    kw.setdefault("stdout", subprocess.PIPE)
+    kw.setdefault("stderr", subprocess.PIPE)
+    return subprocess.run([sys.executable, "-m", "codec", *args], env=env, check=False, **kw)
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def test_train_default_method_works_without_torch(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "torch", None)  # a plain install: torch cannot be imported
+    out = tmp_path / "k.cb"
+    assert main(["train", "--data", str(SAMPLES), "--out", str(out), "-q"]) == 0
+    assert "kmeans" in capsys.readouterr().out
+    assert load_envelope(out).quantizer.config.method == "kmeans"
+
+
+def test_train_gradient_method_without_torch_fails_before_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    bad = tmp_path / "data"
+    bad.mkdir()
+    (bad / "broken.wav").write_bytes(b"RIFF not audio")  # reading it would fail differently
+    out = tmp_path / "n.cb"
+    rc = main(["train", "--data", str(bad), "--method", "nsvq", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "svq[train]" in err and "torch" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "word"),
+    [
+        (["--stages", "0"], "stages"),
+        (["--bits", "17"], "bits"),
+        (["--variant", "vq", "--stages", "4"], "stages must be 1"),
+        (["--variant", "pvq", "--stages", "17"], "stages <= dim"),
+        (["--beam", "0"], "beam"),
+    ],
+)
+def test_train_checks_settings_before_features(tmp_path, capsys, extra, word):
+    bad = tmp_path / "data"
+    bad.mkdir()
+    (bad / "broken.wav").write_bytes(b"RIFF not audio")
+    rc = main(["train", "--data", str(bad), "--out", str(tmp_path / "x.cb"), *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and word in err and "broken.wav" not in err
+
+
+def test_train_missing_data_says_not_found(tmp_path, capsys):
+    rc = main(["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "x.cb")])
+    assert rc == 2 and "not found" in capsys.readouterr().err
+
+
+def test_train_help_shows_every_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for option, default in [
+        ("--variant", "avq"),
+        ("--stages", "4"),
+        ("--bits", "4"),
+        ("--method", "kmeans"),
+        ("--seed", "0"),
+    ]:
+        assert f"(default: {default})" in text.split(option, 2)[-1].split("--", 1)[0], option
+    assert "beam" in text and "default: the variant's" in text
+
+
+# ----------------------------------------------------------------------------- codebooks
+
+
+def test_decode_with_a_mismatching_codebook_names_both_hashes(tmp_path, capsys):
+    mine = tmp_path / "mine.cb"
+    other = tmp_path / "other.cb"
+    for cb, seed in ((mine, "0"), (other, "1")):
+        assert main(["train", "--data", str(SAMPLES), "--out", str(cb), "--seed", seed, "-q"]) == 0
+    svq = tmp_path / "a.svq"
+    assert main(["encode", str(SAMPLE), str(svq), "--codebook", str(mine), "-q"]) == 0
+    capsys.readouterr()
+    wav = tmp_path / "a.wav"
+    assert main(["decode", str(svq), str(wav), "--codebook", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "does not match" in err and "pass it with --codebook" not in err
+    assert hash_bytes(load_envelope(other).content_hash).hex() in err
+    assert hash_bytes(load_envelope(mine).content_hash).hex() in err
+    assert str(svq) in err and not wav.exists()
+
+
+def test_codebooks_lists_shipped_and_path_ones(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "cbs"
+    folder.mkdir()
+    assert main(["train", "--data", str(SAMPLES), "--out", str(folder / "mine.cb"), "-q"]) == 0
+    (folder / "junk.cb").write_bytes(b"not a codebook")
+    monkeypatch.setenv("SVQ_CODEBOOK_PATH", str(folder))
+    capsys.readouterr()
+    assert main(["codebooks"]) == 0
+    text = capsys.readouterr().out
+    for name, path in shipped_codebooks().items():
+        assert name in text
+        assert hash_bytes(load_envelope(path).content_hash).hex() in text
+    assert hash_bytes(load_envelope(folder / "mine.cb").content_hash).hex() in text
+    assert str(folder / "mine.cb") in text and "unreadable" in text
+    assert main(["codebooks", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    origins = {r["name"]: r["origin"] for r in rows}
+    assert origins["avq-4x6"] == "shipped" and origins["mine"] == "SVQ_CODEBOOK_PATH"
+
+
+# ----------------------------------------------------------------------------- decode
+
+
+def test_decode_reports_what_it_wrote_unless_quiet(svq_file, tmp_path, capsys):
+    out = tmp_path / "o.wav"
+    assert main(["decode", str(svq_file), str(out)]) == 0
+    err = capsys.readouterr().err
+    assert err.strip() == f"{out}: 80000 samples, 5.00 s, 16000 Hz 16-bit mono WAV"
+    assert main(["decode", str(svq_file), str(out), "-f", "-q"]) == 0
+    assert main(["encode", str(SAMPLE), str(tmp_path / "b.svq"), "-q"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_verbose_prints_settings(svq_file, tmp_path, capsys):
+    assert main(["encode", str(SAMPLE), str(tmp_path / "v.svq"), "-v"]) == 0
+    assert "avq-4x6" in capsys.readouterr().err
+    assert main(["decode", str(svq_file), str(tmp_path / "v.wav"), "-v"]) == 0
+    err = capsys.readouterr().err
+    assert "251 frames" in err and "16000 Hz" in err
+    with pytest.raises(SystemExit):
+        main(["decode", str(svq_file), str(tmp_path / "w.wav"), "-q", "-v"])
+
+
+@pytest.mark.parametrize("rate", [8000, 48000, 44100])
+def test_decode_rate_resamples_with_soxr(svq_file, tmp_path, rate):
+    import soxr
+
+    ref = tmp_path / "ref.wav"
+    out = tmp_path / f"o{rate}.wav"
+    assert main(["decode", str(svq_file), str(ref), "-q"]) == 0
+    assert main(["decode", str(svq_file), str(out), "--rate", str(rate), "-q"]) == 0
+    y16, r16 = sf.read(ref, dtype="float64")
+    y, r = sf.read(out, dtype="float64")
+    assert r == rate and y.size == round(y16.size * rate / 16000)
+    want = soxr.resample(y16, 16000, rate, quality="VHQ")
+    assert np.max(np.abs(y - want)) < 2.0 / 32768  # resampled 16 kHz output, requantized
+
+
+def test_decode_rate_through_a_pipe_has_an_exact_header(svq_file):
+    res = _run(["decode", "-", "-", "-r", "8000"], input=svq_file.read_bytes())
+    assert res.returncode == 0, res.stderr
+    import io
+
+    y, r = sf.read(io.BytesIO(res.stdout))
+    assert r == 8000 and y.size == 40000 and len(res.stdout) == 44 + 2 * 40000
+
+
+def test_decode_rejects_other_rates(svq_file, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["decode", str(svq_file), str(tmp_path / "o.wav"), "--rate", "11025"])
+    assert exc.value.code == 2 and "11025" in capsys.readouterr().err
+    assert 8000 in OUTPUT_RATES and 48000 in OUTPUT_RATES
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+@pytest.mark.parametrize("cmd", ["encode", "decode"])
+def test_refuses_to_write_binary_to_a_terminal(svq_file, cmd):
+    master, slave = os.openpty()
+    try:
+        src = SAMPLE if cmd == "encode" else svq_file
+        res = _run([cmd, str(src), "-"], stdout=slave, stderr=subprocess.PIPE)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert res.returncode == 2
+    assert b"terminal" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_warns_when_the_extension_contradicts_the_content(svq_file, tmp_path, capsys):
+    assert main(["encode", str(SAMPLE), str(tmp_path / "out.wav")]) == 0
+    assert "warning: " in capsys.readouterr().err
+    assert codec.info((tmp_path / "out.wav").read_bytes()).frame_count == 251
+    assert main(["decode", str(svq_file), str(tmp_path / "o.svq")]) == 0
+    assert "will hold a WAV file" in capsys.readouterr().err
+    assert main(["decode", str(svq_file), str(tmp_path / "o.wav")]) == 0
+    assert main(["encode", str(SAMPLE), str(tmp_path / "b.svq")]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cmd", ["decode", "info"])
+def test_bad_magic_names_the_file(tmp_path, capsys, cmd):
+    args = [cmd, str(SAMPLE)] + ([str(tmp_path / "o.wav")] if cmd == "decode" else [])
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{SAMPLE}: not an svq file (bad magic)" in err
+    assert not (tmp_path / "o.wav").exists()
+
+
+# ----------------------------------------------------------------------------- MP3
+
+
+@pytest.mark.skipif("MP3" not in sf.available_formats(), reason="libsndfile without MP3")
+def test_mp3_encodes_only_the_decoded_samples(tmp_path):
+    x, rate = sf.read(SAMPLE, dtype="float64")
+    whole = tmp_path / "whole.mp3"
+    sf.write(whole, x, rate, format="MP3")
+    cut = tmp_path / "cut.mp3"  # a cut download: its header promises more than it holds
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) * 3 // 4])
+    decoded = 0
+    with sf.SoundFile(cut) as f:
+        claimed = f.frames
+        while block := f.read(4096).shape[0]:
+            decoded += block
+    assert claimed > decoded  # the situation under test
+    svq = tmp_path / "cut.svq"
+    assert main(["encode", str(cut), str(svq), "-q"]) == 0
+    assert codec.info(svq.read_bytes()).sample_count == decoded
+    wav = tmp_path / "cut.wav"
+    assert main(["decode", str(svq), str(wav), "-q"]) == 0
+    assert sf.info(wav).frames == decoded
+
+
+# ----------------------------------------------------------------------------- help
+
+
+def test_every_subcommand_has_a_one_line_description(capsys):
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    helps = {a.dest: a.help for a in sub._choices_actions}
+    assert set(helps) == set(sub.choices)
+    for name, sp in sub.choices.items():
+        assert helps[name] and "\n" not in helps[name], name
+        assert sp.description, name
+        for text in (helps[name], sp.description, sp.format_help()):
+            assert "``" not in text and ":func:" not in text and ":mod:" not in text, name

@@ -49,6 +49,8 @@ def list_audio(source: str | Path, *, split: str | None = None) -> list[Path]:
     folder and optionally a ``split`` column filtered by ``split``.
     """
     src = Path(source)
+    if not src.exists():
+        raise ParameterError(f"{src}: not found")
     if src.is_dir():
         if split is not None and (src / "manifest.csv").exists():
             return list_audio(src / "manifest.csv", split=split)

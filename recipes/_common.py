@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 import codec
+from codec.errors import ParameterError
 from codec.features import FeatureSet, collection_features, list_audio
 from codec.fileio import atomic_write
 
@@ -27,6 +28,7 @@ __all__ = [
     "SHARED_SPEECH",
     "DEFAULT_MANIFEST",
     "audio_files",
+    "missing_data",
     "display_name",
     "settings_hash",
     "write_json",
@@ -36,6 +38,7 @@ __all__ = [
     "parse_names",
     "balance_speakers",
     "training_lsf",
+    "data_content_key",
     "codec_fingerprint",
     "single_threaded_children",
     "summary_stats",
@@ -62,9 +65,34 @@ def audio_files(source: str | Path, *, split: str | None, limit: int | None = No
     Returns
     -------
     list of Path
+
+    Raises
+    ------
+    ParameterError
+        ``source`` is missing (the message says what data is needed and where
+        the default is), or holds no audio.
     """
+    problem = missing_data(source, flag="--data", needs="a folder or manifest .csv of speech")
+    if problem:
+        raise ParameterError(problem)
     files = list_audio(source, split=split)
     return files[:limit] if limit is not None else files
+
+
+def missing_data(source: str | Path, *, flag: str, needs: str) -> str | None:
+    """A one-line message when ``source`` does not exist, else None.
+
+    The message names the path, what the recipe needs, the shared data set
+    the defaults point to, and the option that gives another source.
+    """
+    src = Path(source)
+    if src.exists():
+        return None
+    return (
+        f"{flag} {src}: not found. This recipe needs {needs}; by default it reads the shared "
+        f"speech set {DEFAULT_MANIFEST} (its manifest has train and dev splits). "
+        f"Give {flag} FOLDER or {flag} MANIFEST.csv"
+    )
 
 
 def display_name(path: Path, source: str | Path) -> str:
@@ -162,10 +190,26 @@ def _speakers(files: list[str]) -> list[str]:
 def training_lsf(
     source: str | Path, *, split: str | None, cache: Path, balance: bool = True
 ) -> tuple[npt.NDArray[np.float64], str]:
-    """LSF training matrix of ``source`` (cached) and the features' data key."""
+    """LSF training matrix of ``source`` (cached) and its data key (:func:`data_content_key`)."""
     fs = collection_features(source, out=cache, split=split, progress=True)
     rows = balance_speakers(fs) if balance else np.arange(fs.lsf.shape[0])
-    return fs.lsf[rows], fs.key
+    return fs.lsf[rows], data_content_key([Path(f) for f in fs.files], source)
+
+
+def data_content_key(files: Sequence[Path], source: str | Path) -> str:
+    """SHA-256 over the files' names (relative to ``source``'s folder) and contents.
+
+    The same data gives the same key on any machine, wherever it is stored and
+    whatever its modification times (the feature cache's key uses those, to be fast).
+    """
+    h = hashlib.sha256(b"svq-data-v1\n")
+    for f in files:
+        digest = hashlib.sha256()
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        h.update(f"{display_name(f, source)}\0{digest.hexdigest()}\n".encode())
+    return h.hexdigest()
 
 
 def codec_fingerprint() -> str:

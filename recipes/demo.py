@@ -26,7 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m recipes.demo",
+        description="Encode and decode the files in samples/ at a few bitrates; print bytes, "
+        "measured bitrate, PESQ-WB and pSNR per file, and keep the decoded wavs for listening.",
+    )
     p.add_argument("--inputs", default=str(ROOT / "samples"), help="folder or audio file")
     p.add_argument("--bitrates", default="8,13.2,32", help="comma-separated kbit/s")
     p.add_argument("--out", default="decoded", help="folder for .svq and decoded .wav files")

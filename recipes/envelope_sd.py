@@ -93,6 +93,7 @@ from recipes._common import (
     SHARED_SPEECH,
     balance_speakers,
     markdown_table,
+    missing_data,
     parse_names,
     settings_hash,
     write_json,
@@ -740,6 +741,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not configs:
         p.error("no configuration matches --bits/--variants/--methods")
+    for flag, source, needs in (
+        ("--train", args.train, f"training speech (split {args.train_split!r})"),
+        ("--eval", args.eval, f"evaluation speech (split {args.eval_split!r})"),
+    ):
+        problem = missing_data(source, flag=flag, needs=needs)
+        if problem:
+            p.error(problem)
     t_start = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

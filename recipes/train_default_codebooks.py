@@ -1,14 +1,17 @@
-"""Train the envelope codebooks shipped in ``codec/data/``.
+"""Train the envelope codebooks that svq ships (avq-4x6, ..., pvq-4x4).
 
 ``python -m recipes.train_default_codebooks [--data ../shared/data/speech/manifest.csv]
-[--split train] [--only NAME,...] [--out codec/data]``
+[--split train] [--only NAME,...] [--out out/default_codebooks | --install]``
 
 Each codebook is trained on the LSF vectors of the training split (speakers
 balanced so that no speaker holds more than 5 % of the frames) with LSF
 inverse-spacing weights, and saved as ``NAME.cb``. ``CODEBOOKS.json`` beside
 them records, per codebook, its settings, content hash, the training data's
-key (a hash of the file list, sizes and modification times, see
-:mod:`codec.features`), the SHA-256 of the training matrix, and the command.
+key (SHA-256 over the files' relative names and contents, the same on any
+machine), the SHA-256 of the training matrix, and the command.
+
+The codebooks go to ``out/default_codebooks`` unless ``--install`` asks to
+replace the shipped ones in ``codec/data/`` (which changes the codec's output).
 """
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ from codec.analysis import (
     spectral_distortion,
     stabilize_lsf,
 )
-from codec.quantizers import train_quantizer
+from codec.errors import ParameterError
+from codec.quantizers import check_train_settings, train_quantizer
 from codec.registry import DATA_DIR
 from recipes._common import SHARED_SPEECH as SPEECH
-from recipes._common import training_lsf
+from recipes._common import missing_data, training_lsf
 
 # name: (variant, stages, bits per stage, method, options)
 DEFAULTS: dict[str, tuple[str, int, int, str, dict[str, object]]] = {
@@ -47,21 +51,53 @@ DEFAULTS: dict[str, tuple[str, int, int, str, dict[str, object]]] = {
 }
 
 
+DESCRIPTION = (
+    "Train the envelope codebooks that svq ships, on the train split of the shared speech "
+    "set, into out/default_codebooks (or, with --install, over the shipped ones in codec/data)."
+)
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default=str(SPEECH / "manifest.csv"), help="folder or manifest")
+    p = argparse.ArgumentParser(
+        prog="python -m recipes.train_default_codebooks", description=DESCRIPTION
+    )
+    p.add_argument(
+        "--data", default=str(SPEECH / "manifest.csv"), help="folder or manifest (%(default)s)"
+    )
     p.add_argument("--split", default="train", help="manifest split (default train)")
     p.add_argument("--eval", default=None, help="optional folder/manifest to report SD on")
-    p.add_argument("--eval-split", default="dev")
+    p.add_argument("--eval-split", default="dev", help="split of --eval (default dev)")
     p.add_argument("--only", default="", help="comma-separated subset of " + ",".join(DEFAULTS))
-    p.add_argument("--out", default=str(DATA_DIR), help="output folder (default codec/data)")
-    p.add_argument("--cache", default="cache", help="feature cache folder")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--out", default="out/default_codebooks", help="output folder (default: %(default)s)"
+    )
+    where.add_argument(
+        "--install",
+        action="store_true",
+        help=f"write into the package's {DATA_DIR.relative_to(DATA_DIR.parents[1])} instead, "
+        "replacing the shipped codebooks",
+    )
+    p.add_argument("--cache", default="cache", help="feature cache folder (default: cache)")
     args = p.parse_args(argv)
+    for flag, source, needs in (
+        ("--data", args.data, f"training speech (split {args.split!r})"),
+        ("--eval", args.eval, f"evaluation speech (split {args.eval_split!r})"),
+    ):
+        problem = missing_data(source, flag=flag, needs=needs) if source else None
+        if problem:
+            p.error(problem)
 
     names = [n for n in args.only.split(",") if n] or list(DEFAULTS)
     unknown = sorted(set(names) - set(DEFAULTS))
     if unknown:
         p.error(f"unknown codebook names: {', '.join(unknown)}")
+    for name in names:  # torch for the NSVQ ones, before hours of feature extraction
+        variant, stages, bits, method, options = DEFAULTS[name]
+        try:
+            check_train_settings(variant, stages, bits, method, 0, 16, **options)
+        except ParameterError as exc:
+            p.error(f"{name}: {exc}")
     cache = Path(args.cache)
     x, key = training_lsf(args.data, split=args.split, cache=cache / f"{args.split}_lsf.npy")
     w = lsf_weights(x)
@@ -74,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             cache=cache / f"{args.eval_split}_lsf.npy",
             balance=False,
         )
-    out = Path(args.out)
+    out = DATA_DIR if args.install else Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "CODEBOOKS.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}

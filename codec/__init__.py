@@ -1,6 +1,12 @@
 """svq: a wideband speech codec whose spectral envelope is coded by trainable vector quantizers."""
 
-from codec.errors import AudioInputError, BitstreamError, CodecError, ParameterError
+from codec.errors import (
+    AudioInputError,
+    BitstreamError,
+    CodecError,
+    DamagedStreamError,
+    ParameterError,
+)
 from codec.pipeline import decode, encode, info, simulate_loss
 
 __all__ = [
@@ -12,7 +18,8 @@ __all__ = [
     "ParameterError",
     "AudioInputError",
     "BitstreamError",
+    "DamagedStreamError",
     "__version__",
 ]
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

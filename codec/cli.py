@@ -171,7 +171,7 @@ def _loss_rate(text: str) -> float:
 
 
 def _cmd_decode(args: argparse.Namespace) -> int:
-    from codec.errors import BitstreamError
+    from codec.errors import BitstreamError, DamagedStreamError
 
     if args.seed is not None and args.simulate_loss is None:
         raise ParameterError("--seed picks the loss pattern of --simulate-loss; give both")
@@ -180,17 +180,21 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     _warn_extension(args.output, ".wav", args.quiet)
     try:
         return _decode(args)
+    except DamagedStreamError as exc:
+        raise BitstreamError(
+            f"{_stream_name(args.input)}: {exc} (--conceal-damaged decodes the rest)"
+        ) from None
     except BitstreamError as exc:
         raise BitstreamError(f"{_stream_name(args.input)}: {exc}") from None
 
 
 def _decode(args: argparse.Namespace) -> int:
-    from codec.bitstream import ContainerReader
+    from codec.bitstream import CHECK_FRAMES, ContainerReader
     from codec.pipeline import BLOCK_FRAMES, StreamDecoder, simulate_loss
 
     rate = args.rate
     with open_input(args.input, missing=AudioInputError) as fh:
-        reader = ContainerReader(fh)
+        reader = ContainerReader(fh, "conceal" if args.conceal_damaged else "raise")
         h = reader.header
         dec = StreamDecoder(h, [args.codebook] if args.codebook else [])
         lost = simulate_loss(h.frame_count, args.simulate_loss or 0.0, seed=args.seed)
@@ -220,6 +224,12 @@ def _decode(args: argparse.Namespace) -> int:
             bar.close()
 
         _write_output(args.output, write_wav)
+    if reader.damaged and not args.quiet:
+        print(
+            f"svq: warning: {_stream_name(args.input)}: concealed {len(reader.damaged)} "
+            f"damaged block(s) of {CHECK_FRAMES} frames: {_blocks_text(reader.damaged, h)}",
+            file=sys.stderr,
+        )
     if args.simulate_loss is not None and not args.quiet:
         print(
             f"concealed {dec.lost_frames} of {h.frame_count} frames "
@@ -232,6 +242,14 @@ def _decode(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _blocks_text(blocks: Sequence[int], h: Any) -> str:
+    """Damaged block numbers with their start times: ``3 (3 s), 7 (7 s)``."""
+    from codec.bitstream import CHECK_FRAMES
+
+    secs = CHECK_FRAMES * h.frame_length / h.sample_rate
+    return ", ".join(f"{k} ({k * secs:g} s)" for k in blocks) or "none"
 
 
 def _wav_header(rate: int, n_samples: int) -> bytes:
@@ -331,17 +349,21 @@ def _cmd_info(args: argparse.Namespace) -> int:
     import dataclasses
     import json
 
+    from codec.bitstream import read_header
     from codec.errors import BitstreamError
     from codec.pipeline import info
 
+    data = _read_input(args.input)
     try:
-        st = info(_read_input(args.input))
+        st = info(data)
     except BitstreamError as exc:
         raise BitstreamError(f"{_stream_name(args.input)}: {exc}") from None
     if args.json:
         print(json.dumps(dataclasses.asdict(st), indent=1))
     else:
         for key, value in dataclasses.asdict(st).items():
+            if key == "damaged_blocks":
+                value = _blocks_text(value, read_header(data))
             print(f"{key:15s} {value}")
     return 0
 
@@ -412,12 +434,15 @@ def _cmd_codebooks(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``svq``."""
     from codec import __version__
+    from codec.bitstream import FORMAT_VERSION
 
     parser = _Parser(
         prog="svq",
         description="svq: a wideband speech codec with trainable vector-quantized envelopes.",
     )
-    parser.add_argument("--version", action="version", version=f"svq {__version__} (format 2)")
+    parser.add_argument(
+        "--version", action="version", version=f"svq {__version__} (format {FORMAT_VERSION})"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
@@ -466,9 +491,10 @@ def build_parser() -> argparse.ArgumentParser:
         "decode",
         help="decode .svq to a wav (16 kHz, or --rate)",
         description="Decode .svq to a 16-bit mono wav (16 kHz, or --rate), in 2 s blocks "
-        "(memory does not grow with the duration). The whole file's CRC-32 is checked "
-        "before any audio is written. --simulate-loss drops frames at random to hear the "
-        "frame-loss concealment.",
+        "(memory does not grow with the duration). Every block's CRC-32 is checked before "
+        "any audio is written: a damaged file is refused, or with --conceal-damaged its "
+        "damaged blocks (1 s each) are concealed as lost frames. --simulate-loss drops "
+        "frames at random to hear the frame-loss concealment.",
     )
     p.add_argument("input", help="input .svq file, or - for stdin")
     p.add_argument("output", help="output .wav file, or - for stdout (not a terminal)")
@@ -495,6 +521,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="drop frames at random with this probability (0.1 or 10%%) and conceal them",
     )
     p.add_argument("--seed", type=int, help="seed of --simulate-loss (default 0)")
+    p.add_argument(
+        "--conceal-damaged",
+        action="store_true",
+        help="decode a file with damaged blocks (1 s each, CRC-32 failed), concealing them as "
+        "lost frames, instead of refusing it",
+    )
     p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
     _add_verbosity(p)
     p.set_defaults(func=_cmd_decode)
@@ -557,7 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
         "info",
         help="show the header of a .svq file",
         description="Show the header of a .svq file: bitrate, frames, duration, envelope, "
-        "codebook hash, coded band and delay.",
+        "codebook hash, coded band, delay, and the blocks whose CRC-32 fails.",
     )
     p.add_argument("input", help=".svq file, or - for stdin")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -15,3 +15,15 @@ class AudioInputError(CodecError):
 
 class BitstreamError(CodecError):
     """A bitstream is malformed, corrupt, truncated or foreign."""
+
+
+class DamagedStreamError(BitstreamError):
+    """Blocks of a ``.svq`` stream fail their CRC-32 (the header is intact).
+
+    ``blocks`` holds the numbers of the damaged blocks; decoding with
+    ``on_damage="conceal"`` (``svq decode --conceal-damaged``) conceals them.
+    """
+
+    def __init__(self, message: str, blocks: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.blocks = blocks

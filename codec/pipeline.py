@@ -31,7 +31,7 @@ from codec.analysis import (
     pre_emphasis,
 )
 from codec.audio import downmix
-from codec.bitstream import Header, pack_file, read_header, unpack_file
+from codec.bitstream import CHECK_FRAMES, Header, OnDamage, check_file, damage_error, pack_file
 from codec.concealment import FADE, MUTE_AFTER, Concealer
 from codec.envelope import EnvelopeCoder
 from codec.errors import BitstreamError, ParameterError
@@ -289,7 +289,7 @@ def encode(
     Returns
     -------
     bytes
-        Header + frames (exactly ``bitrate * 20 ms / 8`` bytes each) + CRC-32.
+        Header and frames (exactly ``bitrate * 20 ms / 8`` bytes each), a CRC-32 per second.
         The same as :class:`StreamEncoder` gives for the same samples.
     """
     enc = StreamEncoder(
@@ -456,6 +456,7 @@ def decode(
     codebooks: Iterable[str | os.PathLike[str]] = (),
     lost: npt.ArrayLike | None = None,
     tools: Tools = Tools(),
+    on_damage: OnDamage = "raise",
 ) -> tuple[FloatArray, int]:
     """Decode a ``.svq`` byte string.
 
@@ -470,6 +471,11 @@ def decode(
         :func:`simulate_loss`.
     tools : Tools, optional
         The switches the stream was encoded with (:func:`encode`).
+    on_damage : {'raise', 'conceal'}
+        What a block of frames that fails its CRC-32 does: ``'raise'`` a
+        :class:`codec.errors.DamagedStreamError` naming the first such block
+        (default), or ``'conceal'``: its frames are decoded as lost ones. A
+        damaged header is an error either way.
 
     Returns
     -------
@@ -478,9 +484,15 @@ def decode(
     sample_rate : int
         16000.
     """
-    header, frames = unpack_file(bytes(data))
+    if on_damage not in ("raise", "conceal"):
+        raise ParameterError(f"on_damage must be 'raise' or 'conceal', got {on_damage!r}")
+    header, frames, damaged = check_file(bytes(data))
+    if damaged and on_damage == "raise":
+        raise damage_error(header, damaged)
     dec = StreamDecoder(header, codebooks, tools=tools)
-    mask = _loss_mask(lost, header.frame_count)
+    mask = _loss_mask(lost, header.frame_count).copy()
+    for k in damaged:
+        mask[k * CHECK_FRAMES : (k + 1) * CHECK_FRAMES] = True
     out = []
     for k0 in range(0, header.frame_count, BLOCK_FRAMES):
         block: list[bytes | None] = list(frames[k0 : k0 + BLOCK_FRAMES])
@@ -538,14 +550,20 @@ class StreamInfo:
     """Upper edge of the band coded by value; above it, noise at a coded level."""
     delay_ms: float
     """Algorithmic delay of encoder + decoder (:data:`ALGORITHMIC_DELAY`)."""
+    blocks: int
+    """Blocks of frames with their own CRC-32 (:data:`codec.bitstream.CHECK_FRAMES` each)."""
+    damaged_blocks: list[int]
+    """Numbers of the blocks whose CRC-32 fails (block k starts at k s); empty if none."""
 
 
 def info(data: bytes) -> StreamInfo:
-    """Header summary of a ``.svq`` byte string (validates the whole file)."""
+    """Header summary of a ``.svq`` byte string (validates the whole file).
+
+    A damaged header is an error; damaged blocks are listed in ``damaged_blocks``.
+    """
     from codec.bitstream import FORMAT_VERSION
 
-    h, _ = unpack_file(bytes(data))
-    read_header(data)
+    h, _, damaged = check_file(bytes(data))
     return StreamInfo(
         format_version=FORMAT_VERSION,
         bitrate_kbps=h.bitrate_bps / 1000.0,
@@ -559,4 +577,6 @@ def info(data: bytes) -> StreamInfo:
         file_bytes=len(data),
         coded_band_hz=mode_for(h.bitrate_bps / 1000.0).coded_bins * SAMPLE_RATE / 640,
         delay_ms=1000.0 * ALGORITHMIC_DELAY / SAMPLE_RATE,
+        blocks=-(-h.frame_count // CHECK_FRAMES),
+        damaged_blocks=list(damaged),
     )

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 import pytest
 
 import codec
-from codec.bitstream import unpack_file
+from codec.bitstream import HEADER_BYTES, reseal, unpack_file
 from codec.errors import AudioInputError, BitstreamError, ParameterError
 from codec.metrics import align, pesq_wb
 from codec.modes import BITRATES_KBPS, mode_for
@@ -28,7 +26,8 @@ def test_round_trip_every_bitrate(short_speech, bitrate):
     fb = mode_for(bitrate).frame_bytes
     assert fb == round(bitrate * 1000 * 0.02 / 8)
     assert header.frame_bytes == fb and all(len(f) == fb for f in frames)
-    assert len(data) == 72 + header.frame_count * fb + 4  # header + frames + CRC
+    blocks = -(-header.frame_count // 50)
+    assert len(data) == 76 + header.frame_count * fb + 4 * blocks  # header, frames, CRCs
     y, rate = codec.decode(data)
     assert rate == 16000 and y.shape == x.shape
     # time-aligned: the cross-correlation peaks at lag 0
@@ -82,8 +81,10 @@ def test_bad_parameters(short_speech):
 def test_corrupt_streams_raise_bitstream_errors(short_speech):
     x, sr = short_speech
     data = codec.encode(x, sr, 13.2)
-    with pytest.raises(BitstreamError, match="CRC"):
+    with pytest.raises(BitstreamError, match="block 0 .* CRC"):
         codec.decode(data[:200] + bytes([data[200] ^ 0x10]) + data[201:])
+    with pytest.raises(BitstreamError, match="header is damaged"):
+        codec.decode(data[: HEADER_BYTES - 1] + bytes([data[HEADER_BYTES - 1] ^ 1]) + data[76:])
     with pytest.raises(BitstreamError, match="truncated"):
         codec.decode(data[:-7])
     with pytest.raises(BitstreamError, match="magic"):
@@ -96,8 +97,7 @@ def test_unknown_codebook_hash_is_named(short_speech):
     x, sr = short_speech
     data = bytearray(codec.encode(x, sr, 8))
     data[56:72] = b"\xab" * 16  # the codebook hash field
-    body = bytes(data[:-4])
-    forged = body + zlib.crc32(body).to_bytes(4, "little")
+    forged = reseal(bytes(data))
     with pytest.raises(BitstreamError, match="unknown codebook abab"):
         codec.decode(forged)
 
@@ -107,17 +107,19 @@ def test_info(short_speech):
     st = codec.info(codec.encode(x, sr, 24.4))
     assert st.bitrate_kbps == 24.4 and st.frame_bytes == 61
     assert st.sample_count == x.size and st.duration_s == pytest.approx(2.0)
-    assert st.format_version == 2 and st.delay_ms == 30.0
+    assert st.format_version == 3 and st.delay_ms == 30.0
     assert st.coded_band_hz == 5000.0  # 24.4 kbit/s codes 0-5 kHz by value
 
 
 def test_format_1_stream_gets_a_clear_error(short_speech):
     x, sr = short_speech
     data = codec.encode(x, sr, 13.2)
-    body = data[:4] + b"\x01" + data[5:-4]
-    old = body + zlib.crc32(body).to_bytes(4, "little")
-    with pytest.raises(BitstreamError, match="version 1 files were written by svq 0.1"):
-        codec.decode(old)
+    for version in (1, 2):
+        old = reseal(data[:4] + bytes([version]) + data[5:])
+        with pytest.raises(
+            BitstreamError, match=f"version {version} files were written by svq 0.{version}"
+        ):
+            codec.decode(old)
 
 
 @pytest.mark.parametrize("variant", ["avq", "rvq", "pvq", "vq"])

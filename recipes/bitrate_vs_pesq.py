@@ -38,7 +38,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -67,10 +66,10 @@ from recipes._common import (
     parse_floats,
     parse_names,
     settings_hash,
-    single_threaded_children,
     summary_stats,
     write_json,
 )
+from recipes.runner import add_cluster_args, check_cluster_args, describe, run_units
 
 __all__ = ["main", "build_parser", "Config", "Cell", "run_cell", "summarize"]
 
@@ -236,26 +235,20 @@ def train_one(job: TrainJob) -> float:
     return time.perf_counter() - t0
 
 
-def _train_all(jobs: Sequence[TrainJob], n_proc: int) -> None:
-    """Run ``jobs`` (in parallel worker processes when ``n_proc > 1``), reporting each."""
-    import multiprocessing as mp
+def _train_labelled(job: TrainJob) -> tuple[str, float]:
+    return f"{job.variant}-{job.method}", train_one(job)
 
-    def report(job: TrainJob, seconds: float) -> None:
-        print(f"{job.variant}-{job.method}: trained in {seconds:.1f} s", file=sys.stderr)
 
-    if n_proc <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            report(job, train_one(job))
-        return
-    with (
-        single_threaded_children(),
-        ProcessPoolExecutor(
-            max_workers=min(n_proc, len(jobs)), mp_context=mp.get_context("spawn")
-        ) as pool,
+def _train_all(jobs: Sequence[TrainJob], args: argparse.Namespace) -> None:
+    """Run ``jobs`` where the cells run (:mod:`recipes.runner`), reporting each."""
+    for label, seconds in run_units(
+        _train_labelled,
+        jobs,
+        workers=min(args.workers, len(jobs)),
+        scheduler=args.scheduler,
+        worker_memory=args.worker_memory,
     ):
-        futures = {pool.submit(train_one, job): job for job in jobs}
-        for fut in as_completed(futures):
-            report(futures[fut], fut.result())
+        print(f"{label}: trained in {seconds:.1f} s", file=sys.stderr)
 
 
 def train_configs(
@@ -266,7 +259,7 @@ def train_configs(
     The cache file name holds a hash of the training features' key (files,
     sizes, mtimes, analysis version) and every training setting, so a codebook
     is reused exactly when it would be trained again identically. Missing
-    codebooks are trained in ``--jobs`` worker processes (one thread each).
+    codebooks are trained on the workers (:mod:`recipes.runner`, one thread each).
     """
     combos = [(v, m) for v in args.variants for m in args.methods]
     if not combos:
@@ -276,7 +269,7 @@ def train_configs(
     print(f"training features: {source} (split {split})", file=sys.stderr)
     fs = collection_features(source, out=feat_path, split=split, progress=not args.quiet)
     options = dict(args.train_option)
-    parallel = args.jobs > 1
+    parallel = args.workers > 1 or args.scheduler is not None
     progress = bool(options.pop("progress", not args.quiet and not parallel))
     cached: dict[tuple[str, str], Path] = {}
     jobs = []
@@ -311,7 +304,7 @@ def train_configs(
             )
     if jobs:
         t0 = time.perf_counter()
-        _train_all(jobs, args.jobs)
+        _train_all(jobs, args)
         print(
             f"trained {len(jobs)} codebook(s) in {time.perf_counter() - t0:.1f} s", file=sys.stderr
         )
@@ -518,10 +511,20 @@ def _json_row(row: dict[str, Any]) -> str:
     return json.dumps(clean, allow_nan=False)
 
 
-def run_cells(cells: Sequence[Cell], log: Path, *, jobs: int, progress: bool) -> int:
-    """Compute ``cells`` (in worker processes if ``jobs > 1``), appending each to ``log``.
+def run_cells(
+    cells: Sequence[Cell],
+    log: Path,
+    *,
+    workers: int = 1,
+    scheduler: str | None = None,
+    worker_memory: str = "3GiB",
+    progress: bool,
+) -> int:
+    """Compute ``cells`` (:func:`recipes.runner.run_units`), appending each to ``log``.
 
-    Returns the number of cells that failed.
+    Serial with ``workers == 1`` and no scheduler, else on a local or remote Dask
+    cluster; each finished cell is appended as it arrives. Returns the number of
+    cells that failed.
     """
     from tqdm import tqdm
 
@@ -538,20 +541,14 @@ def run_cells(cells: Sequence[Cell], log: Path, *, jobs: int, progress: bool) ->
             bar.set_postfix(failed=failed, refresh=False)
             bar.update(1)
 
-        if jobs <= 1 or len(cells) <= 1:
-            for cell in cells:
-                record(run_cell(cell))
-        else:
-            import multiprocessing as mp
-
-            # spawn: the parent may hold torch/OpenMP threads from training
-            with (
-                single_threaded_children(),
-                ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool,
-            ):
-                futures = [pool.submit(run_cell, c) for c in cells]
-                for fut in as_completed(futures):
-                    record(fut.result())
+        for row in run_units(
+            run_cell,
+            cells,
+            workers=min(workers, len(cells)),
+            scheduler=scheduler,
+            worker_memory=worker_memory,
+        ):
+            record(row)
     return failed
 
 
@@ -985,12 +982,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="extra train_quantizer option (JSON value), e.g. steps=500; repeatable",
     )
     p.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="worker processes over cells (default: %(default)s = CPU count)",
-    )
+    add_cluster_args(p, default_workers=os.cpu_count() or 1)
     p.add_argument(
         "--no-opus",
         action="store_true",
@@ -1020,7 +1012,8 @@ def _validate(args: argparse.Namespace, p: argparse.ArgumentParser) -> None:
             p.error(f"--methods: {m!r} is not one of {', '.join(METHODS)}")
     if not args.bitrates:
         p.error("--bitrates: give at least one bitrate")
-    for name in ("limit", "train_limit", "jobs"):
+    check_cluster_args(args, p)
+    for name in ("limit", "train_limit"):
         value = getattr(args, name)
         if value is not None and value < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -1081,11 +1074,22 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{len(files)} files x {len(configs)} configs x {len(args.bitrates)} bitrates = "
         f"{len(cells)} cells: {n_reused} done before, {len(todo)} to run "
-        f"on {args.jobs} process(es)",
+        f"on {describe(args)}",
         file=sys.stderr,
     )
     t_cells = time.perf_counter()
-    run_cells(todo, log, jobs=args.jobs, progress=not args.quiet)
+    try:
+        run_cells(
+            todo,
+            log,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            worker_memory=args.worker_memory,
+            progress=not args.quiet,
+        )
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     cells_s = time.perf_counter() - t_cells
 
     done = load_cells(log)

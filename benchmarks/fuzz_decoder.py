@@ -32,7 +32,6 @@ import sys
 import threading
 import time
 import tracemalloc
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -46,7 +45,7 @@ from tqdm import tqdm
 
 import codec
 from codec.audio import read_audio
-from codec.bitstream import HEADER_FIELDS, MAGIC, read_header
+from codec.bitstream import CHECK_FRAMES, HEADER_BYTES, HEADER_FIELDS, MAGIC, read_header, reseal
 from codec.errors import CodecError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,7 +67,7 @@ _off = 7
 for _name, _code, _ in HEADER_FIELDS:
     FIELDS[_name] = (_off, _code)
     _off += int(_code[:-1]) if _code.endswith("s") else _SIZES[_code]
-HEADER_END = _off  # first byte of frame 0
+HEADER_END = _off  # first byte after the header fields (the header CRC follows)
 del _off, _name, _code
 
 Mutation = Callable[[np.random.Generator, "Stream", list["Stream"]], tuple[bytes, dict[str, Any]]]
@@ -124,8 +123,22 @@ def build_corpus() -> list[Stream]:
     return corpus
 
 
-def _with_crc(body: bytes) -> bytes:
-    return body + zlib.crc32(body).to_bytes(4, "little")
+def _with_crc(data: bytes) -> bytes:
+    """``data`` with its header and block checks recomputed (format 3: one CRC per block)."""
+    return reseal(data)
+
+
+def _frame_at(i: int, fb: int) -> int:
+    """Offset of frame ``i``: after the header and the CRC of each block before it."""
+    return HEADER_BYTES + i * fb + 4 * (i // CHECK_FRAMES)
+
+
+def _join_frames(head: bytes, frames: list[bytes]) -> bytes:
+    """Header fields, then the frames in blocks with (placeholder) CRCs; reseal fills them in."""
+    out = bytearray(head[:HEADER_END] + bytes(4))
+    for k in range(0, len(frames), CHECK_FRAMES):
+        out += b"".join(frames[k : k + CHECK_FRAMES]) + bytes(4)
+    return bytes(out)
 
 
 def _n_frames(sample_count: int) -> int:
@@ -180,7 +193,7 @@ def _splice(
     data = s.data[:i] + other.data[j:]
     crc = bool(rng.random() < 0.5) and len(data) >= 4
     if crc:
-        data = _with_crc(data[:-4])
+        data = _with_crc(data)
     return data, {"other": other.name, "prefix": i, "suffix_from": j, "crc_fixed": crc}
 
 
@@ -246,7 +259,7 @@ def _header_field(
         if buf != s.data:
             break
     crc = bool(rng.random() < 0.75)
-    data = _with_crc(bytes(buf[:-4])) if crc else bytes(buf)
+    data = _with_crc(bytes(buf)) if crc else bytes(buf)
     return data, {"field": name, "value": shown, "crc_fixed": crc}
 
 
@@ -261,7 +274,7 @@ def _header_pair(
     buf = bytearray(s.data)
     struct.pack_into("<I", buf, FIELDS["frame_count"][0], frames)
     struct.pack_into("<Q", buf, FIELDS["sample_count"][0], samples)
-    return _with_crc(bytes(buf[:-4])), {"sample_count": samples, "frame_count": frames}
+    return _with_crc(bytes(buf)), {"sample_count": samples, "frame_count": frames}
 
 
 def _restructure(
@@ -269,7 +282,7 @@ def _restructure(
 ) -> tuple[bytes, dict[str, Any]]:
     """Drop, duplicate or reorder whole frames; keep the header consistent and the CRC valid."""
     fb = s.frame_bytes
-    frames = [s.data[HEADER_END + i * fb : HEADER_END + (i + 1) * fb] for i in range(s.frame_count)]
+    frames = [s.data[_frame_at(i, fb) : _frame_at(i, fb) + fb] for i in range(s.frame_count)]
     op = ["drop", "duplicate", "reverse", "foreign"][int(rng.integers(0, 4))]
     if op == "drop" and frames:
         k = int(rng.integers(1, len(frames) + 1))
@@ -286,7 +299,7 @@ def _restructure(
             o = same[int(rng.integers(0, len(same)))]
             i = int(rng.integers(0, len(frames)))
             j = int(rng.integers(0, o.frame_count))
-            frames[i] = o.data[HEADER_END + j * fb : HEADER_END + (j + 1) * fb]
+            frames[i] = o.data[_frame_at(j, fb) : _frame_at(j, fb) + fb]
             detail = {"frame": i, "from": o.name, "their_frame": j}
         else:
             detail = {"noop": True}
@@ -307,7 +320,7 @@ def _restructure(
     struct.pack_into("<I", buf, FIELDS["frame_count"][0], n)
     struct.pack_into("<Q", buf, FIELDS["sample_count"][0], samples)
     detail.update({"op": op, "frame_count": n, "sample_count": samples})
-    return _with_crc(bytes(buf) + b"".join(frames)), detail
+    return _with_crc(_join_frames(bytes(buf), frames)), detail
 
 
 def _frame_only(
@@ -318,8 +331,8 @@ def _frame_only(
         with_frames = [c for c in corpus if c.frame_count]
         s = with_frames[int(rng.integers(0, len(with_frames)))]
     fb = s.frame_bytes
-    body = bytearray(s.data[:-4])
-    lo, hi = HEADER_END, len(body)
+    body = bytearray(s.data)
+    lo, hi = HEADER_BYTES, len(body)
     op = ["bits", "bytes", "random_frame", "zero_frame", "ones_frame", "swap"][
         int(rng.integers(0, 6))
     ]
@@ -336,7 +349,7 @@ def _frame_only(
         detail["positions"] = "random"
     else:
         i = int(rng.integers(0, s.frame_count))
-        start = HEADER_END + i * fb
+        start = _frame_at(i, fb)
         if op == "random_frame":
             body[start : start + fb] = rng.bytes(fb)
         elif op == "zero_frame":
@@ -345,7 +358,7 @@ def _frame_only(
             body[start : start + fb] = b"\xff" * fb
         else:
             j = int(rng.integers(0, s.frame_count))
-            a, b = bytes(body[start : start + fb]), HEADER_END + j * fb
+            a, b = bytes(body[start : start + fb]), _frame_at(j, fb)
             body[start : start + fb] = body[b : b + fb]
             body[b : b + fb] = a
             detail["with"] = j
@@ -364,7 +377,7 @@ def _random_bytes(
     elif op == "valid_prefix":
         data = s.data[:7] + blob
     elif op == "valid_header":
-        data = _with_crc(s.data[:HEADER_END] + blob)
+        data = _with_crc(s.data[:HEADER_BYTES] + blob)
     else:
         data = blob
     return data, {"op": op, "length": len(data)}

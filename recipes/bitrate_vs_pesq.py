@@ -1,11 +1,21 @@
-"""Bitrate against PESQ-WB and pSNR for every envelope quantizer (issue 5).
+"""Bitrate against PESQ-WB, pSNR, DNSMOS and ViSQOL for every envelope quantizer (issues 5, 12).
 
 Trains (or reuses from a cache) the papers' envelope setting, 16 bits per frame
 as 4 codebooks x 4 bits, for every VQ variant x training method on the
 training data, then runs the codec at every bitrate on every evaluation file
-and scores the decoded speech with PESQ-WB and pSNR (design brief, section 4).
-The codec's shipped configuration runs beside them as config ``default``, and
-Opus (``opusenc``/``opusdec``, when on ``PATH``) as ``opus-cbr``/``opus-vbr``.
+and scores the decoded speech with PESQ-WB, pSNR (design brief, section 4),
+DNSMOS (overall, no reference) and ViSQOL v3 speech mode. The codec's shipped
+configuration runs beside them as config ``default``, and the anchors of
+:mod:`recipes.anchors` run live on the same files: Opus CBR/VBR at svq's rates,
+AMR-WB at 8.85/12.65/15.85/23.85 and Speex-WB at 9.8/12.8/16.8/23.8 kbit/s
+(those within 12 % of a requested svq rate). A missing anchor tool leaves
+that anchor out with a one-line note; install them all with::
+
+    apt-get update && apt-get install -y opus-tools ffmpeg libvo-amrwbenc0 libopencore-amrwb0
+
+The cells (file x config x bitrate) run in this process, on a local Dask
+cluster (``--workers N``) or on an existing one (``--scheduler tcp://HOST:8786``),
+see :mod:`recipes.runner`.
 
 Outputs in ``--out``:
 
@@ -14,14 +24,18 @@ Outputs in ``--out``:
                       as each finishes; a rerun skips the cells found there
 ``per_file.csv``      every cell: scores, measured bitrate, timing, error
 ``summary.json``      per config and bitrate: mean, median, 2.5 % / 97.5 %
-                      quantiles of PESQ-WB and pSNR, n_files, n_ok, n_failed
+                      quantiles of every metric, n_files, n_ok, n_failed; the
+                      metrics' agreement (per-file Spearman with PESQ, anchor orderings)
 ``results.md``        the tables, with the command that made them
-``pesq_vs_bitrate.png``, ``psnr_vs_bitrate.png``, ``complexity.png``
+``grid_{metric}.png``  the 16-bit variant x method grid, one panel per variant
+``anchors.png``       svq's default against the live anchors, one panel per metric
+``complexity.png``
 ``codebooks/``        the trained codebooks, ``{variant}-{method}-4x4.cb``
 
 Example
 -------
-python -m recipes.bitrate_vs_pesq --out out/bitrate_vs_pesq --limit 3 --bitrates 8,13.2
+python -m recipes.bitrate_vs_pesq --out out/bitrate_vs_pesq --limit 3 --bitrates 8,13.2 \
+    --metrics pesq,psnr,dnsmos --workers 2
 """
 
 from __future__ import annotations
@@ -33,9 +47,7 @@ import math
 import os
 import shlex
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -50,10 +62,11 @@ from codec.analysis import lsf_features, lsf_weights
 from codec.audio import SAMPLE_RATE, read_audio, to_mono_16k
 from codec.errors import ParameterError
 from codec.features import collection_features
-from codec.metrics import align, pesq_wb, psnr
+from codec.metrics import align, dnsmos, pesq_wb, psnr, visqol_speech
 from codec.modes import BITRATES_KBPS, mode_for
 from codec.quantizers import METHODS, Quantizer, load_quantizer, train_quantizer
 from codec.registry import load_envelope
+from recipes import anchors
 from recipes._common import (
     DEFAULT_MANIFEST,
     REPO_ROOT,
@@ -69,6 +82,7 @@ from recipes._common import (
     summary_stats,
     write_json,
 )
+from recipes.anchors import ogg_payload_bytes  # noqa: F401 - re-exported (tests, callers)
 from recipes.runner import add_cluster_args, check_cluster_args, describe, run_units
 
 __all__ = ["main", "build_parser", "Config", "Cell", "run_cell", "summarize"]
@@ -79,7 +93,19 @@ BITS = 4
 """Bits per codebook in the papers' setting (16 bits per frame in all)."""
 PAPER_VARIANTS = ("avq", "rvq", "pvq")
 DEFAULT_CONFIG = "default"
-OPUS_MODES = {"opus-cbr": "--hard-cbr", "opus-vbr": "--vbr"}
+METRICS = {
+    "pesq": "pesq_wb",
+    "psnr": "psnr_db",
+    "dnsmos": "dnsmos_ovrl",
+    "visqol": "visqol",
+}
+"""``--metrics`` names -> row keys."""
+METRIC_LABELS = {
+    "pesq_wb": "PESQ-WB",
+    "psnr_db": "pSNR (dB)",
+    "dnsmos_ovrl": "DNSMOS OVRL",
+    "visqol": "ViSQOL v3",
+}
 COMPLEXITY_KBPS = 13.2
 """Bitrate whose mean PESQ is set against the operation count (else the mean over bitrates)."""
 REFERENCE_DIR = REPO_ROOT.parent / "shared" / "reference"
@@ -90,6 +116,8 @@ CSV_COLUMNS = (
     "bitrate_kbps",
     "pesq_wb",
     "psnr_db",
+    "dnsmos_ovrl",
+    "visqol",
     "measured_kbps",
     "payload_kbps",
     "encode_s",
@@ -111,8 +139,8 @@ class Config:
     Attributes
     ----------
     name : str
-        ``default``, ``{variant}-{method}`` or ``opus-cbr``/``opus-vbr``.
-    kind : {'svq', 'opus'}
+        ``default``, ``{variant}-{method}`` or an anchor (``opus-cbr``, ``amrwb``, ...).
+    kind : {'svq', 'anchor'}
     codebook : str, optional
         Codebook file for a trained svq configuration; ``None`` for the shipped default.
     fingerprint : str
@@ -137,6 +165,8 @@ class Config:
     method: str | None = None
     ops_per_vector: int | None = None
     encode_us: float | None = None
+    rates: tuple[float, ...] | None = None
+    """An anchor's operating points (kbit/s); ``None``: svq's requested bitrates."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +179,8 @@ class Cell:
     """File name shown in the tables (relative to the data folder)."""
     config: Config
     bitrate_kbps: float
+    metrics: tuple[str, ...] = ("pesq_wb", "psnr_db")
+    """Row keys of the metrics to compute (:data:`METRICS`)."""
 
 
 def envelope_timing(q: Quantizer, lsf: np.ndarray, *, repeat: int = 5) -> float:
@@ -332,21 +364,46 @@ def train_configs(
     return configs
 
 
-def opus_configs() -> list[Config]:
-    """``opus-cbr`` and ``opus-vbr`` when ``opusenc`` and ``opusdec`` are on PATH."""
-    enc, dec = shutil.which("opusenc"), shutil.which("opusdec")
-    if enc is None or dec is None:
-        print(
-            "note: opusenc/opusdec (opus-tools) not on PATH; running without the Opus configs",
-            file=sys.stderr,
+def anchor_configs(names: Sequence[str], bitrates: Sequence[float]) -> list[Config]:
+    """The live anchors among ``names`` whose tools are here (a one-line note for each missing)."""
+    ok, notes = anchors.available_anchors(list(names))
+    for note in notes:
+        print(note, file=sys.stderr)
+    out = []
+    for name in ok:
+        rates = tuple(anchors.anchor_rates(name, list(bitrates)))
+        if not rates:
+            print(f"note: {name} has no operating point near {list(bitrates)}", file=sys.stderr)
+            continue
+        fp = settings_hash(
+            [anchors.tool_version(name), anchors.AMRWB_DELAY, anchors.SPEEX_DELAY], length=16
         )
-        return []
-    res = subprocess.run([enc, "--version"], capture_output=True, text=True, check=False)
-    version = (res.stdout or res.stderr).splitlines()[0] if (res.stdout or res.stderr) else "?"
-    return [
-        Config(name=name, kind="opus", fingerprint=settings_hash([version, flag], length=16))
-        for name, flag in OPUS_MODES.items()
-    ]
+        out.append(Config(name=name, kind="anchor", fingerprint=fp, rates=rates))
+    return out
+
+
+def config_rates(cfg: Config, bitrates: Sequence[float]) -> list[float]:
+    """The bitrates (operating points) at which ``cfg`` runs."""
+    return list(cfg.rates) if cfg.rates is not None else list(bitrates)
+
+
+def available_metrics(names: Sequence[str]) -> list[str]:
+    """Row keys of the ``--metrics`` whose packages are installed (a note for each missing)."""
+    import importlib.util
+
+    need = {"pesq": ["pesq"], "dnsmos": ["speechmos", "onnxruntime"], "visqol": ["visqol"]}
+    out = []
+    for n in names:
+        missing = [m for m in need.get(n, []) if importlib.util.find_spec(m) is None]
+        if missing:
+            print(
+                f"note: metric {n} skipped: {', '.join(missing)} not installed "
+                "(pip install 'svq[eval]')",
+                file=sys.stderr,
+            )
+        else:
+            out.append(METRICS[n])
+    return out
 
 
 # --------------------------------------------------------------------------- one cell
@@ -370,74 +427,12 @@ def _svq_round_trip(
     return y, len(data), payload_kbps, t1 - t0, t2 - t1
 
 
-def ogg_payload_bytes(data: bytes) -> int:
-    """Bytes of Opus audio packets in an Ogg Opus file (pages' data minus the two header packets).
-
-    The Ogg Opus stream's first two packets (``OpusHead``, ``OpusTags``) are
-    headers; everything after them is audio. Page headers are container overhead.
-    """
-    pos, packets, payload, current = 0, 0, 0, 0
-    while pos + 27 <= len(data):
-        if data[pos : pos + 4] != b"OggS":
-            raise ValueError("not an Ogg stream")
-        n_seg = data[pos + 26]
-        lacing = data[pos + 27 : pos + 27 + n_seg]
-        pos += 27 + n_seg
-        for lace in lacing:
-            current += lace
-            if lace < 255:  # packet ends here
-                if packets >= 2:
-                    payload += current
-                packets += 1
-                current = 0
-        pos += sum(lacing)
-    return payload
-
-
-def _run(cmd: list[str]) -> None:
-    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if res.returncode != 0:
-        tail = (res.stderr or res.stdout).strip().splitlines()[-1:] or [""]
-        raise RuntimeError(f"{Path(cmd[0]).name} exited {res.returncode}: {tail[0]}")
-
-
-def _opus_round_trip(ref: np.ndarray, cell: Cell) -> tuple[np.ndarray, int, float, float, float]:
-    """Encode and decode with opusenc/opusdec: 16 kHz WAV in, 20 ms frames, complexity 10."""
-    import soundfile as sf
-
-    with tempfile.TemporaryDirectory(prefix="svq-opus-") as tmp:
-        wav, opus, dec = Path(tmp, "in.wav"), Path(tmp, "x.opus"), Path(tmp, "out.wav")
-        sf.write(wav, np.clip(ref, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16")
-        t0 = time.perf_counter()
-        _run(
-            [
-                "opusenc",
-                "--quiet",
-                OPUS_MODES[cell.config.name],
-                "--bitrate",
-                fmt_kbps(cell.bitrate_kbps),
-                "--framesize",
-                "20",
-                "--comp",
-                "10",
-                str(wav),
-                str(opus),
-            ]
-        )
-        t1 = time.perf_counter()
-        _run(["opusdec", "--quiet", "--rate", str(SAMPLE_RATE), "--float", str(opus), str(dec)])
-        t2 = time.perf_counter()
-        data = opus.read_bytes()
-        y, rate = read_audio(dec)
-    payload_kbps = 8.0 * ogg_payload_bytes(data) / (ref.size / SAMPLE_RATE) / 1000.0
-    return to_mono_16k(y, rate), len(data), payload_kbps, t1 - t0, t2 - t1
-
-
 def run_cell(cell: Cell) -> dict[str, Any]:
     """Encode, decode and score one cell; an exception is recorded in ``error``, never raised.
 
     The decoded signal is time-aligned to the 16 kHz mono reference
-    (:func:`codec.metrics.align`, lag recorded) before PESQ-WB and pSNR.
+    (:func:`codec.metrics.align`, lag recorded; anchors come delay-compensated,
+    so their lag is a check) before the metrics in ``cell.metrics``.
     """
     nan = math.nan
     row: dict[str, Any] = {
@@ -446,8 +441,7 @@ def run_cell(cell: Cell) -> dict[str, Any]:
         "config": cell.config.name,
         "bitrate_kbps": cell.bitrate_kbps,
         "fingerprint": cell.config.fingerprint,
-        "pesq_wb": nan,
-        "psnr_db": nan,
+        **dict.fromkeys(cell.metrics, nan),
         "measured_kbps": nan,
         "payload_kbps": nan,
         "encode_s": nan,
@@ -461,24 +455,45 @@ def run_cell(cell: Cell) -> dict[str, Any]:
         ref = to_mono_16k(audio, rate)
         duration = ref.size / SAMPLE_RATE
         row["duration_s"] = duration
-        if cell.config.kind == "opus":
-            y, n_bytes, payload, enc_s, dec_s = _opus_round_trip(ref, cell)
+        if cell.config.kind == "anchor":
+            a = anchors.run_anchor(cell.config.name, ref, cell.bitrate_kbps)
+            if not anchors.nominal_ok(cell.config.name, cell.bitrate_kbps, a.payload_kbps):
+                raise RuntimeError(
+                    f"measured payload {a.payload_kbps:.2f} kbit/s does not fit "
+                    f"{cell.config.name} at {fmt_kbps(cell.bitrate_kbps)} kbit/s"
+                )
+            y, file_kbps, payload, enc_s, dec_s = (
+                a.audio,
+                a.file_kbps,
+                a.payload_kbps,
+                a.encode_s,
+                a.decode_s,
+            )
         else:
             y, n_bytes, payload, enc_s, dec_s = _svq_round_trip(audio, rate, cell)
-        row.update(
-            measured_kbps=8.0 * n_bytes / duration / 1000.0,
-            payload_kbps=payload,
-            encode_s=enc_s,
-            decode_s=dec_s,
-        )
+            file_kbps = 8.0 * n_bytes / duration / 1000.0
+        row.update(measured_kbps=file_kbps, payload_kbps=payload, encode_s=enc_s, decode_s=dec_s)
         deg, lag = align(ref, y)
         row["lag"] = lag
-        row["pesq_wb"] = pesq_wb(ref, deg, SAMPLE_RATE)
-        row["psnr_db"] = psnr(ref, deg, SAMPLE_RATE, do_align=False)
+        for key in cell.metrics:
+            row[key] = _score(key, ref, deg)
     except Exception as exc:  # noqa: BLE001 - every failure is recorded and counted
         msg = " ".join(str(exc).split())[:300]
         row["error"] = f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
     return row
+
+
+def _score(key: str, ref: np.ndarray, deg: np.ndarray) -> float:
+    """One metric of the aligned decoded signal ``deg`` against ``ref`` (16 kHz)."""
+    if key == "pesq_wb":
+        return pesq_wb(ref, deg, SAMPLE_RATE)
+    if key == "psnr_db":
+        return psnr(ref, deg, SAMPLE_RATE, do_align=False)
+    if key == "dnsmos_ovrl":
+        return dnsmos(deg, SAMPLE_RATE).ovrl
+    if key == "visqol":
+        return visqol_speech(ref, deg, SAMPLE_RATE)
+    raise ValueError(f"unknown metric {key!r}")
 
 
 def cell_key(path: str, config: str, bitrate_kbps: float) -> tuple[str, str, str]:
@@ -560,7 +575,10 @@ def _num(v: Any) -> float:
 
 
 def summarize(
-    rows: Sequence[dict[str, Any]], configs: Sequence[Config], bitrates: Sequence[float]
+    rows: Sequence[dict[str, Any]],
+    configs: Sequence[Config],
+    bitrates: Sequence[float],
+    metrics: Sequence[str] = ("pesq_wb", "psnr_db"),
 ) -> dict[str, Any]:
     """Per config and bitrate: statistics of the successful cells and the failure count.
 
@@ -570,7 +588,7 @@ def summarize(
     results: dict[str, dict[str, Any]] = {}
     for cfg in configs:
         per_rate: dict[str, Any] = {}
-        for b in bitrates:
+        for b in config_rates(cfg, bitrates):
             sel = [r for r in rows if r["config"] == cfg.name and abs(r["bitrate_kbps"] - b) < 1e-9]
             ok = [r for r in sel if not r["error"]]
             total_s = sum(_num(r["duration_s"]) for r in ok)
@@ -578,8 +596,7 @@ def summarize(
                 "n_files": len(sel),
                 "n_ok": len(ok),
                 "n_failed": len(sel) - len(ok),
-                "pesq_wb": summary_stats(_num(r["pesq_wb"]) for r in ok),
-                "psnr_db": summary_stats(_num(r["psnr_db"]) for r in ok),
+                **{m: summary_stats(_num(r.get(m)) for r in ok) for m in metrics},
                 "measured_kbps_mean": summary_stats(_num(r["measured_kbps"]) for r in ok)["mean"],
                 "payload_kbps_mean": summary_stats(_num(r["payload_kbps"]) for r in ok)["mean"],
                 "encode_rtf": (
@@ -638,6 +655,104 @@ def write_per_file_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
+def _cell_text(r: dict[str, Any], metric: str, digits: int, op: str = "") -> str:
+    st = r[metric]
+    text = f"{fmt_value(st['mean'], digits)} ({fmt_value(st['median'], digits)}){op}"
+    if r["n_failed"]:
+        text += f" ⚠{r['n_failed']} failed"
+    return text
+
+
+def _column_cells(
+    cfg: Config, bitrates: Sequence[float], results: dict[str, Any]
+) -> dict[str, tuple[str, dict[str, Any]]]:
+    """svq column (kbps key) -> (operating point key, stats) of a config."""
+    out: dict[str, tuple[str, dict[str, Any]]] = {}
+    for rate in config_rates(cfg, bitrates):
+        col = rate if cfg.kind != "anchor" else anchors.column_rate(cfg.name, rate, list(bitrates))
+        if col is not None and fmt_kbps(col) not in out:
+            out[fmt_kbps(col)] = (fmt_kbps(rate), results[cfg.name][fmt_kbps(rate)])
+    return out
+
+
+def agreement(
+    rows: Sequence[dict[str, Any]],
+    configs: Sequence[Config],
+    bitrates: Sequence[float],
+    metrics: Sequence[str],
+) -> dict[str, Any]:
+    """How far the metrics agree with PESQ-WB.
+
+    ``per_file``: for each metric, the Spearman rank correlation with PESQ-WB
+    over one file's successful cells (every config and bitrate), summarised over
+    the files (median, quartiles, n). ``pooled``: the same over all cells at
+    once. ``orderings``: at each svq bitrate, the default config and the anchors
+    standing in that column, ordered by each metric's mean (best first), with
+    whether the order equals PESQ-WB's.
+    """
+    from scipy.stats import spearmanr
+
+    ok = [r for r in rows if not r["error"]]
+    others = [m for m in metrics if m != "pesq_wb"]
+    per_file: dict[str, Any] = {}
+    pooled: dict[str, Any] = {}
+    by_file: dict[str, list[dict[str, Any]]] = {}
+    for r in ok:
+        by_file.setdefault(r["file"], []).append(r)
+    for m in others:
+        rhos = []
+        for group in by_file.values():
+            pairs = [
+                (_num(r["pesq_wb"]), _num(r.get(m)))
+                for r in group
+                if math.isfinite(_num(r["pesq_wb"])) and math.isfinite(_num(r.get(m)))
+            ]
+            if len(pairs) >= 3:
+                x, y = zip(*pairs, strict=True)
+                rho = float(spearmanr(x, y).statistic)
+                if math.isfinite(rho):
+                    rhos.append(rho)
+        v = np.asarray(rhos)
+        per_file[m] = {
+            "n_files": int(v.size),
+            "median": float(np.median(v)) if v.size else math.nan,
+            "q25": float(np.quantile(v, 0.25)) if v.size else math.nan,
+            "q75": float(np.quantile(v, 0.75)) if v.size else math.nan,
+            "min": float(v.min()) if v.size else math.nan,
+        }
+        pairs = [
+            (_num(r["pesq_wb"]), _num(r.get(m)))
+            for r in ok
+            if math.isfinite(_num(r["pesq_wb"])) and math.isfinite(_num(r.get(m)))
+        ]
+        if len(pairs) >= 3:
+            x, y = zip(*pairs, strict=True)
+            pooled[m] = {"n_cells": len(pairs), "rho": float(spearmanr(x, y).statistic)}
+        else:
+            pooled[m] = {"n_cells": len(pairs), "rho": math.nan}
+    results = summarize(rows, configs, bitrates, metrics)
+    shown = [c for c in configs if c.kind == "anchor" or c.name == DEFAULT_CONFIG]
+    orderings: dict[str, Any] = {}
+    for b in bitrates:
+        col = fmt_kbps(b)
+        entries = []
+        for cfg in shown:
+            cells = _column_cells(cfg, bitrates, results)
+            if col in cells:
+                op, stats = cells[col]
+                entries.append((f"{cfg.name}@{op}", stats))
+        per_metric: dict[str, Any] = {}
+        for m in metrics:
+            scored = [(n, st[m]["mean"]) for n, st in entries if math.isfinite(st[m]["mean"])]
+            per_metric[m] = [n for n, _ in sorted(scored, key=lambda t: -t[1])]
+        pesq_order = per_metric.get("pesq_wb", [])
+        orderings[col] = {
+            "order": per_metric,
+            "same_as_pesq": {m: per_metric[m] == pesq_order for m in others},
+        }
+    return {"per_file_spearman": per_file, "pooled_spearman": pooled, "orderings": orderings}
+
+
 def results_markdown(
     command: str,
     configs: Sequence[Config],
@@ -645,34 +760,42 @@ def results_markdown(
     results: dict[str, Any],
     complexity: Sequence[dict[str, Any]],
     n_files: int,
+    metrics: Sequence[str] = ("pesq_wb", "psnr_db"),
+    agree: dict[str, Any] | None = None,
 ) -> str:
-    """The Markdown report: PESQ and pSNR tables and the complexity table."""
+    """The Markdown report: one table per metric, bitrates, agreement, complexity."""
     head = ["config"] + [f"{fmt_kbps(b)} kbit/s" for b in bitrates]
 
-    def table(metric: str, fmt: str) -> str:
+    def table(metric: str, digits: int) -> str:
         rows = []
         for cfg in configs:
-            cells = []
+            cells = _column_cells(cfg, bitrates, results)
+            row = [cfg.name]
             for b in bitrates:
-                r = results[cfg.name][fmt_kbps(b)]
-                s = r[metric]
-                text = fmt.format(fmt_value(s["mean"], 2), fmt_value(s["median"], 2))
-                if r["n_failed"]:
-                    text += f" ⚠{r['n_failed']} failed"
-                cells.append(text)
-            rows.append([cfg.name, *cells])
+                col = fmt_kbps(b)
+                if col not in cells:
+                    row.append("–")
+                    continue
+                op, st = cells[col]
+                row.append(_cell_text(st, metric, digits, "" if op == col else f" @{op}"))
+            rows.append(row)
         return markdown_table(head, rows)
 
     rate_rows = []
     for cfg in configs:
-        rate_rows.append(
-            [cfg.name]
-            + [
-                f"{fmt_value(results[cfg.name][fmt_kbps(b)]['measured_kbps_mean'], 2)} "
-                f"({fmt_value(results[cfg.name][fmt_kbps(b)]['payload_kbps_mean'], 2)})"
-                for b in bitrates
-            ]
-        )
+        cells = _column_cells(cfg, bitrates, results)
+        row = [cfg.name]
+        for b in bitrates:
+            if fmt_kbps(b) not in cells:
+                row.append("–")
+                continue
+            op, st = cells[fmt_kbps(b)]
+            at = "" if op == fmt_kbps(b) else f" @{op}"
+            row.append(
+                f"{fmt_value(st['measured_kbps_mean'], 2)} "
+                f"({fmt_value(st['payload_kbps_mean'], 2)}){at}"
+            )
+        rate_rows.append(row)
     cx_rows = [
         [
             c["config"],
@@ -686,25 +809,60 @@ def results_markdown(
     ]
     at = complexity[0]["pesq_at_kbps"] if complexity else None
     parts = [
-        "# Bitrate vs PESQ-WB and pSNR",
+        "# Bitrate against " + ", ".join(METRIC_LABELS[m] for m in metrics),
         "",
         f"Command: `{command}`",
         "",
         f"{n_files} files; codec {codec.__version__}. Means and medians over the files "
-        "that succeeded; failed cells are flagged (see summary.json and per_file.csv).",
+        "that succeeded; failed cells are flagged (see summary.json and per_file.csv). "
+        "Anchors stand in the column of the nearest svq bitrate; `@R` gives the "
+        "anchor's own operating point in kbit/s.",
         "",
-        "## PESQ-WB: mean (median)",
-        "",
-        table("pesq_wb", "{} ({})"),
-        "",
-        "## pSNR in dB: mean (median)",
-        "",
-        table("psnr_db", "{} ({})"),
-        "",
+    ]
+    digits = {"psnr_db": 2, "pesq_wb": 2, "dnsmos_ovrl": 2, "visqol": 2}
+    for m in metrics:
+        parts += [f"## {METRIC_LABELS[m]}: mean (median)", "", table(m, digits[m]), ""]
+    parts += [
         "## Measured bitrate in kbit/s: whole file (codec frames only)",
         "",
         markdown_table(head, rate_rows),
         "",
+    ]
+    if agree is not None and agree["per_file_spearman"]:
+        pf, po = agree["per_file_spearman"], agree["pooled_spearman"]
+        parts += [
+            "## Agreement with PESQ-WB",
+            "",
+            "Spearman rank correlation with PESQ-WB: per file over that file's cells "
+            "(every config and bitrate), then the median and quartiles over the files; "
+            "pooled over all cells.",
+            "",
+            markdown_table(
+                ["metric", "per-file median ρ", "quartiles", "lowest", "files", "pooled ρ"],
+                [
+                    [
+                        METRIC_LABELS[m],
+                        fmt_value(pf[m]["median"], 3),
+                        f"{fmt_value(pf[m]['q25'], 3)} – {fmt_value(pf[m]['q75'], 3)}",
+                        fmt_value(pf[m]["min"], 3),
+                        pf[m]["n_files"],
+                        fmt_value(po[m]["rho"], 3),
+                    ]
+                    for m in pf
+                ],
+            ),
+            "",
+            "Ordering of svq's default and the anchors at each bitrate, best first "
+            "(means over the files); ✗ marks an order that differs from PESQ-WB's.",
+            "",
+        ]
+        o_rows = []
+        for col, o in agree["orderings"].items():
+            for m in metrics:
+                mark = "" if m == "pesq_wb" or o["same_as_pesq"].get(m, True) else " ✗"
+                o_rows.append([col, METRIC_LABELS[m] + mark, " > ".join(o["order"][m])])
+        parts += [markdown_table(["kbit/s", "metric", "ordering"], o_rows), ""]
+    parts += [
         "## Complexity of the envelope quantizer",
         "",
         "Weighted operations (adds, multiplies, compares) to quantize one 16-dim LSF "
@@ -745,7 +903,9 @@ def _paper_curves(metric: str) -> list[tuple[str, list[float], dict[str, list[fl
     if ref is None:
         return []
     rates = [float(b) for b in ref.get("bitrates_kbps", [])]
-    key = {"pesq_wb": "pesq", "psnr_db": "psnr_db"}[metric]
+    key = {"pesq_wb": "pesq", "psnr_db": "psnr_db"}.get(metric)
+    if key is None:
+        return []
     out = []
     for group, tag in (
         ("speech_vq_variants_16bit_M4", "ICASSP'23"),
@@ -757,113 +917,180 @@ def _paper_curves(metric: str) -> list[tuple[str, list[float], dict[str, list[fl
     return out
 
 
-def _anchors(metric: str) -> dict[str, list[tuple[float, float]]]:
-    """Anchor codec -> [(payload kbps, mean)] from ``anchors_dev.json``."""
+def _stored_anchors(metric: str) -> dict[str, list[tuple[float, float]]]:
+    """Stored anchors that cannot run here (EVS) -> [(payload kbps, mean)], ``anchors_dev.json``."""
     ref = _load_reference("anchors_dev.json")
-    if ref is None:
+    key = {"pesq_wb": "pesq_wb_mean", "psnr_db": "psnr_db_mean"}.get(metric)
+    if ref is None or key is None:
         return {}
-    key = {"pesq_wb": "pesq_wb_mean", "psnr_db": "psnr_db_mean"}[metric]
     out: dict[str, list[tuple[float, float]]] = {}
     for row in ref.get("rows", []):
-        if key in row:
+        if row.get("codec") == "evs" and key in row:
             x = float(row.get("payload_kbps", row["nominal_kbps"]))
-            out.setdefault(str(row["codec"]), []).append((x, float(row[key])))
+            out.setdefault("evs", []).append((x, float(row[key])))
     return {k: sorted(v) for k, v in out.items()}
 
 
 VARIANT_CMAPS = {"avq": "Blues", "rvq": "Oranges", "pvq": "Greens"}
-METHOD_SHADES = {"kmeans": 0.9, "ste": 0.68, "nsvq": 0.5}
+METHOD_COLORS = {"kmeans": "tab:blue", "ste": "tab:orange", "nsvq": "tab:green"}
 METHOD_MARKERS = {"kmeans": "o", "ste": "s", "nsvq": "^"}
-ANCHOR_COLORS = {"evs": "black", "amrwb": "saddlebrown", "opus": "purple", "opus_cbr": "teal"}
-PAPER_COLORS = {
-    "avq": "tab:blue",
-    "rvq": "tab:orange",
-    "pvq": "tab:green",
-    "nsvq": "crimson",
-    "ste": "0.45",
+ANCHOR_STYLE = {
+    "opus-cbr": ("teal", "v"),
+    "opus-vbr": ("purple", "D"),
+    "amrwb": ("saddlebrown", "^"),
+    "speex-wb": ("olive", "P"),
+    "evs": ("0.4", "s"),
 }
+PAPER_COLORS = {"avq": "tab:blue", "rvq": "tab:orange", "pvq": "tab:green"}
 
 
 def _style(name: str, variant: str | None, method: str | None) -> tuple[Any, str]:
-    """Colour (a shade of the variant's colour map by method) and marker of a config."""
+    """Colour and marker of a config (the complexity plot)."""
     import matplotlib
 
     if name == DEFAULT_CONFIG:
         return "black", "*"
-    if name == "opus-vbr":
-        return ANCHOR_COLORS["opus"], "D"
-    if name == "opus-cbr":
-        return ANCHOR_COLORS["opus_cbr"], "v"
+    if name in ANCHOR_STYLE:
+        return ANCHOR_STYLE[name]
     cmap = matplotlib.colormaps[VARIANT_CMAPS.get(str(variant), "Greys")]
-    return cmap(METHOD_SHADES.get(str(method), 0.7)), METHOD_MARKERS.get(str(method), "o")
+    shade = {"kmeans": 0.9, "ste": 0.68, "nsvq": 0.5}.get(str(method), 0.7)
+    return cmap(shade), METHOD_MARKERS.get(str(method), "o")
 
 
-def plot_metric(
+def _series(
+    cfg: Config, bitrates: Sequence[float], results: dict[str, Any], metric: str
+) -> tuple[list[float], list[float], list[float], list[float]]:
+    """x (nominal rate for svq, measured payload rate for anchors), mean, q025, q975."""
+    xs, mean, lo, hi = [], [], [], []
+    for b in config_rates(cfg, bitrates):
+        st = results[cfg.name][fmt_kbps(b)]
+        xs.append(st["payload_kbps_mean"] if cfg.kind == "anchor" else b)
+        mean.append(st[metric]["mean"])
+        lo.append(st[metric]["q025"])
+        hi.append(st[metric]["q975"])
+    return xs, mean, lo, hi
+
+
+def _n_files(results: dict[str, Any], cfg: Config) -> int:
+    return max((st["n_ok"] for st in results[cfg.name].values()), default=0)
+
+
+def plot_grid(
     path: Path,
     metric: str,
     configs: Sequence[Config],
     bitrates: Sequence[float],
     results: dict[str, Any],
-) -> None:
-    """Mean of ``metric`` against bitrate with 2.5–97.5 % bands, paper curves and anchors.
+) -> bool:
+    """The 16-bit variant x method grid: one panel per variant, one line per method.
 
-    svq configurations sit at their nominal bitrate, Opus runs at their mean
-    measured payload rate, the anchors at their published payload rate.
+    svq's default is drawn thin and grey in every panel for reference; the
+    title gives the file count. Returns False (nothing written) without trained configs.
     """
+    trained = [c for c in configs if c.kind == "svq" and c.name != DEFAULT_CONFIG]
+    if not trained:
+        return False
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    label = {"pesq_wb": "PESQ-WB (MOS-LQO)", "psnr_db": "pSNR (dB)"}[metric]
-    fig, ax = plt.subplots(figsize=(12, 6.5))
-    for cfg in configs:
-        stats = [results[cfg.name][fmt_kbps(b)] for b in bitrates]
-        if cfg.kind == "opus":
-            xs = [s["payload_kbps_mean"] for s in stats]
-        else:
-            xs = list(bitrates)
-        mean = [s[metric]["mean"] for s in stats]
-        lo = [s[metric]["q025"] for s in stats]
-        hi = [s[metric]["q975"] for s in stats]
-        color, marker = _style(cfg.name, cfg.variant, cfg.method)
-        width = 2.4 if cfg.name == DEFAULT_CONFIG else 1.4
-        ax.plot(
-            xs,
-            mean,
-            "-",
-            marker=marker,
-            color=color,
-            lw=width,
-            ms=4,
-            label=cfg.name,
-            zorder=3 if cfg.name == DEFAULT_CONFIG else 2,
-        )
-        ax.fill_between(xs, lo, hi, color=color, alpha=0.06, lw=0)
-    for name, rates, curves in _paper_curves(metric):
-        tag = name.split()[1].lower()  # 'paper AVQ (...)' -> 'avq'
-        color = PAPER_COLORS.get(tag, "0.4")
-        ax.plot(rates, curves["mean"], "--", color=color, lw=1.2, label=name)
-    markers = {"evs": "s", "amrwb": "^", "opus": "D", "opus_cbr": "v"}
-    for codec_name, pts in _anchors(metric).items():
-        xs_a, ys_a = zip(*pts, strict=True)
-        ax.plot(
-            xs_a,
-            ys_a,
-            ":",
-            marker=markers.get(codec_name, "x"),
-            ms=5,
-            lw=1.3,
-            color=ANCHOR_COLORS.get(codec_name, "0.35"),
-            label=f"anchor {codec_name} (dev)",
-        )
-    ax.set_xlabel("bitrate (kbit/s)")
-    ax.set_ylabel(label)
-    ax.set_title(f"{label} against bitrate: mean, 2.5–97.5 % band")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    variants = list(dict.fromkeys(str(c.variant) for c in trained))
+    fig, axes = plt.subplots(
+        1, len(variants), figsize=(max(4.2 * len(variants), 6.0), 4.4), sharey=True, squeeze=False
+    )
+    default = next((c for c in configs if c.name == DEFAULT_CONFIG), None)
+    paper = {name.split()[1].lower(): (r, c) for name, r, c in _paper_curves(metric)}
+    n = max(_n_files(results, c) for c in trained)
+    for ax, variant in zip(axes[0], variants, strict=True):
+        if default is not None:
+            xs, m, _, _ = _series(default, bitrates, results, metric)
+            ax.plot(xs, m, "-", color="0.6", lw=1.0, label="svq default")
+        for cfg in (c for c in trained if c.variant == variant):
+            xs, m, lo, hi = _series(cfg, bitrates, results, metric)
+            color = METHOD_COLORS.get(str(cfg.method), "0.3")
+            ax.plot(xs, m, "-", marker=METHOD_MARKERS.get(str(cfg.method), "o"), ms=4,
+                    color=color, lw=1.4, label=str(cfg.method))  # fmt: skip
+            ax.fill_between(xs, lo, hi, color=color, alpha=0.08, lw=0)
+        if variant in paper:
+            rates, curves = paper[variant]
+            keep = [i for i, r in enumerate(rates) if r <= 1.15 * max(bitrates)]
+            ax.plot([rates[i] for i in keep], [curves["mean"][i] for i in keep], "--",
+                    color="0.3", lw=1.0, label="paper")  # fmt: skip
+        ax.set_title(f"{variant.upper()} 4x4 bit", fontsize=10)
+        ax.set_xlabel("bitrate (kbit/s)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right", frameon=False)
+    axes[0][0].set_ylabel(METRIC_LABELS[metric])
+    fig.suptitle(
+        f"{METRIC_LABELS[metric]}: envelope variant x training method\n"
+        f"(mean, 2.5–97.5 % band; {n} files)",
+        fontsize=11,
+    )
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_anchors(
+    path: Path,
+    metrics: Sequence[str],
+    configs: Sequence[Config],
+    bitrates: Sequence[float],
+    results: dict[str, Any],
+) -> None:
+    """svq's default against the live anchors, one panel per metric (anchors at their
+    measured payload rate; EVS from ``anchors_dev.json`` where stored)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [c for c in configs if c.kind == "anchor" or c.name == DEFAULT_CONFIG]
+    n_cols = min(2, len(metrics))
+    n_rows = -(-len(metrics) // n_cols)
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(5.6 * n_cols, 3.8 * n_rows + 0.6), squeeze=False
+    )
+    n = max((_n_files(results, c) for c in shown), default=0)
+    handles: dict[str, Any] = {}
+    for k, metric in enumerate(metrics):
+        ax = axes[k // n_cols][k % n_cols]
+        for cfg in shown:
+            xs, m, lo, hi = _series(cfg, bitrates, results, metric)
+            if cfg.name == DEFAULT_CONFIG:
+                color, marker, label, lw = "black", "*", "svq default", 2.2
+            else:
+                color, marker = ANCHOR_STYLE.get(cfg.name, ("0.35", "x"))
+                label, lw = cfg.name, 1.3
+            (h,) = ax.plot(xs, m, "-", marker=marker, ms=5, color=color, lw=lw)
+            ax.fill_between(xs, lo, hi, color=color, alpha=0.06, lw=0)
+            handles.setdefault(label, h)
+        for name, pts in _stored_anchors(metric).items():
+            pts = [pt for pt in pts if pt[0] <= 1.15 * max(bitrates)]
+            if not pts:
+                continue
+            color, marker = ANCHOR_STYLE[name]
+            x, y = zip(*pts, strict=True)
+            (h,) = ax.plot(x, y, ":", marker=marker, ms=4, color=color, lw=1.2)
+            handles.setdefault(f"{name.upper()} (stored dev figures)", h)
+        ax.set_title(METRIC_LABELS[metric], fontsize=10)
+        ax.set_xlabel("payload bitrate (kbit/s)")
+        ax.grid(alpha=0.3)
+    for k in range(len(metrics), n_rows * n_cols):
+        axes[k // n_cols][k % n_cols].set_visible(False)
+    fig.suptitle(f"svq default against live anchors (mean, 2.5–97.5 % band; {n} files)")
+    fig.legend(
+        list(handles.values()),
+        list(handles),
+        loc="lower center",
+        ncol=min(6, len(handles)),
+        fontsize=8,
+        frameon=False,
+    )
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -984,9 +1211,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
     add_cluster_args(p, default_workers=os.cpu_count() or 1)
     p.add_argument(
-        "--no-opus",
-        action="store_true",
-        help="leave out the Opus configs even when opusenc is on PATH",
+        "--anchors",
+        default=",".join(anchors.ANCHORS),
+        help="live anchors to run, comma-separated; empty for none (default: %(default)s)",
+    )
+    p.add_argument("--no-anchors", action="store_true", help="run no anchors")
+    p.add_argument("--no-opus", action="store_true", help="leave out the Opus anchors")
+    p.add_argument(
+        "--metrics",
+        default=",".join(METRICS),
+        help="metrics, comma-separated, from %(default)s (ViSQOL takes ~13 s per file and cell)",
     )
     p.add_argument(
         "--retry-failed", action="store_true", help="recompute cells that failed in an earlier run"
@@ -1002,6 +1236,18 @@ def _validate(args: argparse.Namespace, p: argparse.ArgumentParser) -> None:
         p.error(f"--bitrates: {exc}")
     args.variants = parse_names(args.variants)
     args.methods = parse_names(args.methods)
+    args.anchors = [] if args.no_anchors else parse_names(args.anchors)
+    if args.no_opus:
+        args.anchors = [a for a in args.anchors if not a.startswith("opus")]
+    for a in args.anchors:
+        if a not in anchors.ANCHORS:
+            p.error(f"--anchors: {a!r} is not one of {', '.join(anchors.ANCHORS)}")
+    args.metrics = parse_names(args.metrics)
+    for m in args.metrics:
+        if m not in METRICS:
+            p.error(f"--metrics: {m!r} is not one of {', '.join(METRICS)}")
+    if "pesq" not in args.metrics:
+        p.error("--metrics: pesq is required (the other metrics are compared with it)")
     from codec.quantizers import VARIANTS
 
     for v in args.variants:
@@ -1049,14 +1295,17 @@ def main(argv: list[str] | None = None) -> int:
     except ParameterError as exc:
         print(f"error: training: {exc}", file=sys.stderr)
         return 2
-    if not args.no_opus:
-        configs += opus_configs()
+    configs += anchor_configs(args.anchors, args.bitrates)
+    metrics = tuple(available_metrics(args.metrics))
+    if "pesq_wb" not in metrics:
+        print("error: PESQ needs the pesq package: pip install 'svq[eval]'", file=sys.stderr)
+        return 2
 
     cells = [
-        Cell(str(f.resolve()), display_name(f, args.data), cfg, b)
+        Cell(str(f.resolve()), display_name(f, args.data), cfg, b, metrics)
         for f in files
         for cfg in configs
-        for b in args.bitrates
+        for b in config_rates(cfg, args.bitrates)
     ]
     log = out / CELLS
     done = load_cells(log)
@@ -1067,12 +1316,13 @@ def main(argv: list[str] | None = None) -> int:
             row is not None
             and row.get("fingerprint") == c.config.fingerprint
             and not (args.retry_failed and row.get("error"))
+            and (bool(row.get("error")) or all(row.get(m) is not None for m in c.metrics))
         )
 
     todo = [c for c in cells if not reusable(c)]
     n_reused = len(cells) - len(todo)
     print(
-        f"{len(files)} files x {len(configs)} configs x {len(args.bitrates)} bitrates = "
+        f"{len(files)} files x {len(configs)} configs x their bitrates = "
         f"{len(cells)} cells: {n_reused} done before, {len(todo)} to run "
         f"on {describe(args)}",
         file=sys.stderr,
@@ -1098,8 +1348,7 @@ def main(argv: list[str] | None = None) -> int:
         row = dict(done[cell_key(c.path, c.config.name, c.bitrate_kbps)])
         row["file"] = c.name
         for k in (
-            "pesq_wb",
-            "psnr_db",
+            *metrics,
             "measured_kbps",
             "payload_kbps",
             "encode_s",
@@ -1109,7 +1358,8 @@ def main(argv: list[str] | None = None) -> int:
             row[k] = _num(row.get(k))
         rows.append(row)
     write_per_file_csv(out / "per_file.csv", rows)
-    results = summarize(rows, configs, args.bitrates)
+    results = summarize(rows, configs, args.bitrates, metrics)
+    agree = agreement(rows, configs, args.bitrates, metrics)
     complexity = complexity_rows(configs, results, args.bitrates)
     n_failed = sum(bool(r["error"]) for r in rows)
     write_json(
@@ -1127,14 +1377,19 @@ def main(argv: list[str] | None = None) -> int:
             "cells_reused": n_reused,
             "cells_wall_s": cells_s,
             "wall_s": time.perf_counter() - started,
+            "metrics": list(metrics),
             "results": results,
+            "agreement": agree,
             "complexity": complexity,
         },
     )
-    plot_metric(out / "pesq_vs_bitrate.png", "pesq_wb", configs, args.bitrates, results)
-    plot_metric(out / "psnr_vs_bitrate.png", "psnr_db", configs, args.bitrates, results)
+    for m in metrics:
+        plot_grid(out / f"grid_{m}.png", m, configs, args.bitrates, results)
+    plot_anchors(out / "anchors.png", metrics, configs, args.bitrates, results)
     plot_complexity(out / "complexity.png", complexity)
-    md = results_markdown(command, configs, args.bitrates, results, complexity, len(files))
+    md = results_markdown(
+        command, configs, args.bitrates, results, complexity, len(files), metrics, agree
+    )
     (out / "results.md").write_text(md)
     print(md)
     if n_failed:

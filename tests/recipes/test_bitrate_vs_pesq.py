@@ -33,7 +33,8 @@ FAST = [
     "--methods", "kmeans",
     "--limit", "2",
     "--jobs", "1",
-    "--no-opus",
+    "--no-anchors",
+    "--metrics", "pesq,psnr",
     "--quiet",
 ]  # fmt: skip
 COLUMNS = {
@@ -115,7 +116,7 @@ def test_fast_run_resume_and_failures(tmp_path: Path, monkeypatch: pytest.Monkey
     )
     assert [c["config"] for c in s["complexity"]] == ["default", "avq-kmeans"]
     assert s["complexity"][1]["ops_per_vector"] > 0
-    for name in ("pesq_vs_bitrate.png", "psnr_vs_bitrate.png", "complexity.png"):
+    for name in ("grid_pesq_wb.png", "grid_psnr_db.png", "anchors.png", "complexity.png"):
         assert (out / name).stat().st_size > 1000
     assert (out / "codebooks" / "avq-kmeans-4x4.cb").stat().st_size > 0
     assert "| avq-kmeans |" in (out / "results.md").read_text()
@@ -178,8 +179,9 @@ def test_ogg_payload_counts_audio_packets_only() -> None:
 )
 def test_opus_configs(tmp_path: Path) -> None:
     out = tmp_path / "opus"
-    argv = [a for a in FAST if a != "--no-opus"]
-    argv += ["--variants", "", "--bitrates", "16.4", "--limit", "1", "--out", str(out)]
+    argv = [a for a in FAST if a != "--no-anchors"]
+    argv += ["--anchors", "opus-cbr,opus-vbr", "--variants", "", "--bitrates", "16.4"]
+    argv += ["--limit", "1", "--out", str(out)]
     assert recipe.main(argv) == 0
     rows = {r["config"]: r for r in _rows(out)}
     assert set(rows) == {"default", "opus-cbr", "opus-vbr"}
@@ -189,3 +191,40 @@ def test_opus_configs(tmp_path: Path) -> None:
         assert float(r["pesq_wb"]) > 3.0
         assert float(r["payload_kbps"]) < float(r["measured_kbps"])
         assert abs(int(r["lag"])) < 160
+
+
+def test_agreement_known_cases() -> None:
+    """A metric that ranks like PESQ gets rho = 1, a reversed one -1; orderings follow means."""
+    cfgs = [
+        recipe.Config(name="default", kind="svq"),
+        recipe.Config(name="amrwb", kind="anchor", rates=(8.85, 12.65)),
+    ]
+    rows = []
+    for f in ("a.wav", "b.wav"):
+        for cfg, rate, pesq in (
+            ("default", 8.0, 2.0),
+            ("default", 13.2, 3.0),
+            ("amrwb", 8.85, 2.5),
+            ("amrwb", 12.65, 2.9),
+        ):
+            rows.append(
+                {
+                    "file": f, "config": cfg, "bitrate_kbps": rate, "error": "",
+                    "pesq_wb": pesq, "psnr_db": 10 - pesq, "dnsmos_ovrl": pesq / 2,
+                    "measured_kbps": rate, "payload_kbps": rate, "encode_s": 0.1,
+                    "decode_s": 0.1, "duration_s": 1.0,
+                }
+            )  # fmt: skip
+    metrics = ("pesq_wb", "psnr_db", "dnsmos_ovrl")
+    agree = recipe.agreement(rows, cfgs, [8.0, 13.2], metrics)
+    pf = agree["per_file_spearman"]
+    assert pf["dnsmos_ovrl"]["median"] == pytest.approx(1.0)
+    assert pf["psnr_db"]["median"] == pytest.approx(-1.0)
+    assert pf["psnr_db"]["n_files"] == 2
+    o = agree["orderings"]
+    assert o["8"]["order"]["pesq_wb"] == ["amrwb@8.85", "default@8"]
+    assert o["13.2"]["order"]["pesq_wb"] == ["default@13.2", "amrwb@12.65"]
+    assert o["8"]["same_as_pesq"] == {"psnr_db": False, "dnsmos_ovrl": True}
+    results = recipe.summarize(rows, cfgs, [8.0, 13.2], metrics)
+    md = recipe.results_markdown("cmd", cfgs, [8.0, 13.2], results, [], 2, metrics, agree)
+    assert "@8.85" in md and "✗" in md and "## DNSMOS OVRL" in md

@@ -50,7 +50,7 @@ def test_recipe_dask_path_matches_serial(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(recipe, "codec_fingerprint", lambda: "pinned")
     base = [
         "--data", str(SAMPLES), "--variants", "", "--limit", "2", "--bitrates", "13.2",
-        "--no-opus", "--quiet",
+        "--no-anchors", "--metrics", "pesq,psnr", "--quiet",
     ]  # fmt: skip
     par, ser = tmp_path / "dask", tmp_path / "serial"
     assert recipe.main([*base, "--workers", "2", "--out", str(par)]) == 0

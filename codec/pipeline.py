@@ -12,7 +12,8 @@ with it.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,6 +22,7 @@ import numpy.typing as npt
 
 from codec.analysis import (
     FRAME_LENGTH,
+    LOOKAHEAD,
     SAMPLE_RATE,
     WINDOW_LENGTH,
     analysis_window,
@@ -51,6 +53,7 @@ __all__ = [
     "StreamDecoder",
     "StreamInfo",
     "BLOCK_FRAMES",
+    "PITCH_GROUP",
     "ALGORITHMIC_DELAY",
     "Tools",
 ]
@@ -115,10 +118,52 @@ def _residual_coder(coder_id: int, mode: Mode, tools: Tools) -> TCX:
 
 
 BLOCK_FRAMES = 100
-"""Frames the encoder and decoder process together (2 s): memory is bounded by
-this block, not by the length of the signal. The encoder always cuts the same
-blocks (frames 0-99, 100-199, ...), so its output does not depend on how the
-input arrives."""
+"""Default number of frames the encoder and decoder process together (2 s):
+memory is bounded by this block, not by the length of the signal. Any block
+size from 1 to this gives the same output (``block_frames=``); smaller blocks
+mean lower latency, larger ones less work per frame."""
+PITCH_GROUP = 100
+"""The encoder's pitch analysis high-passes the signal in runs of this many
+frames (frames 0-99, 100-199, ...), whatever the block size, so that its
+output does not depend on how the input arrives or on the block size."""
+
+
+def _check_block(block_frames: int) -> int:
+    if isinstance(block_frames, bool) or not isinstance(block_frames, (int, np.integer)):
+        raise ParameterError(f"block_frames must be an integer, got {block_frames!r}")
+    if not 1 <= block_frames <= BLOCK_FRAMES:
+        raise ParameterError(f"block_frames must be in [1, {BLOCK_FRAMES}], got {block_frames}")
+    return int(block_frames)
+
+
+_BLAS: Any = None
+
+
+@contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """BLAS on one thread: the codec's matrices are small, and a second thread
+    doubles the CPU time of a block without making it faster (results are the
+    same either way: threads split the output, not the sums)."""
+    global _BLAS
+    if _BLAS is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _BLAS = ThreadpoolController()
+        except Exception:  # pragma: no cover - threadpoolctl missing or failing
+            _BLAS = False
+    if not _BLAS:  # pragma: no cover
+        yield
+        return
+    with _BLAS.limit(limits=1, user_api="blas"):
+        yield
+
+
+def _two_rows(x: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """``x`` with its row repeated when it has one: numpy multiplies a single row
+    by a matrix with BLAS gemv, whose sums round differently from gemm's, so a
+    one-frame block would not code exactly as the same frame in a larger block."""
+    return np.concatenate((x, x)) if x.shape[0] == 1 else x
 
 
 class StreamEncoder:
@@ -133,9 +178,15 @@ class StreamEncoder:
     envelope, codebook : optional
         As in :func:`encode`.
 
+    block_frames : int, optional
+        Frames coded together, 1 to :data:`BLOCK_FRAMES` (default). With 1, a
+        frame comes out as soon as the 5 ms look-ahead of its LPC window has
+        arrived; the frames are the same for every block size.
+
     Use :meth:`push` for each chunk of samples (shape (n,) or (n, channels))
     and collect the frames it returns, then :meth:`finish`; :meth:`header`
-    gives the container header of what was encoded.
+    gives the container header of what was encoded (:meth:`live_header` one
+    to decode with while the stream is still running).
     """
 
     def __init__(
@@ -146,7 +197,9 @@ class StreamEncoder:
         envelope: str | None = None,
         codebook: str | os.PathLike[str] | None = None,
         tools: Tools = Tools(),
+        block_frames: int = BLOCK_FRAMES,
     ) -> None:
+        self.block_frames = _check_block(block_frames)
         if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
             raise ParameterError(f"sample_rate must be a positive integer, got {sample_rate!r}")
         self.mode = mode_for(bitrate_kbps)
@@ -171,6 +224,8 @@ class StreamEncoder:
         # frame k needs [k*N - _LEAD, (k+1)*N + _TAIL)
         self._buf = np.zeros(_LEAD)
         self._buf_start = -_LEAD
+        # pitch-analysis input since the start of the current PITCH_GROUP
+        self._group = np.zeros(LAG_MAX)
         self.sample_count = 0
         self.frame_count = 0
         self._finished = False
@@ -197,13 +252,20 @@ class StreamEncoder:
         need = total * FRAME_LENGTH + _TAIL - (self._buf_start + self._buf.size)
         self._buf = np.r_[self._buf, np.zeros(max(need, 0))]
         while self.frame_count < total:
-            frames += self._code(min(BLOCK_FRAMES, total - self.frame_count))
+            frames += self._code(min(self._block(), total - self.frame_count))
         return frames
+
+    def _block(self) -> int:
+        """Frames of the next block: a block never straddles two pitch groups."""
+        return min(self.block_frames, PITCH_GROUP - self.frame_count % PITCH_GROUP)
 
     def header(self) -> Header:
         """The container header (after :meth:`finish`)."""
         if not self._finished:
             raise ParameterError("header() before finish()")
+        return self._header()
+
+    def _header(self) -> Header:
         return Header(
             sample_rate=SAMPLE_RATE,
             frame_length=FRAME_LENGTH,
@@ -216,6 +278,20 @@ class StreamEncoder:
             codebook_hash=hash_bytes(self.env.content_hash),
         )
 
+    def live_header(self) -> Header:
+        """A header to decode this stream with while it is still running.
+
+        Frame and sample counts are the largest the container holds (2**32 - 1
+        frames, 2.7 years), so a :class:`StreamDecoder` given it decodes any
+        number of frames as they come; do not write it to a file.
+        """
+        frames = 0xFFFFFFFF
+        return replace(
+            self._header(),
+            frame_count=frames,
+            sample_count=frames * FRAME_LENGTH - self.tcx.config.overlap,
+        )
+
     def _add(self, x: FloatArray) -> list[bytes]:
         if x.size == 0:
             return []
@@ -224,25 +300,34 @@ class StreamEncoder:
         self._buf = np.r_[self._buf, y]
         frames: list[bytes] = []
         end = self._buf_start + self._buf.size
-        while (self.frame_count + BLOCK_FRAMES) * FRAME_LENGTH + _TAIL <= end:
-            frames += self._code(BLOCK_FRAMES)
+        # frame k needs its samples and the look-ahead of its LPC window
+        while (self.frame_count + (n := self._block())) * FRAME_LENGTH + LOOKAHEAD <= end:
+            frames += self._code(n)
         return frames
 
     def _code(self, n: int) -> list[bytes]:
+        with _one_blas_thread():
+            return self._code_block(n)
+
+    def _code_block(self, n: int) -> list[bytes]:
         k0 = self.frame_count
         off = k0 * FRAME_LENGTH - _LEAD - self._buf_start
-        seg = self._buf[off : off + (n - 1) * FRAME_LENGTH + _LEAD + FRAME_LENGTH + _TAIL]
+        seg = self._buf[off : off + (n - 1) * FRAME_LENGTH + _LEAD + FRAME_LENGTH + LOOKAHEAD]
         # LPC frame k: [k*N - 80, (k+1)*N + 80); MDCT frame k: [k*N - 200, k*N + 440)
         lpc_off = _LEAD - (WINDOW_LENGTH - FRAME_LENGTH) // 2
         lpc_frames = np.lib.stride_tricks.sliding_window_view(seg[lpc_off:], WINDOW_LENGTH)
-        a = lpc_of_frames(lpc_frames[::FRAME_LENGTH][:n] * analysis_window()).a
+        # a block of one frame is coded as two copies (see _two_rows), then cut
+        a = lpc_of_frames(_two_rows(lpc_frames[::FRAME_LENGTH][:n]) * analysis_window()).a
         idx = self.env.encode(lpc_to_lsf(a))
-        a_q = lsf_to_lpc(self.env.decode(idx))
+        a_q = lsf_to_lpc(self.env.decode(idx))[:n]
+        idx = idx[:n]
         # pitch pre-filter: frame k's parameters filter [k*N, (k+1)*N)
         x_new = seg[_LEAD : _LEAD + n * FRAME_LENGTH]
         if self.tools.pitch:
-            hist = self._prefilter.history(LAG_MAX)
-            params = self._pitch.choose(np.concatenate((hist, x_new)), n)
+            if k0 % PITCH_GROUP == 0:
+                self._group = self._prefilter.history(LAG_MAX).copy()
+            self._group = np.concatenate((self._group, x_new))
+            params = self._pitch.choose(self._group, n, first=k0 % PITCH_GROUP)
         else:
             params = PitchParams.off(n)
         p = np.concatenate((self._p_lead, self._prefilter.process(x_new, params), np.zeros(_TAIL)))
@@ -310,11 +395,17 @@ class StreamDecoder:
     codebooks : iterable of paths
         Extra codebook files to search for the one named in the header.
 
+    block_frames : int, optional
+        Most frames decoded together, 1 to :data:`BLOCK_FRAMES` (default): a
+        longer list given to :meth:`decode` is decoded in blocks of this size.
+
     Feed frames in order with :meth:`decode` (``None`` for a lost frame) and
     finish with :meth:`flush`; the concatenated outputs are the
     ``header.sample_count`` samples of the signal, time-aligned with the
     encoder's input and clipped to [-1, 1]. The output does not depend on how
-    the frames are grouped.
+    the frames are grouped or on the block size: each call returns every
+    sample that the frames given so far make final (a frame of 20 ms gives
+    20 ms, the first one 15 ms).
     """
 
     def __init__(
@@ -323,7 +414,9 @@ class StreamDecoder:
         codebooks: Iterable[str | os.PathLike[str]] = (),
         *,
         tools: Tools = Tools(),
+        block_frames: int = BLOCK_FRAMES,
     ) -> None:
+        self.block_frames = _check_block(block_frames)
         _check_header(header)
         self.header = header
         self.env = find_envelope(header.codebook_hash, codebooks)
@@ -351,6 +444,14 @@ class StreamDecoder:
             raise BitstreamError(
                 f"more frames than the header announces ({self.header.frame_count})"
             )
+        b = self.block_frames
+        with _one_blas_thread():
+            if n <= b:
+                return self._decode_block(frames)
+            return np.concatenate([self._decode_block(frames[i : i + b]) for i in range(0, n, b)])
+
+    def _decode_block(self, frames: Sequence[bytes | None]) -> FloatArray:
+        n = len(frames)
         k0 = self.frames_done
         received = [fr for fr in frames if fr is not None]
         for fr in received:

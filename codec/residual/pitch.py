@@ -100,20 +100,45 @@ class PitchParams:
 
 
 _LAGS = np.arange(LAG_MIN, LAG_MAX + 1)
+_FEW_FRAMES = 4  # up to this many frames, normalized_correlation loops over frames, not lags
 
 
-def normalized_correlation(pad: FloatArray, n_frames: int, lags: IntArray = _LAGS) -> FloatArray:
+def normalized_correlation(
+    pad: FloatArray, n_frames: int, lags: IntArray = _LAGS, *, first: int = 0
+) -> FloatArray:
     """Normalised correlation of each frame with the signal ``T`` samples earlier.
 
-    ``pad`` holds ``max(lags)`` samples of history, then ``n_frames`` frames
-    of ``FRAME`` samples. Returns shape (n_frames, len(lags)).
+    ``pad`` holds ``max(lags)`` samples of history, then ``first + n_frames``
+    frames of ``FRAME`` samples; the last ``n_frames`` are correlated. Returns
+    shape (n_frames, len(lags)), the same rows as with ``first = 0`` on all frames.
     """
-    h = int(lags.max())
+    h = int(lags.max()) + first * FRAME
     cur = pad[h : h + n_frames * FRAME].reshape(n_frames, FRAME)
     e_cur = np.einsum("kn,kn->k", cur, cur)
-    c = np.concatenate(([0.0], np.cumsum(pad * pad)))
+    # energies from one running sum over the whole pad, so that rows do not
+    # depend on how many frames come with them
+    used = pad[: h + n_frames * FRAME]
+    c = np.concatenate(([0.0], np.cumsum(used * used)))
     starts = h + np.arange(n_frames) * FRAME
     out = np.empty((n_frames, lags.size))
+    if n_frames <= _FEW_FRAMES:
+        # frame by frame, all lags in one einsum: the same products and sums per
+        # element as the loop over lags below (one row of ``cur`` against one
+        # window of ``pad``), with far fewer numpy calls for a streaming block
+        e_past = c[starts[:, None] - lags + FRAME] - c[starts[:, None] - lags]
+        windows = np.lib.stride_tricks.sliding_window_view(pad, FRAME)
+        step = np.diff(lags)
+        consecutive = lags.size > 1 and bool(np.all(step == 1))
+        for k in range(n_frames):
+            if consecutive:  # a view, no copy
+                past = windows[starts[k] - lags[-1] : starts[k] - lags[0] + 1][::-1]
+            else:
+                past = windows[starts[k] - lags]
+            row = np.broadcast_to(cur[k], past.shape)
+            out[k] = np.einsum("kn,kn->k", row, past) / np.sqrt(
+                np.maximum(e_cur[k] * e_past[k], 1e-20)
+            )
+        return out
     for j, lag in enumerate(lags):
         past = pad[h - lag : h - lag + n_frames * FRAME].reshape(n_frames, FRAME)
         e_past = c[starts - lag + FRAME] - c[starts - lag]
@@ -156,12 +181,18 @@ class PitchAnalyzer:
     scale: float = 0.7
     octave: float = 0.9
 
-    def choose(self, pad: FloatArray, n_frames: int) -> PitchParams:
-        """Parameters of ``n_frames`` frames of ``pad`` (``LAG_MAX`` samples of history first)."""
+    def choose(self, pad: FloatArray, n_frames: int, *, first: int = 0) -> PitchParams:
+        """Parameters of frames ``first .. first + n_frames - 1`` of ``pad``.
+
+        ``pad`` holds ``LAG_MAX`` samples of history, then the frames. The
+        analysis high-pass starts at the beginning of ``pad``, so a frame's
+        parameters depend on where ``pad`` starts but not on ``first``: a
+        streaming encoder gets the same parameters frame by frame as in one call.
+        """
         if n_frames == 0:
             return PitchParams.off(0)
-        hp = _highpass(_highpass(pad))
-        corr = normalized_correlation(hp, n_frames)
+        hp = _highpass(_highpass(pad[: LAG_MAX + (first + n_frames) * FRAME]))
+        corr = normalized_correlation(hp, n_frames, first=first)
         rows = np.arange(n_frames)
         j = np.argmax(corr, axis=1)
         best = corr[rows, j]
@@ -176,7 +207,8 @@ class PitchAnalyzer:
         rho = corr[rows, j]
         g = self.scale * rho
         gidx = np.clip(np.rint(g / GAIN_STEP) - 1, 0, (1 << GAIN_BITS) - 1).astype(np.int64)
-        cur = hp[LAG_MAX : LAG_MAX + n_frames * FRAME].reshape(n_frames, FRAME)
+        h = LAG_MAX + first * FRAME
+        cur = hp[h : h + n_frames * FRAME].reshape(n_frames, FRAME)
         loud = np.einsum("kn,kn->k", cur, cur) >= FRAME * _SILENCE
         gidx = np.where((rho >= self.threshold) & loud, gidx, -1)
         return PitchParams(lag.astype(np.int64), gidx)

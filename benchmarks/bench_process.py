@@ -1,0 +1,207 @@
+"""Benchmark: whole-process speed of ``svq encode``/``svq decode`` (start-up included),
+side by side with ``opusenc``/``opusdec``, and the per-frame latency and cost of
+frame-by-frame streaming.
+
+Run: ``python benchmarks/bench_process.py [--data ../shared/data/speech] [--cores 1]``
+
+It cuts a 60 s and a 1 s test file from the dev split of the data folder (files
+in manifest order, 16 kHz mono, 16-bit), then times each command as a separate
+process, as a user would with ``/usr/bin/time``: wall-clock and CPU (user +
+system) seconds, the best of ``--repeat`` runs. ``--cores 1`` pins the processes
+to one CPU core (``os.sched_setaffinity``). ``--baseline DIR`` also times the
+codec found in ``DIR`` (e.g. an export of an older commit) in the same run, for
+comparisons on a busy machine. Opus is skipped when opus-tools is not installed.
+
+The frame-by-frame figures run :class:`~codec.pipeline.StreamEncoder` and
+:class:`~codec.pipeline.StreamDecoder` with ``block_frames=1``, pushing 20 ms
+at a time: the cost per frame (mean and 99th percentile) and the latency from
+the push of a chunk to its decoded output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "speech"
+RATE = 16000
+
+
+def make_inputs(data: Path, out: Path) -> tuple[Path, Path]:
+    """A 60 s and a 1 s file of dev speech (16 kHz mono PCM_16) in ``out``."""
+    import soundfile as sf
+
+    manifest = data / "manifest.csv"
+    if not manifest.is_file():
+        sys.exit(f"bench_process: {manifest} not found (pass --data FOLDER with a manifest.csv)")
+    with manifest.open(newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["split"] == "dev"]
+    parts, total = [], 0
+    for row in rows:
+        x, sr = sf.read(data / row["file"], dtype="float64", always_2d=True)
+        if sr != RATE:
+            continue
+        parts.append(x.mean(axis=1))
+        total += x.shape[0]
+        if total >= 60 * RATE:
+            break
+    x = np.concatenate(parts)[: 60 * RATE]
+    long, short = out / "speech60.wav", out / "speech1.wav"
+    sf.write(long, x, RATE, subtype="PCM_16")
+    sf.write(short, x[5 * RATE : 6 * RATE], RATE, subtype="PCM_16")
+    return long, short
+
+
+def run(cmd: list[str], env: dict[str, str], cores: int | None) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (user + system) of one process."""
+
+    def pin() -> None:
+        if cores:
+            os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:cores])
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, preexec_fn=pin, capture_output=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode:
+        sys.exit(f"bench_process: {' '.join(cmd)} failed: {proc.stderr.decode().strip()}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def best(
+    cmd: list[str], env: dict[str, str], cores: int | None, repeat: int
+) -> tuple[float, float]:
+    runs = [run(cmd, env, cores) for _ in range(repeat)]
+    return min(w for w, _ in runs), min(c for _, c in runs)
+
+
+def whole_process(args: argparse.Namespace, long: Path, short: Path, tmp: Path) -> None:
+    secs = {long: 60.0, short: 1.0}
+    kbps = args.bitrate
+    codecs: list[tuple[str, dict[str, str]]] = [("svq", dict(os.environ, PYTHONPATH=str(ROOT)))]
+    if args.baseline:
+        codecs.append(("svq baseline", dict(os.environ, PYTHONPATH=str(Path(args.baseline)))))
+    print(
+        f"whole process, best of {args.repeat}, {kbps:g} kbit/s"
+        + (f", pinned to {args.cores} core(s)" if args.cores else "")
+        + " (wall s / CPU s / x real time by wall)"
+    )
+    for name, env in codecs:
+        svq = [sys.executable, "-m", "codec"]
+        for src in (long, short):
+            coded, wav = tmp / f"{src.stem}.svq", tmp / f"{src.stem}.dec.wav"
+            enc = best(
+                svq + ["encode", str(src), str(coded), "-f", "-q", "-b", f"{kbps:g}"],
+                env,
+                args.cores,
+                args.repeat,
+            )
+            dec = best(
+                svq + ["decode", str(coded), str(wav), "-f", "-q"], env, args.cores, args.repeat
+            )
+            _line(f"{name} {secs[src]:g} s", secs[src], enc, dec)
+    if shutil.which("opusenc") and shutil.which("opusdec"):
+        env = dict(os.environ)
+        for src in (long, short):
+            coded, wav = tmp / f"{src.stem}.opus", tmp / f"{src.stem}.opus.wav"
+            enc = best(
+                ["opusenc", "--quiet", "--bitrate", f"{kbps:g}", str(src), str(coded)],
+                env,
+                args.cores,
+                args.repeat,
+            )
+            dec = best(["opusdec", "--quiet", str(coded), str(wav)], env, args.cores, args.repeat)
+            _line(f"opus {secs[src]:g} s", secs[src], enc, dec)
+    else:
+        print("opus: opusenc/opusdec not found (apt-get install opus-tools)")
+
+
+def _line(name: str, seconds: float, enc: tuple[float, float], dec: tuple[float, float]) -> None:
+    print(
+        f"  {name:18s} encode {enc[0]:6.3f} / {enc[1]:6.3f} s ({seconds / enc[0]:6.1f}x)   "
+        f"decode {dec[0]:6.3f} / {dec[1]:6.3f} s ({seconds / dec[0]:6.1f}x)"
+    )
+
+
+def frame_by_frame(args: argparse.Namespace, long: Path) -> None:
+    """Per-frame cost and latency of StreamEncoder/StreamDecoder with block_frames=1."""
+    if args.cores:
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.cores])
+    sys.path.insert(0, str(ROOT))
+    from codec.audio import read_audio
+    from codec.pipeline import ALGORITHMIC_DELAY, StreamDecoder, StreamEncoder
+
+    x, sr = read_audio(long)
+    x = x[: int(args.stream_seconds * sr)]
+    enc = StreamEncoder(sr, args.bitrate, block_frames=1)
+    dec = StreamDecoder(enc.live_header(), block_frames=1)
+    t_enc, t_dec, t_all = [], [], []
+    for i in range(0, x.size - 319, 320):
+        t0 = time.perf_counter()
+        frames = enc.push(x[i : i + 320])
+        t1 = time.perf_counter()
+        for fr in frames:
+            dec.decode([fr])
+        t2 = time.perf_counter()
+        if frames:
+            t_enc.append(t1 - t0)
+            t_dec.append(t2 - t1)
+            t_all.append(t2 - t0)
+    e, d, a = (1000.0 * np.array(t) for t in (t_enc, t_dec, t_all))
+    print(
+        f"frame by frame, block_frames=1, {len(e)} frames of 20 ms, {args.bitrate:g} kbit/s "
+        f"(one process, start-up excluded)"
+    )
+    print(f"  algorithmic delay {1000.0 * ALGORITHMIC_DELAY / RATE:.0f} ms")
+    for name, t in (("encode", e), ("decode", d), ("push-to-output", a)):
+        print(
+            f"  {name:15s} per frame: mean {t.mean():6.2f} ms, median {np.median(t):6.2f}, "
+            f"p99 {np.percentile(t, 99):6.2f}, max {t.max():6.2f} ms"
+            f" ({20.0 / t.mean():5.1f}x real time)"
+        )
+    print(
+        f"  latency of a sample = algorithmic delay + push-to-output "
+        f"= {1000.0 * ALGORITHMIC_DELAY / RATE + np.median(a):.1f} ms (median)"
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with manifest.csv")
+    p.add_argument("--bitrate", type=float, default=13.2, help="kbit/s (default 13.2)")
+    p.add_argument("--repeat", type=int, default=3, help="runs per command, best kept")
+    p.add_argument("--cores", type=int, default=None, help="pin processes to this many cores")
+    p.add_argument("--baseline", help="folder with another version of the codec to time too")
+    p.add_argument(
+        "--stream-seconds",
+        type=float,
+        default=20.0,
+        help="audio for the frame-by-frame figures (default 20)",
+    )
+    p.add_argument("--skip-process", action="store_true", help="only the frame-by-frame part")
+    p.add_argument("--skip-frames", action="store_true", help="only the whole-process part")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="svq-bench-") as d:
+        tmp = Path(d)
+        long, short = make_inputs(args.data, tmp)
+        if not args.skip_process:
+            whole_process(args, long, short, tmp)
+        if not args.skip_frames:
+            frame_by_frame(args, long)
+
+
+if __name__ == "__main__":
+    main()

@@ -272,6 +272,11 @@ class TCX:
             hi = np.where(fits, mid, hi)
             lo = np.where(fits, lo, np.minimum(mid + 1, hi))
         gain = hi
+        # The ideal cost (sum of -log2 p and raw bits) is a lower bound of the
+        # coder's tell(): where it exceeds the budget one step finer than the
+        # estimate, coding that step would fail, so it is not tried (speed only).
+        finer, _, _ = self._cost(self._quantize(xs, _gain_step(np.maximum(gain - 1, 0))), ratio)
+        cannot_fit = fixed + finer > budget + 1e-6
         frames: list[bytes] = []
         for i in range(n):
             g = int(gain[i])
@@ -283,7 +288,7 @@ class TCX:
                 if g >= 1 << GAIN_BITS:  # pragma: no cover - the all-zero frame always fits
                     raise ParameterError("rate loop failed to fit a frame")
             # the estimate is conservative: try finer steps while they still fit
-            while g > 0:
+            while g > 0 and not (g == gain[i] and cannot_fit[i]):
                 finer = self._encode_frame(xs[i], ratio[i], g - 1, side[i], budget)
                 if finer is None:
                     break

@@ -365,7 +365,7 @@ def replay(target: str, paths: Sequence[Path], *, measure_coverage: bool) -> dic
 
 # ------------------------------------------------------------------ run (driver)
 
-_DONE = re.compile(r"Done (\d+) runs in (\d+) second")
+_DONE = re.compile(r"stat::number_of_executed_units: (\d+)")
 _STAT = re.compile(r"#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)/(\S+)")
 
 
@@ -405,7 +405,7 @@ def run(targets: Sequence[str], runs: dict[str, int], out: Path, extra: Sequence
         first = next((s for s in stats if s[0] != "1"), last) if stats else last
         crashes = sorted(p.name for p in out.glob(f"{target}-*"))
         entry = {
-            "executions": int(done[-1][0]) if done else int(last[0]),
+            "executions": int(done[-1]) if done else int(last[0]),
             "wall_s": round(wall, 1),
             "libfuzzer_exit": rc,
             "seeds": seeds,

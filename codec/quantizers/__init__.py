@@ -12,6 +12,11 @@ Example
 >>> idx = q.encode(x)            # (N, 4) int64
 >>> xh = q.decode(idx)           # (N, D) float64
 >>> q.save("lsf.cb"); q2 = load_quantizer("lsf.cb")
+
+Predictive quantization (frame-to-frame MA/AR prediction, optional safety
+net, optional end-to-end trained transform) is in
+:mod:`codec.quantizers.predictive` (:func:`train_predictive`) and
+:mod:`codec.quantizers.endtoend`.
 """
 
 from __future__ import annotations
@@ -38,6 +43,12 @@ from .base import (
     make_progress,
 )
 from .kmeans import polish, train_kmeans
+from .predictive import (
+    PredictiveQuantizer,
+    load_codebook,
+    load_predictive,
+    train_predictive,
+)
 from .pvq import PVQ, check_split
 from .rvq import RVQ
 from .vq import VQ
@@ -50,11 +61,15 @@ __all__ = [
     "VARIANTS",
     "VQ",
     "CodebookError",
+    "PredictiveQuantizer",
     "Quantizer",
     "QuantizerConfig",
     "TrainOptions",
     "check_train_settings",
+    "load_codebook",
+    "load_predictive",
     "load_quantizer",
+    "train_predictive",
     "train_quantizer",
 ]
 

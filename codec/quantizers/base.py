@@ -731,6 +731,11 @@ def load_quantizer(path: str | os.PathLike[str]) -> Quantizer:
         inconsistent shapes or a content hash mismatch.
     """
     data = _read_npz(path)
+    if "predictor" in data:
+        raise CodebookError(
+            f"{path}: a predictive codebook (it keeps state across frames); "
+            "load it with codec.quantizers.load_codebook"
+        )
     for key in ("config", "content_hash", "mean"):
         if key not in data:
             raise CodebookError(f"{path}: codebook file lacks entry {key!r}")

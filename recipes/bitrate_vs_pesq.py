@@ -1216,6 +1216,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="live anchors to run, comma-separated; empty for none (default: %(default)s)",
     )
     p.add_argument("--no-anchors", action="store_true", help="run no anchors")
+    p.add_argument(
+        "--no-default",
+        action="store_true",
+        help="leave out svq's shipped configuration (for example to measure the anchors alone)",
+    )
     p.add_argument("--no-opus", action="store_true", help="leave out the Opus anchors")
     p.add_argument(
         "--metrics",
@@ -1286,7 +1291,7 @@ def main(argv: list[str] | None = None) -> int:
     code_fp = codec_fingerprint()
     timing_lsf = np.concatenate([lsf_features(*read_audio(f)) for f in files[:2]], axis=0)
     try:
-        configs = [default_config(code_fp, timing_lsf, args.bitrates)]
+        configs = [] if args.no_default else [default_config(code_fp, timing_lsf, args.bitrates)]
     except ParameterError as exc:
         print(f"error: the codec's default configuration: {exc}", file=sys.stderr)
         return 2

@@ -295,7 +295,13 @@ def _pcm16(x: np.ndarray) -> bytes:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from codec.analysis import lsf_to_lpc, lsf_weights, sd_summary, spectral_distortion
+    from codec.analysis import (
+        lsf_to_lpc,
+        lsf_weights,
+        sd_summary,
+        spectral_distortion,
+        stabilize_lsf,
+    )
     from codec.envelope import EnvelopeCoder
     from codec.features import collection_features
     from codec.quantizers import check_train_settings, train_quantizer
@@ -308,15 +314,45 @@ def _cmd_train(args: argparse.Namespace) -> int:
     check_train_settings(
         args.variant, args.stages, args.bits, args.method, args.seed, 16, **options
     )
+    if args.safety_net and not args.predictive:
+        raise ParameterError("--safety-net needs --predictive ma or ar")
     src = Path(args.data)
     if not src.exists():
         raise ParameterError(f"--data {src}: not found")
+    offsets = None
     if src.suffix == ".npy" and src.is_file():
         lsf = np.load(src, allow_pickle=False)
         if lsf.ndim != 2 or lsf.shape[1] != 16 or not np.all(np.isfinite(lsf)):
             raise ParameterError(f"{src}: expected a finite (n, 16) LSF matrix")
     else:
-        lsf = collection_features(src, split=args.split, progress=not args.quiet).lsf
+        fs = collection_features(src, split=args.split, progress=not args.quiet)
+        lsf, offsets = fs.lsf, fs.offsets
+    if args.predictive:
+        # an .npy matrix counts as one stream; audio files are streams of their own
+        from codec.quantizers import train_predictive
+
+        pq = train_predictive(
+            lsf, offsets, variant=args.variant, stages=args.stages, bits=args.bits,
+            method=args.method, weights=lsf_weights(lsf), seed=args.seed,
+            kind=args.predictive, safety_net=args.safety_net, **options,
+        )  # fmt: skip
+        tmp = Path(args.out).with_name(f".{Path(args.out).name}.partial")
+        try:
+            pq.save(tmp)
+            atomic_write(args.out, tmp.read_bytes())
+        finally:
+            tmp.unlink(missing_ok=True)
+        lsf_hat, _ = pq.quantize(lsf, lsf_weights(lsf), offsets)
+        sd = spectral_distortion(lsf_to_lpc(lsf), lsf_to_lpc(stabilize_lsf(lsf_hat)))
+        s = sd_summary(sd)
+        print(
+            f"{args.out}: {pq.bits} bits ({args.predictive}-predictive "
+            f"{'with safety net ' if args.safety_net else ''}{args.variant}, "
+            f"{args.stages} x {args.bits}, {args.method}), hash {pq.content_hash[:16]}; "
+            f"training-set SD {s['mean_sd_db']:.2f} dB, {s['pct_2_4_db']:.1f} % in 2-4 dB, "
+            f"{s['pct_over_4_db']:.2f} % > 4 dB"
+        )
+        return 0
     q = train_quantizer(
         lsf,
         variant=args.variant,
@@ -561,6 +597,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--beam",
         type=int,
         help="search width: AVQ beam, RVQ M-best (default: the variant's, 4 for avq and rvq)",
+    )
+    p.add_argument(
+        "--predictive",
+        choices=["ma", "ar"],
+        help="predict each frame from the previous one: ma (AMR-WB-style moving average) or "
+        "ar (EVS-style, from the previous decoded envelope); the .cb file carries the "
+        "prediction matrix (default: memoryless)",
+    )
+    p.add_argument(
+        "--safety-net",
+        action="store_true",
+        help="with --predictive: add a memoryless safety-net codebook, chosen per frame "
+        "by the encoder (one more bit per frame)",
     )
     p.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
     p.add_argument("--out", required=True, help="output codebook file (.cb)")

@@ -1,7 +1,8 @@
 """Spectral distortion of the LSF envelope quantizers on speech, 16 to 40 bits per frame.
 
 ``python -m recipes.envelope_sd [--train DIR_OR_MANIFEST] [--eval DIR_OR_MANIFEST]
-[--out DIR] [--bits 16,24,32,40] [--variants ...] [--methods ...] [--train-split train]
+[--out DIR] [--bits 16,24,32,36,40] [--only NAME,...] [--variants ...] [--methods ...]
+[--train-split train]
 [--eval-split dev]``
 
 The LSF vectors (16 per 20 ms frame) of the training data train every
@@ -34,6 +35,20 @@ Configurations (``--bits`` picks the groups)
         ``r`` equals that of the LSFs, so the same weights apply.  The
         predictor is a wrapper in this recipe (:class:`MAPredictive`); nothing
         in :mod:`codec` changes.
+    ``ar-``, ``arsn-``, ``mam-`` configurations (16, 36 bits): the codec's
+        :class:`~codec.quantizers.PredictiveQuantizer`: ``ar`` predicts the
+        mean-removed LSFs from the previous decoded ones through a fitted
+        16 x 16 matrix (EVS-style AR), ``arsn`` adds the memoryless safety-net
+        codebook chosen per frame by the encoder (one more bit: ``arsn-rvq-5x7``
+        spends 36 bits), ``mam`` is MA prediction with a fitted matrix instead
+        of AMR-WB's 1/3; codebooks trained on the open-loop targets
+        (:func:`~codec.quantizers.train_predictive`).
+    ``e2e-`` configurations (16 bits, STE and NSVQ): predictor matrix (AR),
+        codebooks and, for ``h32``, a residual transform of 32 tanh units on
+        each side of the quantizer, trained jointly on the weighted LSF error
+        (:func:`codec.quantizers.endtoend.train_end_to_end`, 4 closed-loop
+        state refreshes of ``--steps``/4 Adam steps each); they train on the
+        ``--train-max`` subset (the closed-loop states come from whole files).
     Configurations with 64 or more codewords per codebook train on a random
     subset of at most ``--train-max`` (80000) of the balanced training vectors;
     AVQ k-means with 256 codewords uses fewer joint refinement rounds (8) on
@@ -46,7 +61,10 @@ Timing
     ``us_per_vector``: batched :meth:`Quantizer.encode` of ``--time-vectors``
     (2048) evaluation vectors with weights, best of 3, in a child process with
     one BLAS thread (``OPENBLAS_NUM_THREADS=1`` etc.).  For ``ma-`` rows the
-    prediction (``2 D`` operations) is added to ``ops_per_vector`` but not timed.
+    prediction (``2 D`` operations) is added to ``ops_per_vector`` but not timed;
+    the codec's predictive quantizers (``ar-``, ``arsn-``, ``mam-``, ``e2e-``) are
+    timed whole (:meth:`PredictiveQuantizer.encode_step` on the same vectors
+    as frames of parallel streams: prediction, transform, search(es)).
 
 Outputs in ``--out`` (default ``out/envelope_sd``)
     ``results.json``   list of rows: ``variant, method, bits, stages,
@@ -86,7 +104,14 @@ from codec.analysis import (
     stabilize_lsf,
 )
 from codec.features import FeatureSet, collection_features
-from codec.quantizers import Quantizer, load_quantizer, train_quantizer
+from codec.quantizers import (
+    PredictiveQuantizer,
+    Quantizer,
+    load_codebook,
+    load_quantizer,
+    train_predictive,
+    train_quantizer,
+)
 from recipes._common import (
     DEFAULT_MANIFEST,
     REPO_ROOT,
@@ -152,6 +177,15 @@ class Config:
         Train on at most ``--train-max`` vectors.
     options : tuple of (name, value)
         Further training options.
+    kind : str
+        ``"ar"`` or ``"ma"``: a :class:`PredictiveQuantizer` with a fitted
+        matrix ('' = none).
+    safety : bool
+        With ``kind``: add the safety-net codebook (+1 bit).
+    e2e : bool
+        With ``kind``: train end to end (predictor matrix, codebooks, transform).
+    hidden : int
+        End-to-end transform units per side (0 = matrix only).
     """
 
     variant: str
@@ -164,18 +198,35 @@ class Config:
     predictor: float = 0.0
     subsample: bool = False
     options: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
+    kind: str = ""
+    safety: bool = False
+    e2e: bool = False
+    hidden: int = 0
 
     @property
     def bits(self) -> int:
-        """Bits per frame."""
-        return self.stages * self.bits_per_stage
+        """Bits per frame (the safety-net flag included)."""
+        return self.stages * self.bits_per_stage + (1 if self.safety else 0)
+
+    @property
+    def prefix(self) -> str:
+        """``ma``, ``ar``, ``arsn``, ``mam``, ``e2e`` or '' (memoryless)."""
+        if self.predictor:
+            return "ma"
+        if self.e2e:
+            return "e2e"
+        if self.kind == "ma":
+            return "mam"
+        return self.kind + ("sn" if self.safety else "")
 
     @property
     def name(self) -> str:
         """Short unique label, e.g. ``ma-rvq-5x8-b8-kmeans``."""
         parts = [f"{self.variant}-{self.stages}x{self.bits_per_stage}"]
-        if self.predictor:
-            parts.insert(0, "ma")
+        if self.prefix:
+            parts.insert(0, self.prefix)
+        if self.hidden:
+            parts.append(f"h{self.hidden}")
         if self.beam is not None:
             parts.append(f"b{self.beam}")
         if self.split is not None:
@@ -220,6 +271,16 @@ DEFAULT_CONFIGS: tuple[Config, ...] = (
     Config("pvq", "kmeans", 5, 8, 40, split=(2, 3, 3, 4, 4), subsample=True),
     Config("rvq", "kmeans", 5, 8, 40, beam=8, predictor=MA_COEF, subsample=True),
     Config("avq", "kmeans", 5, 8, 40, predictor=MA_COEF, subsample=True, options=_AVQ8),
+    *(Config("avq", m, 4, 4, 16, kind="ar") for m in ("kmeans", "ste", "nsvq")),
+    Config("avq", "nsvq", 3, 5, 16, kind="ar", safety=True),
+    *(
+        Config("avq", m, 4, 4, 16, kind="ar", e2e=True, hidden=h, subsample=True)
+        for h in (0, 32)
+        for m in ("ste", "nsvq")
+    ),
+    Config("rvq", "kmeans", 6, 6, 36, beam=8, kind="ar", subsample=True),
+    Config("rvq", "kmeans", 6, 6, 36, beam=8, kind="ma", subsample=True),
+    Config("rvq", "kmeans", 5, 7, 36, beam=8, kind="ar", safety=True, subsample=True),
 )
 """The default grid (see the module docstring)."""
 
@@ -335,7 +396,7 @@ def train_config(
     train_max: int,
     seed: int,
     cache_dir: Path,
-) -> tuple[Quantizer | MAPredictive, dict[str, Any]]:
+) -> tuple[Quantizer | MAPredictive | PredictiveQuantizer, dict[str, Any]]:
     """Train one configuration, or load it from ``cache_dir``.
 
     Returns
@@ -351,6 +412,8 @@ def train_config(
     )
     path = cache_dir / f"{cfg.name}-{key}.cb"
     info: dict[str, Any] = {"train_vectors": int(rows.size), "path": str(path)}
+    if cfg.kind:
+        return _train_predictive(cfg, data, rows, kwargs, seed, path, info)
     if path.exists():
         q = load_quantizer(path)
         info.update(train_s=float(q.extra["train_s"][0]), cached=True)
@@ -395,11 +458,57 @@ def train_config(
     return q, info
 
 
+def _train_predictive(
+    cfg: Config,
+    data: TrainData,
+    rows: npt.NDArray[np.int64],
+    kwargs: dict[str, Any],
+    seed: int,
+    path: Path,
+    info: dict[str, Any],
+) -> tuple[PredictiveQuantizer, dict[str, Any]]:
+    """Train (or load) a configuration with ``kind``: the codec's predictive quantizer."""
+    side = path.with_suffix(".json")
+    if path.exists() and side.exists():
+        pq = load_codebook(path)
+        assert isinstance(pq, PredictiveQuantizer)
+        info.update(train_s=float(json.loads(side.read_text())["train_s"]), cached=True)
+        return pq, info
+    lsf = data.fs.lsf
+    w_all = lsf_weights(lsf)
+    t0 = time.perf_counter()
+    common: dict[str, Any] = dict(
+        rows=rows, variant=cfg.variant, stages=cfg.stages, bits=cfg.bits_per_stage,
+        method=cfg.method, weights=w_all, seed=seed, kind=cfg.kind,
+    )  # fmt: skip
+    if cfg.e2e:
+        from codec.quantizers.endtoend import train_end_to_end
+
+        steps = int(kwargs.get("steps", 1000))
+        pq = train_end_to_end(
+            lsf, data.fs.offsets, hidden=cfg.hidden, rounds=4, steps=max(steps // 4, 1),
+            beam=cfg.beam, split=cfg.split, **common,
+        )  # fmt: skip
+    else:
+        kw = {**kwargs, "progress": sys.stderr.isatty()}
+        pq = train_predictive(lsf, data.fs.offsets, safety_net=cfg.safety, **common, **kw)
+    train_s = time.perf_counter() - t0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    pq.save(tmp)
+    os.replace(tmp, path)
+    side.write_text(json.dumps({"train_s": train_s}))
+    info.update(train_s=train_s, cached=False)
+    return pq, info
+
+
 # ----------------------------------------------------------------------------- evaluation
 
 
 def evaluate(
-    model: Quantizer | MAPredictive, lsf: FloatArray, offsets: npt.NDArray[np.int64]
+    model: Quantizer | MAPredictive | PredictiveQuantizer,
+    lsf: FloatArray,
+    offsets: npt.NDArray[np.int64],
 ) -> dict[str, float]:
     """SD summary of quantizing ``lsf`` (weighted search, stabilised output).
 
@@ -411,6 +520,8 @@ def evaluate(
     w = lsf_weights(lsf)
     if isinstance(model, MAPredictive):
         xh = model.quantize(lsf, w, offsets)
+    elif isinstance(model, PredictiveQuantizer):
+        xh = model.quantize(lsf, w, offsets)[0]
     else:
         xh = model.decode(model.encode(lsf, weights=w))
     sd = spectral_distortion(lsf_to_lpc(lsf), lsf_to_lpc(stabilize_lsf(xh)))
@@ -422,12 +533,18 @@ def evaluate(
 _TIMER = """
 import json, sys, time
 import numpy as np
-from codec.quantizers import load_quantizer
+from codec.quantizers import PredictiveQuantizer, load_codebook
 x = np.load(sys.argv[1]); w = np.load(sys.argv[2]); out = {}
 for path in json.loads(sys.argv[3]):
-    q = load_quantizer(path); q.encode(x[:64], weights=w[:64]); best = float("inf")
+    q = load_codebook(path)
+    if isinstance(q, PredictiveQuantizer):  # one frame of len(x) parallel streams
+        s = q.initial_state(len(x))
+        enc = lambda a, b: q.encode_step(a, s[: len(a)], b)
+    else:
+        enc = lambda a, b: q.encode(a, weights=b)
+    enc(x[:64], w[:64]); best = float("inf")
     for _ in range(3):
-        t0 = time.perf_counter(); q.encode(x, weights=w); best = min(best, time.perf_counter() - t0)
+        t0 = time.perf_counter(); enc(x, w); best = min(best, time.perf_counter() - t0)
     out[path] = 1e6 * best / len(x)
 print(json.dumps(out))
 """
@@ -507,7 +624,11 @@ def transparent(r: dict[str, Any]) -> bool:
 def targets(rows: list[dict[str, Any]]) -> list[str]:
     """Plain-language verdicts on the project's targets."""
     lines = []
-    p16 = {(r["variant"], r["method"]): r for r in rows if r["group"] == 16 and r["stages"] == 4}
+    p16 = {
+        (r["variant"], r["method"]): r
+        for r in rows
+        if r["group"] == 16 and r["stages"] == 4 and not r.get("prefix")
+    }
     for v in ("avq", "rvq", "pvq"):
         ste, nsvq = p16.get((v, "ste")), p16.get((v, "nsvq"))
         if ste and nsvq:
@@ -525,6 +646,7 @@ def targets(rows: list[dict[str, Any]]) -> list[str]:
                 f"16 bits, {m}: best variant {winner.upper()} ({per[winner]:.3f} dB): "
                 f"{'met' if winner == 'avq' else 'NOT met'} (AVQ best)"
             )
+    lines += _predictive_targets(rows)
     budget = [r for r in rows if r["bits"] <= 40]
     ok = [r for r in budget if transparent(r)]
     if budget:
@@ -540,6 +662,44 @@ def targets(rows: list[dict[str, Any]]) -> list[str]:
         else:
             lines.append(
                 f"Transparency at <= 40 bits: NOT met; closest {best['config']} "
+                f"({best['mean_sd_db']:.3f} dB, {best['pct_over_2_db']:.2f} % > 2 dB, "
+                f"{best['pct_over_4_db']:.3f} % > 4 dB)"
+            )
+    return lines
+
+
+def _predictive_targets(rows: list[dict[str, Any]]) -> list[str]:
+    """Issue 13's targets: transparency at <= 36 bits, 16 bits below AVQ NSVQ, e2e NSVQ vs STE."""
+    lines = []
+    by = {r["config"]: r for r in rows}
+    ref = by.get("avq-4x4-nsvq")
+    at16 = [r for r in rows if r["bits"] == 16 and r["config"] != "avq-4x4-nsvq"]
+    if ref and at16:
+        best = min(at16, key=lambda r: r["mean_sd_db"])
+        ok = best["mean_sd_db"] < ref["mean_sd_db"]
+        lines.append(
+            f"16 bits: best {best['config']} {best['mean_sd_db']:.3f} dB vs AVQ NSVQ "
+            f"{ref['mean_sd_db']:.3f} dB: {'met' if ok else 'NOT met'} (lower)"
+        )
+    for h in (0, 32):
+        tag = f"-h{h}" if h else ""
+        ste, ns = by.get(f"e2e-avq-4x4{tag}-ste"), by.get(f"e2e-avq-4x4{tag}-nsvq")
+        if ste and ns:
+            diff = ste["mean_sd_db"] - ns["mean_sd_db"]
+            lines.append(
+                f"End to end (AR matrix{', transform ' + str(h) + ' units' if h else ''}): "
+                f"NSVQ {ns['mean_sd_db']:.3f} dB vs STE {ste['mean_sd_db']:.3f} dB "
+                f"(NSVQ {'ahead' if diff > 0 else 'behind'} by {abs(diff):.3f} dB)"
+            )
+    b36 = [r for r in rows if r["bits"] <= 36]
+    if b36:
+        ok36 = [r["config"] for r in b36 if transparent(r)]
+        best = min(b36, key=lambda r: r["mean_sd_db"])
+        if ok36:
+            lines.append(f"Transparency at <= 36 bits: met by {', '.join(ok36)}")
+        else:
+            lines.append(
+                f"Transparency at <= 36 bits: NOT met; closest {best['config']} "
                 f"({best['mean_sd_db']:.3f} dB, {best['pct_over_2_db']:.2f} % > 2 dB, "
                 f"{best['pct_over_4_db']:.3f} % > 4 dB)"
             )
@@ -593,7 +753,8 @@ _MARKERS = {"kmeans": "o", "ste": "s", "nsvq": "^"}
 
 
 def _family(r: dict[str, Any]) -> str:
-    return f"{'ma-' if r['predictor'] else ''}{r['variant']}-{r['method']}"
+    pre = r.get("prefix") or ("ma" if r["predictor"] else "")
+    return f"{pre + '-' if pre else ''}{r['variant']}-{r['method']}"
 
 
 def plot(out: Path, rows: list[dict[str, Any]]) -> None:
@@ -615,7 +776,7 @@ def plot(out: Path, rows: list[dict[str, Any]]) -> None:
             [pts[b] for b in xs],
             marker=_MARKERS.get(sub[0]["method"], "x"),
             color=_COLORS.get(sub[0]["variant"], "k"),
-            linestyle="--" if sub[0]["predictor"] else "-",
+            linestyle="--" if sub[0]["predictor"] or sub[0].get("prefix") else "-",
             label=fam,
         )
     ax.axhline(TARGET_MEAN_DB, color="k", linewidth=0.8, linestyle=":", label="1 dB")
@@ -635,13 +796,13 @@ def plot(out: Path, rows: list[dict[str, Any]]) -> None:
             r["mean_sd_db"],
             color=_COLORS.get(r["variant"], "k"),
             marker=_MARKERS.get(r["method"], "x"),
-            facecolors="none" if r["predictor"] else None,
+            facecolors="none" if r["predictor"] or r.get("prefix") else None,
         )
         ax.annotate(r["config"], (r["ops_per_vector"], r["mean_sd_db"]), fontsize=5)
     ax.set_xscale("log")
     ax.set_xlabel("encoder operations per vector")
     ax.set_ylabel("mean spectral distortion (dB)")
-    ax.set_title("SD vs encoder complexity (hollow: MA-predictive)")
+    ax.set_title("SD vs encoder complexity (hollow: predictive)")
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "sd_vs_ops.png", dpi=120)
@@ -665,11 +826,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-split", default="train", help="manifest split (%(default)s)")
     p.add_argument("--eval-split", default="dev", help="manifest split (%(default)s)")
     p.add_argument("--out", default="out/envelope_sd", help="output folder (%(default)s)")
-    p.add_argument("--bits", type=_ints, default=[16, 24, 32, 40], help="budgets (16,24,32,40)")
+    p.add_argument(
+        "--bits", type=_ints, default=[16, 24, 32, 36, 40], help="budgets (16,24,32,36,40)"
+    )
     p.add_argument("--variants", default="vq,avq,rvq,pvq", help="variants (%(default)s)")
     p.add_argument("--methods", default="kmeans,ste,nsvq", help="methods (%(default)s)")
     p.add_argument(
-        "--no-ma", action="store_true", help="leave out the MA-predictive configurations"
+        "--no-ma",
+        "--no-predictive",
+        dest="no_ma",
+        action="store_true",
+        help="leave out the predictive configurations (ma-, mam-, ar-, arsn-, e2e-)",
+    )
+    p.add_argument(
+        "--only",
+        default="",
+        help="comma-separated configuration names to run (default: every selected one)",
     )
     p.add_argument("--steps", type=int, default=1000, help="STE/NSVQ Adam steps (%(default)s)")
     p.add_argument(
@@ -690,7 +862,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def select_configs(
-    bits: Sequence[int], variants: Sequence[str], methods: Sequence[str], with_ma: bool
+    bits: Sequence[int],
+    variants: Sequence[str],
+    methods: Sequence[str],
+    with_ma: bool,
+    only: Sequence[str] = (),
 ) -> list[Config]:
     """The default configurations of the chosen groups, variants and methods."""
     return [
@@ -699,12 +875,15 @@ def select_configs(
         if c.group in bits
         and c.variant in variants
         and c.method in methods
-        and (with_ma or not c.predictor)
+        and (with_ma or not (c.predictor or c.kind))
+        and (not only or c.name in only)
     ]
 
 
-def _row(cfg: Config, model: Quantizer | MAPredictive, info: dict[str, Any]) -> dict[str, Any]:
-    q = model.quantizer if isinstance(model, MAPredictive) else model
+def _row(
+    cfg: Config, model: Quantizer | MAPredictive | PredictiveQuantizer, info: dict[str, Any]
+) -> dict[str, Any]:
+    q = model.quantizer if isinstance(model, (MAPredictive, PredictiveQuantizer)) else model
     split = list(q.config.split) if cfg.variant == "pvq" else None
     return {
         "variant": cfg.variant,
@@ -717,6 +896,7 @@ def _row(cfg: Config, model: Quantizer | MAPredictive, info: dict[str, Any]) -> 
         "beam": q.beam,
         "split": split,
         "predictor": cfg.predictor,
+        "prefix": cfg.prefix,
         "ops_per_vector": int(model.ops_per_vector()),
         "train_vectors": info["train_vectors"],
         "train_s": round(float(info["train_s"]), 2),
@@ -727,6 +907,13 @@ def _row(cfg: Config, model: Quantizer | MAPredictive, info: dict[str, Any]) -> 
 def _note(cfg: Config) -> str:
     if cfg.predictor:
         return "MA(1) prediction from 1/3 of the previous frame's quantized residual"
+    if cfg.e2e:
+        net = f" + transform ({cfg.hidden} tanh units per side)" if cfg.hidden else ""
+        return f"AR matrix{net}, trained end to end with the codebooks by {cfg.method.upper()}"
+    if cfg.kind:
+        what = "AR (previous decoded LSFs)" if cfg.kind == "ar" else "MA (previous residual)"
+        sn = " + 1-bit safety-net codebook" if cfg.safety else ""
+        return f"{what} prediction, fitted 16 x 16 matrix{sn}"
     if cfg.variant == "vq" and cfg.group == 16:
         return "plain-VQ point of the 16-bit setting at 12 bits (a 16-bit VQ is impractical)"
     return ""
@@ -737,7 +924,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
     configs = select_configs(
-        args.bits, parse_names(args.variants), parse_names(args.methods), not args.no_ma
+        args.bits,
+        parse_names(args.variants),
+        parse_names(args.methods),
+        not args.no_ma,
+        [t for t in args.only.split(",") if t],
     )
     if not configs:
         p.error("no configuration matches --bits/--variants/--methods")

@@ -71,7 +71,7 @@ def test_envelope_sd_fast_path(tmp_path: Path) -> None:
     argv = [
         "--train", str(SAMPLES), "--eval", str(SAMPLES), "--out", str(out),
         "--bits", "16", "--variants", "avq,rvq,pvq", "--methods", "kmeans",
-        "--no-balance", "--time-vectors", "256",
+        "--no-balance", "--time-vectors", "256", "--no-predictive",
     ]  # fmt: skip
     assert envelope_sd.main(argv) == 0
     rows = json.loads((out / "results.json").read_text())
@@ -106,6 +106,36 @@ def test_envelope_sd_ma_predictive(tmp_path: Path) -> None:
     assert ma["predictor"] == pytest.approx(1 / 3) and plain["predictor"] == 0
     assert ma["ops_per_vector"] == plain["ops_per_vector"] + 2 * 16
     assert 0 < ma["mean_sd_db"] < 10 and ma["bits"] == 24
+
+
+def test_envelope_sd_codec_predictive_and_end_to_end(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    out = tmp_path / "env"
+    argv = [
+        "--train", str(SAMPLES), "--eval", str(SAMPLES), "--out", str(out),
+        "--bits", "16", "--variants", "avq", "--methods", "kmeans,ste", "--steps", "8",
+        "--no-balance", "--time-vectors", "64",
+        "--only", "avq-4x4-kmeans,ar-avq-4x4-kmeans,e2e-avq-4x4-ste,e2e-avq-4x4-h32-ste",
+    ]  # fmt: skip
+    assert envelope_sd.main(argv) == 0
+    rows = {r["config"]: r for r in json.loads((out / "results.json").read_text())}
+    assert set(rows) == {
+        "avq-4x4-kmeans", "ar-avq-4x4-kmeans", "e2e-avq-4x4-ste", "e2e-avq-4x4-h32-ste"
+    }  # fmt: skip
+    plain, ar = rows["avq-4x4-kmeans"], rows["ar-avq-4x4-kmeans"]
+    assert ar["prefix"] == "ar" and ar["bits"] == 16
+    # prediction (a 16 x 16 matrix) costs more operations than the memoryless search
+    assert ar["ops_per_vector"] > plain["ops_per_vector"]
+    e2e = rows["e2e-avq-4x4-h32-ste"]
+    assert e2e["ops_per_vector"] > rows["e2e-avq-4x4-ste"]["ops_per_vector"]
+    for r in rows.values():
+        assert 0 < r["mean_sd_db"] < 10 and r["us_per_vector"] > 0
+    text = (out / "results.md").read_text()
+    assert "16 bits: best" not in text  # no avq-4x4-nsvq reference row in this run
+    assert len(list((out / "codebooks").glob("*.cb"))) == 4
+    assert envelope_sd.main(argv) == 0  # cached
+    again = {r["config"]: r["mean_sd_db"] for r in json.loads((out / "results.json").read_text())}
+    assert again == {k: r["mean_sd_db"] for k, r in rows.items()}
 
 
 def test_ma_predictor_round_trip() -> None:

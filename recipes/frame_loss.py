@@ -1,7 +1,8 @@
 """Frame-loss robustness: PESQ-WB and pSNR against the rate of lost frames.
 
 ``python -m recipes.frame_loss --out DIR [--data MANIFEST_OR_DIR] [--split dev]
-[--bitrate 13.2] [--loss 0,0.03,0.1] [--seeds 0] [--limit N] [--jobs N] [--quiet]``
+[--bitrate 13.2] [--loss 0,0.03,0.1] [--seeds 0] [--limit N]
+[--workers N | --scheduler tcp://HOST:8786] [--quiet]``
 
 Every evaluation file is encoded once at ``--bitrate``; the stream is then
 decoded once per loss rate and seed with ``codec.decode(data, lost=mask)``,
@@ -61,7 +62,6 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,10 +83,10 @@ from recipes._common import (
     fmt_value,
     markdown_table,
     parse_floats,
-    single_threaded_children,
     summary_stats,
     write_json,
 )
+from recipes.runner import add_cluster_args, check_cluster_args, describe, run_units
 
 __all__ = [
     "main",
@@ -209,8 +209,20 @@ def run_file(job: FileJob) -> list[dict[str, Any]]:
     return rows
 
 
-def run_jobs(jobs: Sequence[FileJob], *, n_proc: int, progress: bool) -> list[dict[str, Any]]:
-    """All rows of ``jobs`` (worker processes if ``n_proc > 1``), in job order."""
+def _indexed(item: tuple[int, FileJob]) -> tuple[int, list[dict[str, Any]]]:
+    return item[0], run_file(item[1])
+
+
+def run_jobs(
+    jobs: Sequence[FileJob],
+    *,
+    n_proc: int,
+    progress: bool,
+    scheduler: str | None = None,
+    worker_memory: str = "3GiB",
+) -> list[dict[str, Any]]:
+    """All rows of ``jobs`` (:func:`recipes.runner.run_units`: serial, local or remote
+    Dask cluster), in job order."""
     from tqdm import tqdm
 
     results: dict[int, list[dict[str, Any]]] = {}
@@ -225,21 +237,14 @@ def run_jobs(jobs: Sequence[FileJob], *, n_proc: int, progress: bool) -> list[di
         bar.update(1)
 
     with bar:
-        if n_proc <= 1 or len(jobs) <= 1:
-            for i, job in enumerate(jobs):
-                record(i, run_file(job))
-        else:
-            import multiprocessing as mp
-
-            with (
-                single_threaded_children(),
-                ProcessPoolExecutor(
-                    max_workers=min(n_proc, len(jobs)), mp_context=mp.get_context("spawn")
-                ) as pool,
-            ):
-                futures = {pool.submit(run_file, job): i for i, job in enumerate(jobs)}
-                for fut in as_completed(futures):
-                    record(futures[fut], fut.result())
+        for i, rows in run_units(
+            _indexed,
+            list(enumerate(jobs)),
+            workers=min(n_proc, len(jobs)),
+            scheduler=scheduler,
+            worker_memory=worker_memory,
+        ):
+            record(i, rows)
     return [r for i in range(len(jobs)) for r in results[i]]
 
 
@@ -446,12 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: %(default)s)",
     )
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N files")
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="worker processes over files (default: %(default)s = CPU count)",
-    )
+    add_cluster_args(p, default_workers=os.cpu_count() or 1)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -478,7 +478,8 @@ def _validate(args: argparse.Namespace, p: argparse.ArgumentParser) -> None:
     if not seeds or any(s < 0 for s in seeds):
         p.error("--seeds: give one or more non-negative integers")
     args.seeds = list(dict.fromkeys(seeds))
-    for name in ("limit", "jobs"):
+    check_cluster_args(args, p)
+    for name in ("limit",):
         value = getattr(args, name)
         if value is not None and value < 1:
             p.error(f"--{name} must be >= 1")
@@ -514,10 +515,20 @@ def main(argv: list[str] | None = None) -> int:
     n_rows = len(files) * len(args.loss) * len(args.seeds)
     print(
         f"{len(files)} files x {len(args.loss)} loss rates x {len(args.seeds)} seeds = "
-        f"{n_rows} decodes at {fmt_kbps(args.bitrate)} kbit/s on {args.jobs} process(es)",
+        f"{n_rows} decodes at {fmt_kbps(args.bitrate)} kbit/s on {describe(args)}",
         file=sys.stderr,
     )
-    rows = run_jobs(jobs, n_proc=args.jobs, progress=not args.quiet)
+    try:
+        rows = run_jobs(
+            jobs,
+            n_proc=args.workers,
+            progress=not args.quiet,
+            scheduler=args.scheduler,
+            worker_memory=args.worker_memory,
+        )
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     code_fp_end = codec_fingerprint()
     if code_fp_end != code_fp:
         print(

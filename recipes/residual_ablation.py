@@ -15,7 +15,7 @@ shipped: both, plus the harmonic model of the entropy coder).
 
 Example (all of dev, about 20 min on 2 cores without ViSQOL)::
 
-    python -m recipes.residual_ablation --out out/ablation --jobs 2
+    python -m recipes.residual_ablation --out out/ablation --workers 2
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import io
 import json
 import sys
 from collections.abc import Sequence
-from multiprocessing import Pool
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +39,10 @@ from recipes._common import (
     markdown_table,
     parse_floats,
     parse_names,
-    single_threaded_children,
     summary_stats,
     write_json,
 )
+from recipes.runner import add_cluster_args, check_cluster_args, run_units
 
 CONFIGS = {
     "none": {"pitch": False, "band_split": False, "harmonic": False},
@@ -133,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bitrates", default="8,9.6,13.2,16.4,24.4,32", help="kbit/s list")
     p.add_argument("--configs", default=",".join(CONFIGS), help="from: " + ",".join(CONFIGS))
     p.add_argument("--limit", type=int, default=None, help="first N files only")
-    p.add_argument("--jobs", type=int, default=2, help="worker processes (default: 2)")
+    add_cluster_args(p, default_workers=2)
     p.add_argument("--visqol", action="store_true", help="also score ViSQOL (slow)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -177,8 +176,15 @@ def main(argv: list[str] | None = None) -> int:
     ]
     from tqdm import tqdm
 
-    with single_threaded_children(), Pool(args.jobs) as pool, cache_path.open("a") as cache:
-        it = pool.imap_unordered(run_cell, jobs)
+    check_cluster_args(args, p)
+    it = run_units(
+        run_cell,
+        jobs,
+        workers=min(args.workers, max(len(jobs), 1)),
+        scheduler=args.scheduler,
+        worker_memory=args.worker_memory,
+    )
+    with cache_path.open("a") as cache:
         for r in tqdm(it, total=len(jobs), disable=args.quiet, desc="cells"):
             r["codec"] = fingerprint
             cache.write(json.dumps(r) + "\n")

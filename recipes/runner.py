@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -113,14 +114,17 @@ def run_units(
         if scheduler is None:
             # worker processes inherit these: one BLAS/OpenMP thread per single-threaded worker
             os.environ.update(_one_thread_env())
-            cluster = LocalCluster(
-                n_workers=workers,
-                threads_per_worker=1,
-                processes=True,
-                memory_limit=worker_memory,
-                dashboard_address=None,
-                silence_logs=logging.ERROR,
-            )
+            with warnings.catch_warnings():
+                # the scheduler's HTTP endpoint moves off a busy port 8787 with a warning
+                warnings.filterwarnings("ignore", message="Port 8787 is already in use")
+                cluster = LocalCluster(
+                    n_workers=workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    memory_limit=worker_memory,
+                    dashboard_address=None,
+                    silence_logs=logging.ERROR,
+                )
             client = Client(cluster)
             n_slots = workers
         else:

@@ -42,7 +42,9 @@ Configurations (``--bits`` picks the groups)
         codebook chosen per frame by the encoder (one more bit: ``arsn-rvq-5x7``
         spends 36 bits), ``mam`` is MA prediction with a fitted matrix instead
         of AMR-WB's 1/3; codebooks trained on the open-loop targets
-        (:func:`~codec.quantizers.train_predictive`).
+        (:func:`~codec.quantizers.train_predictive`); ``-cl``: then retrained
+        once on the closed-loop targets of the frames coded predictively,
+        with the matrix refitted to the closed-loop states.
     ``e2e-`` configurations (16 bits, STE and NSVQ): predictor matrix (AR),
         codebooks and, for ``h32``, a residual transform of 32 tanh units on
         each side of the quantizer, trained jointly on the weighted LSF error
@@ -227,6 +229,8 @@ class Config:
             parts.insert(0, self.prefix)
         if self.hidden:
             parts.append(f"h{self.hidden}")
+        if dict(self.options).get("closed_loop"):
+            parts.append("cl")
         if self.beam is not None:
             parts.append(f"b{self.beam}")
         if self.split is not None:
@@ -253,6 +257,7 @@ def _paper16() -> list[Config]:
 
 
 _AVQ8 = (("refine_iters", 8), ("train_beam", 4))
+_CL = (("closed_loop", 1),)
 DEFAULT_CONFIGS: tuple[Config, ...] = (
     *_paper16(),
     Config("avq", "kmeans", 4, 6, 24, subsample=True),
@@ -281,6 +286,7 @@ DEFAULT_CONFIGS: tuple[Config, ...] = (
     Config("rvq", "kmeans", 6, 6, 36, beam=8, kind="ar", subsample=True),
     Config("rvq", "kmeans", 6, 6, 36, beam=8, kind="ma", subsample=True),
     Config("rvq", "kmeans", 5, 7, 36, beam=8, kind="ar", safety=True, subsample=True),
+    Config("rvq", "kmeans", 5, 7, 36, 8, kind="ar", safety=True, subsample=True, options=_CL),
 )
 """The default grid (see the module docstring)."""
 

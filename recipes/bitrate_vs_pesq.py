@@ -862,6 +862,8 @@ def results_markdown(
                 mark = "" if m == "pesq_wb" or o["same_as_pesq"].get(m, True) else " ✗"
                 o_rows.append([col, METRIC_LABELS[m] + mark, " > ".join(o["order"][m])])
         parts += [markdown_table(["kbit/s", "metric", "ordering"], o_rows), ""]
+    if not complexity:
+        return "\n".join(parts)
     parts += [
         "## Complexity of the envelope quantizer",
         "",

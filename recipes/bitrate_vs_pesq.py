@@ -1082,7 +1082,12 @@ def plot_anchors(
         ax.grid(alpha=0.3)
     for k in range(len(metrics), n_rows * n_cols):
         axes[k // n_cols][k % n_cols].set_visible(False)
-    fig.suptitle(f"svq default against live anchors (mean, 2.5–97.5 % band; {n} files)")
+    what = (
+        "svq default against live anchors"
+        if any(c.kind == "svq" for c in shown)
+        else "Live anchors"
+    )
+    fig.suptitle(f"{what} (mean, 2.5–97.5 % band; {n} files)")
     fig.legend(
         list(handles.values()),
         list(handles),

@@ -44,7 +44,9 @@ Configurations (``--bits`` picks the groups)
         of AMR-WB's 1/3; codebooks trained on the open-loop targets
         (:func:`~codec.quantizers.train_predictive`); ``-cl``: then retrained
         once on the closed-loop targets of the frames coded predictively,
-        with the matrix refitted to the closed-loop states.
+        with the matrix refitted to the closed-loop states.  ``arsn-rvq-5x7-b16``
+        trains with M-best 8 and encodes with M-best 16 (the codebooks of
+        ``-b8``; a wider search is an encoder-only choice).
     ``e2e-`` configurations (16 bits, STE and NSVQ): predictor matrix (AR),
         codebooks and, for ``h32``, a residual transform of 32 tanh units on
         each side of the quantizer, trained jointly on the weighted LSF error
@@ -258,6 +260,7 @@ def _paper16() -> list[Config]:
 
 _AVQ8 = (("refine_iters", 8), ("train_beam", 4))
 _CL = (("closed_loop", 1),)
+_TB8 = (("train_beam", 8),)
 DEFAULT_CONFIGS: tuple[Config, ...] = (
     *_paper16(),
     Config("avq", "kmeans", 4, 6, 24, subsample=True),
@@ -287,6 +290,7 @@ DEFAULT_CONFIGS: tuple[Config, ...] = (
     Config("rvq", "kmeans", 6, 6, 36, beam=8, kind="ma", subsample=True),
     Config("rvq", "kmeans", 5, 7, 36, beam=8, kind="ar", safety=True, subsample=True),
     Config("rvq", "kmeans", 5, 7, 36, 8, kind="ar", safety=True, subsample=True, options=_CL),
+    Config("rvq", "kmeans", 5, 7, 36, 16, kind="ar", safety=True, subsample=True, options=_TB8),
 )
 """The default grid (see the module docstring)."""
 

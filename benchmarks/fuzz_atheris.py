@@ -322,7 +322,9 @@ def replay(target: str, paths: Sequence[Path], *, measure_coverage: bool) -> dic
     if measure_coverage:
         import coverage
 
-        cov = coverage.Coverage(include=[str(ROOT / m) for m in COVERED_MODULES], branch=False)
+        cov = coverage.Coverage(
+            data_file=None, include=[str(ROOT / m) for m in COVERED_MODULES], branch=False
+        )
         cov.start()
     _import_codec(instrument=False)
     harness = HARNESSES[target]

@@ -208,6 +208,9 @@ def test_harmonic_model_is_part_of_the_frame(speech):
     again, _ = coded.decode(frames, [6] * 4, lambda idx: a)
     assert np.array_equal(right, again)
     plain = TCX(TcxConfig(coded_bins=120, harmonic_depth=0.0))
-    wrong, _ = plain.decode(frames, [6] * 4, lambda idx: a)
+    try:
+        wrong, _ = plain.decode(frames, [6] * 4, lambda idx: a)
+    except BitstreamError:  # the wrong tables may even read past a frame's end
+        return
     voiced = params.gain >= 0
     assert not np.allclose(right[voiced], wrong[voiced])

@@ -334,7 +334,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         pq = train_predictive(
             lsf, offsets, variant=args.variant, stages=args.stages, bits=args.bits,
             method=args.method, weights=lsf_weights(lsf), seed=args.seed,
-            kind=args.predictive, safety_net=args.safety_net, **options,
+            kind=args.predictive, safety_net=args.safety_net, **dict[str, Any](options),
         )  # fmt: skip
         tmp = Path(args.out).with_name(f".{Path(args.out).name}.partial")
         try:

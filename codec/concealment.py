@@ -17,7 +17,18 @@ as :func:`codec.residual.pitch.estimate_pitch` measures it):
   same spectral envelope -- repeating the signs too would repeat the waveform
   and its time-domain aliasing, heard as a buzz.
 
-The level fades with each consecutive lost frame (:data:`FIRST_GAIN`, then
+With the frame after the loss at hand (:meth:`Concealer.interpolate`: a
+whole-file decode, or a :class:`codec.pipeline.StreamDecoder` with
+``conceal="interpolate"`` that holds a run of lost frames back until the next
+frame arrives), the substitute is interpolated between the two neighbours
+instead: the same two shapes (pitch cycle repeated from the past when voiced,
+magnitudes interpolated linearly between the last and the next good frame with
+fresh signs otherwise), each band of :data:`BAND` coefficients scaled to the
+energy interpolated geometrically between the two neighbours' bands (the
+``t``-th of ``L`` lost frames at weight ``t / (L + 1)``, the scale capped at
+:data:`MAX_SCALE`). Runs longer than :data:`MUTE_AFTER` are concealed causally.
+
+Causally, the level fades with each consecutive lost frame (:data:`FIRST_GAIN`, then
 :data:`FADE` per frame) and mutes after :data:`MUTE_AFTER` frames, so a long
 burst becomes silence instead of a frozen vowel. The next good frame is decoded
 as usual: frames are coded independently, and the only state that carries
@@ -33,7 +44,7 @@ from codec.residual import mdct
 from codec.residual.pitch import estimate_pitch
 from codec.residual.tcx import frame_signs
 
-__all__ = ["Concealer", "FADE", "FIRST_GAIN", "MUTE_AFTER", "VOICED_CORR"]
+__all__ = ["BAND", "Concealer", "FADE", "FIRST_GAIN", "MAX_SCALE", "MUTE_AFTER", "VOICED_CORR"]
 
 FloatArray = npt.NDArray[np.float64]
 FADE = 0.7
@@ -44,6 +55,10 @@ MUTE_AFTER = 8
 """Consecutive lost frames after which the output is silent (160 ms)."""
 VOICED_CORR = 0.6
 """Pitch correlation above which a loss is concealed by pitch extrapolation."""
+BAND = 16
+"""Coefficients per band whose energy the interpolating concealment sets (400 Hz)."""
+MAX_SCALE = 4.0
+"""Largest amplitude factor the interpolating concealment applies to a band's shape."""
 _SIGN_OFFSET = 1 << 31  # concealment signs differ from the noise filler's of the same frame
 _HISTORY = 640  # two frames: the longest lag (320) and a frame to correlate
 
@@ -108,3 +123,37 @@ class Concealer:
             return np.asarray(mdct.mdct(block, self._window), dtype=np.float64)
         signs = frame_signs([frame_index + _SIGN_OFFSET], self.n)[0]
         return np.asarray(g * np.abs(self._last) * signs, dtype=np.float64)
+
+    def _pitch_block(self) -> FloatArray:
+        """MDCT of the last pitch cycle repeated over the lost frame's window (unfaded)."""
+        span = self.n + self.overlap
+        block = np.zeros(2 * self.n)
+        lead = (self.n - self.overlap) // 2
+        block[lead : lead + span] = np.resize(self._history[-self._lag :], span)
+        return np.asarray(mdct.mdct(block, self._window), dtype=np.float64)
+
+    def interpolate(
+        self, frame_index: int, next_coefs: FloatArray, position: int, length: int
+    ) -> FloatArray:
+        """MDCT coefficients for lost frame ``frame_index``, the ``position``-th (from 1)
+        of ``length`` lost frames between the last good frame and ``next_coefs``."""
+        self.run += 1
+        if self.run == 1:
+            lags, corr = estimate_pitch(self._history[-2 * self.n :])
+            self._lag = int(lags[-1]) if corr[-1] >= VOICED_CORR else 0
+        w = position / (length + 1)
+        nxt = np.abs(np.asarray(next_coefs, dtype=np.float64))
+        prev = np.abs(self._last)
+        if self._lag:
+            shape = self._pitch_block()
+        else:
+            signs = frame_signs([frame_index + _SIGN_OFFSET], self.n)[0]
+            shape = ((1.0 - w) * prev + w * nxt) * signs
+        edges = np.arange(0, self.n, BAND)
+        tiny = 1e-12
+        e_prev = np.add.reduceat(prev**2, edges) + tiny
+        e_next = np.add.reduceat(nxt**2, edges) + tiny
+        target = np.exp((1.0 - w) * np.log(e_prev) + w * np.log(e_next))
+        have = np.add.reduceat(shape**2, edges) + tiny
+        scale = np.minimum(np.sqrt(target / have), MAX_SCALE)
+        return np.asarray(shape * np.repeat(scale, np.diff(np.r_[edges, self.n])), dtype=np.float64)

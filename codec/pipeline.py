@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -126,6 +126,10 @@ PITCH_GROUP = 100
 """The encoder's pitch analysis high-passes the signal in runs of this many
 frames (frames 0-99, 100-199, ...), whatever the block size, so that its
 output does not depend on how the input arrives or on the block size."""
+
+
+Conceal = Literal["causal", "interpolate"]
+"""Concealment of lost frames: extrapolation only, or interpolation with look-ahead."""
 
 
 def _check_block(block_frames: int) -> int:
@@ -398,6 +402,16 @@ class StreamDecoder:
     block_frames : int, optional
         Most frames decoded together, 1 to :data:`BLOCK_FRAMES` (default): a
         longer list given to :meth:`decode` is decoded in blocks of this size.
+    conceal : {'causal', 'interpolate'}
+        How lost frames are concealed. ``'causal'`` (default, for real time):
+        extrapolated from the past as soon as the output reaches them.
+        ``'interpolate'``: a run of up to :data:`codec.concealment.MUTE_AFTER`
+        lost frames is held back until the next frame arrives (as a jitter
+        buffer with look-ahead would) and interpolated between its two
+        neighbours (:meth:`codec.concealment.Concealer.interpolate`; pitch
+        post-filter lag and gain interpolated too); the output of those frames
+        comes that much later. Longer runs, and a run at the end of the stream,
+        are concealed causally. Without loss both give the same samples.
 
     Feed frames in order with :meth:`decode` (``None`` for a lost frame) and
     finish with :meth:`flush`; the concatenated outputs are the
@@ -415,9 +429,14 @@ class StreamDecoder:
         *,
         tools: Tools = Tools(),
         block_frames: int = BLOCK_FRAMES,
+        conceal: Conceal = "causal",
     ) -> None:
         self.block_frames = _check_block(block_frames)
         _check_header(header)
+        if conceal not in ("causal", "interpolate"):
+            raise ParameterError(f"conceal must be 'causal' or 'interpolate', got {conceal!r}")
+        self.conceal = conceal
+        self._held = 0  # lost frames held back for interpolation (conceal='interpolate')
         self.header = header
         self.env = find_envelope(header.codebook_hash, codebooks)
         self.tcx = _residual_coder(
@@ -473,16 +492,15 @@ class StreamDecoder:
                 frame_index=k0 + good,
             )
             lags[good], gains[good] = pitch.lag, pitch.gain
-        for i in range(n):
-            if lost[i]:  # the last lag, the gain fading as the concealment does
-                self._lost_run += 1
-                lag, gain = self._last_pitch
-                self._last_pitch = (lag, gain * FADE if self._lost_run < MUTE_AFTER else 0.0)
-            else:
-                self._lost_run = 0
-                self._last_pitch = (int(lags[i]), float(pitch_gain(gains[i])))
-            self._comb.push_params(k0 + i, *self._last_pitch)
-        y = self._synthesize(coefs, lost, k0)
+        if self.conceal == "interpolate":
+            y = self._synthesize_interpolating(coefs, lost, lags, gains, k0)
+        else:
+            for i in range(n):
+                if lost[i]:  # the last lag, the gain fading as the concealment does
+                    self._conceal_pitch(k0 + i)
+                else:
+                    self._good_pitch(k0 + i, int(lags[i]), int(gains[i]))
+            y = self._synthesize(coefs, lost, k0)
         self.frames_done += n
         self.lost_frames += int(lost.sum())
         if self._skip:
@@ -511,6 +529,80 @@ class StreamDecoder:
             i = j
         return np.concatenate(parts)
 
+    def _conceal_pitch(self, k: int) -> None:
+        """Post-filter parameters of causally concealed frame ``k``: the last lag,
+        the gain fading as the concealment does."""
+        self._lost_run += 1
+        lag, gain = self._last_pitch
+        self._last_pitch = (lag, gain * FADE if self._lost_run < MUTE_AFTER else 0.0)
+        self._comb.push_params(k, *self._last_pitch)
+
+    def _good_pitch(self, k: int, lag: int, gain_index: int) -> None:
+        self._lost_run = 0
+        self._last_pitch = (lag, float(pitch_gain(gain_index)))
+        self._comb.push_params(k, *self._last_pitch)
+
+    def _synthesize_interpolating(
+        self,
+        coefs: FloatArray,
+        lost: npt.NDArray[np.bool_],
+        lags: npt.NDArray[np.int64],
+        gains: npt.NDArray[np.int64],
+        k0: int,
+    ) -> FloatArray:
+        """:meth:`_synthesize` with look-ahead: a run of lost frames followed by a
+        good one is interpolated; a run still open at the block's end is held back."""
+        held = self._held
+        base = k0 - held
+        lost = np.r_[np.ones(held, dtype=bool), lost]
+        if held:
+            coefs = np.vstack([np.zeros((held, coefs.shape[1])), coefs])
+            lags = np.r_[np.zeros(held, dtype=np.int64), lags]
+            gains = np.r_[np.full(held, -1, dtype=np.int64), gains]
+        n = lost.size
+        # a run of causally concealed frames that goes on from the last call stays causal
+        causal_first = held == 0 and self._concealer.run > 0
+        good = np.flatnonzero(~lost)
+        start = int(good[-1]) + 1 if good.size else 0  # the trailing lost run
+        trail = n - start
+        at_end = base + n == self.header.frame_count
+        hold = 0
+        if 0 < trail <= MUTE_AFTER and not at_end and not (start == 0 and causal_first):
+            hold = trail
+        m = n - hold
+        parts = []
+        i = 0
+        while i < m:
+            j = i + int(np.argmax(np.r_[lost[i:] != lost[i], True]))  # end of the run
+            if not lost[i]:
+                for k in range(i, j):
+                    self._good_pitch(base + k, int(lags[k]), int(gains[k]))
+                block = coefs[i:j]
+                self._concealer.good(block[-1])
+                parts.append(self._synth.process_block(block))
+                self._concealer.observe(parts[-1])
+            elif j < n and j - i <= MUTE_AFTER and not (i == 0 and causal_first):
+                length = j - i
+                lag_p, g_p = self._last_pitch
+                lag_n, g_n = int(lags[j]), float(pitch_gain(gains[j]))
+                for t in range(1, length + 1):
+                    w = t / (length + 1)
+                    self._comb.push_params(base + i + t - 1, *_mix_pitch(lag_p, g_p, lag_n, g_n, w))
+                    sub = self._concealer.interpolate(base + i + t - 1, coefs[j], t, length)
+                    parts.append(self._synth.process_block(sub[None, :]))
+                    self._concealer.observe(parts[-1])
+            else:
+                j = min(j, m)
+                for k in range(i, j):
+                    self._conceal_pitch(base + k)
+                    parts.append(
+                        self._synth.process_block(self._concealer.substitute(base + k)[None, :])
+                    )
+                    self._concealer.observe(parts[-1])
+            i = j
+        self._held = hold
+        return np.concatenate(parts) if parts else np.zeros(0)
+
     def flush(self) -> FloatArray:
         """The last samples, once every frame was given."""
         if self.frames_done != self.header.frame_count:
@@ -524,6 +616,21 @@ class StreamDecoder:
         if np.any(idx >= limit):  # pragma: no cover - raw bits cannot exceed the width
             raise BitstreamError("corrupt frame: envelope index out of range")
         return lsf_to_lpc(self.env.decode(idx))
+
+
+def _mix_pitch(lag_p: int, g_p: float, lag_n: int, g_n: float, w: float) -> tuple[int, float]:
+    """Post-filter parameters at weight ``w`` between those before and after a loss:
+    the gain linear, the lag linear when both sides are filtered and within 20 %
+    of each other, otherwise the lag of the nearer (filtered) side."""
+    if g_p == 0.0:
+        lag = lag_n
+    elif g_n == 0.0:
+        lag = lag_p
+    elif abs(lag_n - lag_p) <= 0.2 * min(lag_p, lag_n):
+        lag = int(round(lag_p + w * (lag_n - lag_p)))
+    else:
+        lag = lag_p if w < 0.5 else lag_n
+    return lag, (1.0 - w) * g_p + w * g_n
 
 
 def _full_scale(x: FloatArray) -> FloatArray:
@@ -558,6 +665,7 @@ def decode(
     lost: npt.ArrayLike | None = None,
     tools: Tools = Tools(),
     on_damage: OnDamage = "raise",
+    conceal: Conceal = "interpolate",
 ) -> tuple[FloatArray, int]:
     """Decode a ``.svq`` byte string.
 
@@ -577,6 +685,11 @@ def decode(
         :class:`codec.errors.DamagedStreamError` naming the first such block
         (default), or ``'conceal'``: its frames are decoded as lost ones. A
         damaged header is an error either way.
+    conceal : {'interpolate', 'causal'}
+        How lost frames are concealed (:class:`StreamDecoder`): the whole file is
+        at hand, so by default a run of lost frames is interpolated between its
+        neighbours; ``'causal'`` gives what a real-time decoder without look-ahead
+        (``StreamDecoder``'s default) outputs. Without loss both are the same.
 
     Returns
     -------
@@ -590,7 +703,7 @@ def decode(
     header, frames, damaged = check_file(bytes(data))
     if damaged and on_damage == "raise":
         raise damage_error(header, damaged)
-    dec = StreamDecoder(header, codebooks, tools=tools)
+    dec = StreamDecoder(header, codebooks, tools=tools, conceal=conceal)
     mask = _loss_mask(lost, header.frame_count).copy()
     for k in damaged:
         mask[k * CHECK_FRAMES : (k + 1) * CHECK_FRAMES] = True

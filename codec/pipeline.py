@@ -11,8 +11,9 @@ with it.
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -42,6 +43,7 @@ from codec.registry import find_envelope, hash_bytes, load_envelope
 from codec.residual import mdct
 from codec.residual.pitch import LAG_MAX, PitchAnalyzer, PitchParams, PostFilter, PreFilter
 from codec.residual.pitch import gain_value as pitch_gain
+from codec.residual.rangecoder import RangeDecoder
 from codec.residual.tcx import N_BINS, TCX, TcxConfig
 
 __all__ = [
@@ -77,10 +79,9 @@ def _envelope_for(
 ) -> EnvelopeCoder:
     if codebook is not None:
         env = load_envelope(codebook)
-        if envelope is not None and env.quantizer.variant != envelope:
+        if envelope is not None and env.variant != envelope:
             raise ParameterError(
-                f"--envelope {envelope} does not match the codebook's variant "
-                f"{env.quantizer.variant}"
+                f"--envelope {envelope} does not match the codebook's variant {env.variant}"
             )
         return env
     name = mode_for(bitrate_kbps).default_envelope
@@ -208,6 +209,9 @@ class StreamEncoder:
             raise ParameterError(f"sample_rate must be a positive integer, got {sample_rate!r}")
         self.mode = mode_for(bitrate_kbps)
         self.env = _envelope_for(bitrate_kbps, envelope, codebook)
+        self.env.check_recovers()
+        # a predictive envelope's state runs through the stream in frame order
+        self._env_state = self.env.initial_state() if self.env.predictive else None
         self.tools = tools
         self.tcx = _residual_coder(TCX.coder_id, self.mode, tools)
         self._window = mdct.mdct_window(FRAME_LENGTH, self.tcx.config.overlap)
@@ -322,9 +326,13 @@ class StreamEncoder:
         lpc_frames = np.lib.stride_tricks.sliding_window_view(seg[lpc_off:], WINDOW_LENGTH)
         # a block of one frame is coded as two copies (see _two_rows), then cut
         a = lpc_of_frames(_two_rows(lpc_frames[::FRAME_LENGTH][:n]) * analysis_window()).a
-        idx = self.env.encode(lpc_to_lsf(a))
-        a_q = lsf_to_lpc(self.env.decode(idx))[:n]
-        idx = idx[:n]
+        if self._env_state is not None:
+            idx, lsf_q, self._env_state = self.env.encode_frames(lpc_to_lsf(a)[:n], self._env_state)
+            a_q = lsf_to_lpc(_two_rows(lsf_q))[:n]
+        else:
+            idx = self.env.encode(lpc_to_lsf(a))
+            a_q = lsf_to_lpc(self.env.decode(idx))[:n]
+            idx = idx[:n]
         # pitch pre-filter: frame k's parameters filter [k*N, (k+1)*N)
         x_new = seg[_LEAD : _LEAD + n * FRAME_LENGTH]
         if self.tools.pitch:
@@ -439,6 +447,8 @@ class StreamDecoder:
         self._held = 0  # lost frames held back for interpolation (conceal='interpolate')
         self.header = header
         self.env = find_envelope(header.codebook_hash, codebooks)
+        # a predictive envelope's state, carried across blocks and lost frames
+        self._env_state = self.env.initial_state() if self.env.predictive else None
         self.tcx = _residual_coder(
             header.residual_coder, mode_for(header.bitrate_bps / 1000.0), tools
         )
@@ -484,11 +494,18 @@ class StreamDecoder:
         good = np.flatnonzero(~lost)
         lags = np.zeros(n, dtype=np.int64)
         gains = np.full(n, -1, dtype=np.int64)
+        lpc_from_indices: Callable[[npt.NDArray[np.int64]], FloatArray] = self._lpc_from_indices
+        if self._env_state is not None:
+            # the predictor walks every frame; those it cannot decode exactly are concealed
+            lpc_q = self._predictive_envelopes(received, lost)
+            good = np.flatnonzero(~lost)
+            received = [fr for i, fr in enumerate(frames) if fr is not None and not lost[i]]
+            lpc_from_indices = functools.partial(_given_lpc, lpc_q)
         if received:
             coefs[good], pitch = self.tcx.decode(
                 received,
                 self.env.field_bits,
-                self._lpc_from_indices,
+                lpc_from_indices,
                 frame_index=k0 + good,
             )
             lags[good], gains[good] = pitch.lag, pitch.gain
@@ -611,8 +628,27 @@ class StreamDecoder:
             )
         return np.zeros(0)
 
+    def _predictive_envelopes(
+        self, received: list[bytes], lost: npt.NDArray[np.bool_]
+    ) -> FloatArray:
+        """Move a predictive envelope's state through a block (lost frames concealed).
+
+        Reads the envelope fields of the received frames; a frame decoded from
+        a state that is not the encoder's is marked lost in ``lost`` (in
+        place). Returns the LPC (n_kept, 17) of the frames still received.
+        """
+        assert self._env_state is not None
+        bits = self.env.field_bits
+        idx = np.zeros((len(received), len(bits)), dtype=np.int64)
+        for i, fr in enumerate(received):
+            dec = RangeDecoder(fr)
+            idx[i] = [dec.decode_bits(nb) for nb in bits]
+        lsf, exact, self._env_state = self.env.decode_frames(idx, lost, self._env_state)
+        lost[np.flatnonzero(~lost)[~exact]] = True
+        return lsf_to_lpc(lsf[exact]) if exact.any() else np.zeros((0, 17))
+
     def _lpc_from_indices(self, idx: npt.NDArray[np.int64]) -> FloatArray:
-        limit = 1 << self.env.quantizer.bits_per_stage
+        limit = 1 << np.asarray(self.env.field_bits)
         if np.any(idx >= limit):  # pragma: no cover - raw bits cannot exceed the width
             raise BitstreamError("corrupt frame: envelope index out of range")
         return lsf_to_lpc(self.env.decode(idx))
@@ -631,6 +667,13 @@ def _mix_pitch(lag_p: int, g_p: float, lag_n: int, g_n: float, w: float) -> tupl
     else:
         lag = lag_p if w < 0.5 else lag_n
     return lag, (1.0 - w) * g_p + w * g_n
+
+
+def _given_lpc(lpc: FloatArray, idx: npt.NDArray[np.int64]) -> FloatArray:
+    """The LPC already decoded for these frames' envelope indices (a predictive envelope)."""
+    if lpc.shape[0] != idx.shape[0]:  # pragma: no cover - the frames were counted before
+        raise BitstreamError("envelope and residual frames disagree")
+    return lpc
 
 
 def _full_scale(x: FloatArray) -> FloatArray:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from codec.envelope import EnvelopeCoder
 from codec.errors import BitstreamError, CodecError, ParameterError
-from codec.quantizers import load_quantizer
+from codec.quantizers import load_codebook
 
 __all__ = [
     "DATA_DIR",
@@ -46,7 +46,7 @@ def hash_bytes(content_hash: str) -> bytes:
 
 @functools.lru_cache(maxsize=64)
 def _load(path: str, mtime_ns: int) -> EnvelopeCoder:
-    q = load_quantizer(path)
+    q = load_codebook(path)  # memoryless or predictive
     return EnvelopeCoder(q, Path(path).stem)
 
 
@@ -98,9 +98,7 @@ def list_codebooks() -> list[CodebookEntry]:
         except (CodecError, OSError) as exc:
             entries.append(CodebookEntry(path.stem, path, origin, None, f"unreadable: {exc}"))
             continue
-        q = env.quantizer
-        what = f"{q.config.variant} {q.stages}x{q.bits_per_stage} ({q.bits} bits)"
-        entries.append(CodebookEntry(path.stem, path, origin, env.content_hash, what))
+        entries.append(CodebookEntry(path.stem, path, origin, env.content_hash, env.description))
     return entries
 
 
@@ -119,12 +117,12 @@ def find_envelope(
         No known codebook has that hash (the message names the hash, and the
         given codebooks' own hashes when they do not match).
     """
-    given: list[tuple[str, str]] = []
+    given: list[tuple[str, str, str]] = []
     for p in extra:
         env = load_envelope(p)
         if hash_bytes(env.content_hash) == codebook_hash:
             return env
-        given.append((os.fspath(p), env.content_hash))
+        given.append((os.fspath(p), env.content_hash, env.kind))
     for path in list(shipped_codebooks().values()) + path_codebooks():
         try:
             env = load_envelope(path)
@@ -133,10 +131,10 @@ def find_envelope(
         if hash_bytes(env.content_hash) == codebook_hash:
             return env
     if given:
-        name, h = given[0]
+        name, h, kind = given[0]
         raise BitstreamError(
-            f"codebook {name} does not match the stream: its hash is {hash_bytes(h).hex()}, "
-            f"the stream's codebook is {codebook_hash.hex()}"
+            f"codebook {name} ({kind}) does not match the stream: its hash is "
+            f"{hash_bytes(h).hex()}, the stream's codebook is {codebook_hash.hex()}"
         )
     raise BitstreamError(
         f"unknown codebook {codebook_hash.hex()}: not shipped; pass it with --codebook "

@@ -1,13 +1,32 @@
 """Frame-loss robustness: PESQ-WB and pSNR against the rate of lost frames.
 
 ``python -m recipes.frame_loss --out DIR [--data MANIFEST_OR_DIR] [--split dev]
-[--bitrate 13.2] [--loss 0,0.03,0.1] [--seeds 0] [--limit N]
+[--bitrate 13.2] [--loss 0,0.03,0.1] [--burst 1] [--seeds 0] [--limit N]
+[--decoders interpolate[,causal,opus,opusdec-loss]]
 [--workers N | --scheduler tcp://HOST:8786] [--quiet]``
 
 Every evaluation file is encoded once at ``--bitrate``; the stream is then
-decoded once per loss rate and seed with ``codec.decode(data, lost=mask)``,
-``mask = codec.simulate_loss(frame_count, rate, seed=s)``, so that the lost
-frames are concealed by the decoder. The decoded speech is time-aligned to the
+decoded once per decoder, loss rate and seed with
+``codec.decode(data, lost=mask, conceal=...)``, ``mask = loss_mask(frame_count,
+rate, seed=s, burst=b)``, so that the lost frames are concealed by the decoder.
+
+Decoders (``--decoders``)
+    ``interpolate``   svq, ``conceal="interpolate"`` (look-ahead; the default of
+                      ``codec.decode``)
+    ``causal``        svq, ``conceal="causal"`` (what a real-time
+                      ``StreamDecoder`` without look-ahead outputs)
+    ``opus``          Opus anchor: ``opusenc --hard-cbr --bitrate B --framesize 20
+                      --comp 10`` once per file, then decoded at 16 kHz by libopus
+                      (ctypes, :func:`opus_decode_lost`), the packets that the
+                      same mask marks lost (packet k <-> frame k, both 20 ms)
+                      concealed by Opus's own PLC (``opus_decode_float`` with no
+                      data, as opusdec does for ``--packet-loss``): the same loss
+                      pattern as svq's
+    ``opusdec-loss``  Opus anchor: ``opusdec --packet-loss round(100 * rate)``, its
+                      own pattern (C ``rand()``, unseeded: the same for every file
+                      and run), independent losses only (no rows for ``--burst`` > 1)
+    Without opus-tools (``opusenc``/``opusdec`` on PATH) the Opus decoders are
+    skipped with a one-line note. The decoded speech is time-aligned to the
 16 kHz mono reference (:func:`codec.metrics.align`) and scored with PESQ-WB and
 pSNR, as in :mod:`recipes.bitrate_vs_pesq` (so loss rate 0 reproduces its
 numbers at the same bitrate).
@@ -23,6 +42,10 @@ Loss patterns
     ``simulate_loss`` drawing independent uniforms against the rate) makes the
     frames lost at a lower rate a subset of those lost at a higher rate, and
     the curve over rates smoother than with unrelated patterns.
+    With ``--burst B`` > 1, losses come in runs of ``B`` frames: a run starts
+    at each frame that ``simulate_loss`` marks at rate ``1 - (1 - rate) **
+    (1 / B)``, so that about ``rate`` of the frames are lost (overlapping runs
+    merge); ``--burst 1`` is ``simulate_loss`` itself.
 
 Failures
     An exception while reading, encoding, decoding or scoring is recorded in
@@ -59,7 +82,9 @@ import io
 import math
 import os
 import shlex
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -89,6 +114,10 @@ from recipes._common import (
 from recipes.runner import add_cluster_args, check_cluster_args, describe, run_units
 
 __all__ = [
+    "DECODERS",
+    "ogg_packets",
+    "opus_decode_lost",
+    "loss_mask",
     "main",
     "build_parser",
     "FileJob",
@@ -101,10 +130,15 @@ __all__ = [
 PESQ_GOAL = 2.0
 """PESQ-WB the concealment should keep (dashed line in the plot)."""
 DEFAULT_LOSS = (0.0, 0.03, 0.1)
+DECODERS = ("interpolate", "causal", "opus", "opusdec-loss")
+"""What ``--decoders`` accepts (see the module docstring)."""
+OPUS_DECODERS = ("opus", "opusdec-loss")
 CSV_COLUMNS = (
     "file",
+    "decoder",
     "bitrate_kbps",
     "loss_rate",
+    "burst",
     "seed",
     "lost_frames",
     "frames",
@@ -125,6 +159,135 @@ def pattern_seed(seed: int, name: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
 
+def loss_mask(frame_count: int, rate: float, *, seed: int, burst: int = 1) -> np.ndarray:
+    """Frames lost: :func:`codec.simulate_loss` (``burst`` 1), or runs of ``burst``
+    frames starting where ``simulate_loss`` at ``1 - (1 - rate) ** (1 / burst)`` says."""
+    if burst <= 1:
+        return np.asarray(codec.simulate_loss(frame_count, rate, seed=seed), dtype=np.bool_)
+    starts = codec.simulate_loss(frame_count, 1.0 - (1.0 - rate) ** (1.0 / burst), seed=seed)
+    lost = np.zeros(frame_count, dtype=np.bool_)
+    for k in np.flatnonzero(starts):
+        lost[k : k + burst] = True
+    return lost
+
+
+def opus_missing_note() -> str | None:
+    """``None`` when opus-tools are on PATH, else a one-line note."""
+    import ctypes.util
+
+    if shutil.which("opusenc") and shutil.which("opusdec") and ctypes.util.find_library("opus"):
+        return None
+    return (
+        "note: Opus anchors skipped: opusenc/opusdec/libopus not found (apt-get install opus-tools)"
+    )
+
+
+def ogg_packets(data: bytes) -> list[bytes]:
+    """The packets of a single-stream Ogg file, in order (header packets included)."""
+    packets: list[bytes] = []
+    current = bytearray()
+    pos = 0
+    while pos + 27 <= len(data):
+        if data[pos : pos + 4] != b"OggS":
+            raise ValueError("not an Ogg stream")
+        n_seg = data[pos + 26]
+        lacing = data[pos + 27 : pos + 27 + n_seg]
+        off = pos + 27 + n_seg
+        for lace in lacing:
+            current += data[off : off + lace]
+            off += lace
+            if lace < 255:
+                packets.append(bytes(current))
+                current = bytearray()
+        pos = off
+    return packets
+
+
+def _libopus() -> Any:
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("opus")
+    if name is None:
+        raise RuntimeError("libopus not found")
+    lib = ctypes.CDLL(name)
+    lib.opus_decoder_create.restype = ctypes.c_void_p
+    lib.opus_decoder_create.argtypes = [ctypes.c_int32, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
+    lib.opus_decode_float.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_char_p,
+        ctypes.c_int32,
+        ctypes.POINTER(ctypes.c_float),
+        ctypes.c_int,
+        ctypes.c_int,
+    ]
+    lib.opus_packet_get_nb_samples.argtypes = [ctypes.c_char_p, ctypes.c_int32, ctypes.c_int32]
+    lib.opus_decoder_destroy.argtypes = [ctypes.c_void_p]
+    return lib
+
+
+def opus_decode_lost(data: bytes, lost: np.ndarray) -> np.ndarray:
+    """Decode the Ogg Opus file ``data`` at 16 kHz with libopus (ctypes), audio packet
+    ``k`` treated as lost where ``lost[k]``: ``opus_decode_float(st, NULL, 0, ...)`` for
+    the packet's duration, Opus's own concealment, as ``opusdec --packet-loss`` does for
+    the packets it drops. The encoder's pre-skip is removed."""
+    import ctypes
+
+    lib = _libopus()
+    packets = ogg_packets(data)
+    head = packets[0]
+    if head[:8] != b"OpusHead":
+        raise ValueError("not an Ogg Opus stream")
+    channels = head[9]
+    pre_skip = int.from_bytes(head[10:12], "little") * SAMPLE_RATE // 48000
+    err = ctypes.c_int(0)
+    st = lib.opus_decoder_create(SAMPLE_RATE, channels, ctypes.byref(err))
+    if err.value != 0 or not st:
+        raise RuntimeError(f"opus_decoder_create failed ({err.value})")
+    cap = SAMPLE_RATE * 120 // 1000
+    buf = (ctypes.c_float * (cap * channels))()
+    out = []
+    try:
+        for k, pkt in enumerate(packets[2:]):
+            if k < lost.size and lost[k]:
+                size = lib.opus_packet_get_nb_samples(pkt, len(pkt), SAMPLE_RATE)
+                got = lib.opus_decode_float(st, None, 0, buf, size, 0)
+            else:
+                got = lib.opus_decode_float(st, pkt, len(pkt), buf, cap, 0)
+            if got < 0:
+                raise RuntimeError(f"opus_decode_float failed ({got}) at packet {k}")
+            y = np.ctypeslib.as_array(buf)[: got * channels]
+            out.append(y.reshape(-1, channels).mean(axis=1).astype(np.float64))
+    finally:
+        lib.opus_decoder_destroy(st)
+    return np.concatenate(out)[pre_skip:] if out else np.zeros(0)
+
+
+def _opus_encode(ref: np.ndarray, kbps: float, tmp: Path) -> bytes:
+    from recipes.anchors import _run, _write_wav
+
+    wav, opus = tmp / "in.wav", tmp / "x.opus"
+    _write_wav(wav, ref)
+    _run(
+        ["opusenc", "--quiet", "--hard-cbr", "--bitrate", f"{kbps:g}", "--framesize", "20"]
+        + ["--comp", "10", str(wav), str(opus)]
+    )
+    return opus.read_bytes()
+
+
+def _opus_decode(data: bytes, tmp: Path, n: int, packet_loss: int = 0) -> np.ndarray:
+    from recipes.anchors import _place, _run
+
+    src, dec = tmp / "lossy.opus", tmp / "out.wav"
+    src.write_bytes(data)
+    cmd = ["opusdec", "--quiet", "--rate", str(SAMPLE_RATE), "--float"]
+    if packet_loss:
+        cmd += ["--packet-loss", str(packet_loss)]
+    _run(cmd + [str(src), str(dec)])
+    y, rate = read_audio(dec)
+    return _place(to_mono_16k(y, rate), 0, n)
+
+
 # --------------------------------------------------------------------------- measuring
 
 
@@ -139,6 +302,8 @@ class FileJob:
     bitrate_kbps: float
     loss_rates: tuple[float, ...]
     seeds: tuple[int, ...]
+    decoders: tuple[str, ...] = ("interpolate",)
+    burst: int = 1
 
 
 def _error(stage: str, exc: BaseException) -> str:
@@ -156,8 +321,10 @@ def run_file(job: FileJob) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = [
         {
             "file": job.name,
+            "decoder": dec,
             "bitrate_kbps": job.bitrate_kbps,
             "loss_rate": rate,
+            "burst": job.burst,
             "seed": seed,
             "lost_frames": None,
             "frames": None,
@@ -166,6 +333,8 @@ def run_file(job: FileJob) -> list[dict[str, Any]]:
             "error": "",
             "lag": None,
         }
+        for dec in job.decoders
+        if not (dec == "opusdec-loss" and job.burst > 1)
         for rate in job.loss_rates
         for seed in job.seeds
     ]
@@ -174,28 +343,88 @@ def run_file(job: FileJob) -> list[dict[str, Any]]:
         ref = to_mono_16k(audio, rate_in)
     except Exception as exc:  # noqa: BLE001 - recorded and counted
         return [{**r, "error": _error("read", exc)} for r in rows]
+    for i, r in enumerate(rows):
+        r["_order"] = i
+    svq_rows = [r for r in rows if r["decoder"] not in OPUS_DECODERS]
+    opus_rows = [r for r in rows if r["decoder"] in OPUS_DECODERS]
+    out = _run_svq(job, svq_rows, audio, rate_in, ref) if svq_rows else []
+    if opus_rows and opus_missing_note() is None:  # else skipped (main says so once)
+        out += _run_opus(job, opus_rows, ref)
+    out.sort(key=lambda r: r["_order"])
+    for r in out:
+        del r["_order"]
+    return out
+
+
+def _run_svq(
+    job: FileJob, rows: list[dict[str, Any]], audio: Any, rate_in: int, ref: np.ndarray
+) -> list[dict[str, Any]]:
     try:
         data = codec.encode(audio, rate_in, job.bitrate_kbps)
         n = int(codec.info(data).frame_count)
     except Exception as exc:  # noqa: BLE001 - recorded and counted
         return [{**r, "error": _error("encode", exc)} for r in rows]
-    done: dict[bytes, dict[str, Any]] = {}  # mask -> scores (loss 0 is the same for every seed)
+
+    def decode(mask: np.ndarray, row: dict[str, Any]) -> np.ndarray:
+        y, sr = codec.decode(data, lost=mask, conceal=row["decoder"])
+        if sr != SAMPLE_RATE:
+            raise ParameterError(f"decoder returned {sr} Hz, expected {SAMPLE_RATE} Hz")
+        return np.asarray(y)
+
+    return _score_rows(job, rows, ref, n, decode)
+
+
+def _run_opus(job: FileJob, rows: list[dict[str, Any]], ref: np.ndarray) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory(prefix="svq-frame-loss-opus-") as name:
+        tmp = Path(name)
+        try:
+            data = _opus_encode(ref, job.bitrate_kbps, tmp)
+            n = len(ogg_packets(data)) - 2
+        except Exception as exc:  # noqa: BLE001 - recorded and counted
+            return [{**r, "error": _error("encode", exc)} for r in rows]
+
+        def decode(mask: np.ndarray, row: dict[str, Any]) -> np.ndarray:
+            if row["decoder"] == "opusdec-loss":
+                percent = int(round(100 * row["loss_rate"]))
+                return _opus_decode(data, tmp, ref.size, packet_loss=percent)
+            from recipes.anchors import _place
+
+            return _place(opus_decode_lost(data, mask), 0, ref.size)
+
+        return _score_rows(job, rows, ref, n, decode)
+
+
+def _score_rows(
+    job: FileJob,
+    rows: list[dict[str, Any]],
+    ref: np.ndarray,
+    n: int,
+    decode: Any,
+) -> list[dict[str, Any]]:
+    nan = math.nan
+    done: dict[bytes, dict[str, Any]] = {}  # (decoder, mask) -> scores
     for row in rows:
         row["frames"] = n
         stage = "loss mask"
         key: bytes | None = None
         try:
             seed = pattern_seed(row["seed"], job.name)
-            mask = np.asarray(codec.simulate_loss(n, row["loss_rate"], seed=seed), dtype=np.bool_)
-            row["lost_frames"] = int(mask.sum())
-            key = np.packbits(mask).tobytes() + int(mask.size).to_bytes(8, "big")
+            mask = loss_mask(n, row["loss_rate"], seed=seed, burst=job.burst)
+            if row["decoder"] == "opusdec-loss":  # opusdec draws its own pattern
+                row["lost_frames"] = None
+                key = f"opusdec-loss {row['loss_rate']:g}".encode()
+            else:
+                row["lost_frames"] = int(mask.sum())
+                key = (
+                    row["decoder"].encode()
+                    + np.packbits(mask).tobytes()
+                    + int(mask.size).to_bytes(8, "big")
+                )
             if key in done:
                 row.update(done[key])
                 continue
             stage = "decode"
-            y, sr = codec.decode(data, lost=mask)
-            if sr != SAMPLE_RATE:
-                raise ParameterError(f"decoder returned {sr} Hz, expected {SAMPLE_RATE} Hz")
+            y = decode(mask, row)
             stage = "score"
             deg, lag = align(ref, y)
             row["lag"] = lag
@@ -256,7 +485,21 @@ def rate_key(rate: float) -> str:
     return f"{rate:g}"
 
 
-def summarize(rows: Sequence[dict[str, Any]], loss_rates: Sequence[float]) -> dict[str, Any]:
+def summarize(
+    rows: Sequence[dict[str, Any]],
+    loss_rates: Sequence[float],
+    decoders: Sequence[str] = ("interpolate",),
+) -> dict[str, Any]:
+    """Per decoder (those with rows), per loss rate: :func:`summarize_rate`."""
+    out: dict[str, Any] = {}
+    for dec in decoders:
+        sel = [r for r in rows if r.get("decoder", "interpolate") == dec]
+        if sel:
+            out[dec] = summarize_rate(sel, loss_rates)
+    return out
+
+
+def summarize_rate(rows: Sequence[dict[str, Any]], loss_rates: Sequence[float]) -> dict[str, Any]:
     """Per loss rate: statistics over the successful rows, failures and the actual loss.
 
     ``n`` counts the rows scored (files x seeds), ``n_failed`` those that
@@ -311,6 +554,7 @@ def per_file_csv(rows: Sequence[dict[str, Any]]) -> bytes:
 def summary_markdown(summary: dict[str, Any]) -> str:
     """The Markdown report: one row per loss rate, then the failures."""
     head = [
+        "decoder",
         "loss rate",
         "actual loss",
         "n",
@@ -324,24 +568,30 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         "2.5–97.5 %",
     ]
     rows = []
-    for s in summary["results"].values():
-        p, q = s["pesq_wb"], s["psnr_db"]
-        share = s["share_pesq_at_or_above_goal"]
-        rows.append(
-            [
-                f"{100 * s['loss_rate']:g} %",
-                f"{fmt_value(100 * s['actual_loss'], 2)} %",
-                s["n"],
-                s["n_failed"],
-                fmt_value(p["mean"], 2),
-                fmt_value(p["median"], 2),
-                f"{fmt_value(p['q025'], 2)}–{fmt_value(p['q975'], 2)}",
-                f"{fmt_value(100 * share, 0)} %" if math.isfinite(share) else "–",
-                fmt_value(q["mean"], 2),
-                fmt_value(q["median"], 2),
-                f"{fmt_value(q['q025'], 2)}–{fmt_value(q['q975'], 2)}",
-            ]
-        )
+    for dec, res in summary["results"].items():
+        for s in res.values():
+            p, q = s["pesq_wb"], s["psnr_db"]
+            share = s["share_pesq_at_or_above_goal"]
+            rows.append(
+                [
+                    dec,
+                    f"{100 * s['loss_rate']:g} %",
+                    (
+                        f"{fmt_value(100 * s['actual_loss'], 2)} %"
+                        if math.isfinite(s["actual_loss"])
+                        else "–"
+                    ),
+                    s["n"],
+                    s["n_failed"],
+                    fmt_value(p["mean"], 2),
+                    fmt_value(p["median"], 2),
+                    f"{fmt_value(p['q025'], 2)}–{fmt_value(p['q975'], 2)}",
+                    f"{fmt_value(100 * share, 0)} %" if math.isfinite(share) else "–",
+                    fmt_value(q["mean"], 2),
+                    fmt_value(q["median"], 2),
+                    f"{fmt_value(q['q025'], 2)}–{fmt_value(q['q975'], 2)}",
+                ]
+            )
     seeds = ", ".join(str(s) for s in summary["seeds"])
     parts = [
         "# Frame loss vs PESQ-WB and pSNR",
@@ -351,8 +601,12 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         f"{summary['n_files']} files at {fmt_kbps(summary['bitrate_kbps'])} kbit/s, "
         f"seed(s) {seeds}; codec {summary['codec_version']} "
         f"(sources {summary['codec_fingerprint']}). Frames lost independently at random "
-        "(`codec.simulate_loss`, per-file seed from the seed and the file name) and "
-        "concealed by the decoder. Statistics over the files x seeds that succeeded; "
+        f"(`codec.simulate_loss`, per-file seed from the seed and the file name; "
+        f"in runs of {summary.get('burst', 1)} frame(s)) and "
+        "concealed by the decoder (`interpolate`, `causal`: svq; `opus`: the same "
+        "pattern with Opus packets emptied; `opusdec-loss`: `opusdec --packet-loss`, "
+        "its own pattern, actual loss not known). "
+        "Statistics over the files x seeds that succeeded; "
         f"goal PESQ-WB ≥ {PESQ_GOAL:.1f}. Wall time {summary['wall_s']:.0f} s.",
         "",
         markdown_table(head, rows),
@@ -385,16 +639,18 @@ def plot_pesq(path: Path, summary: dict[str, Any]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    res = list(summary["results"].values())
-    xs = np.array([100 * s["loss_rate"] for s in res])
-    mean = np.array([s["pesq_wb"]["mean"] for s in res], dtype=float)
-    med = np.array([s["pesq_wb"]["median"] for s in res], dtype=float)
-    lo = np.array([s["pesq_wb"]["q025"] for s in res], dtype=float)
-    hi = np.array([s["pesq_wb"]["q975"] for s in res], dtype=float)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.fill_between(xs, lo, hi, color="tab:blue", alpha=0.18, lw=0, label="2.5–97.5 %")
-    ax.plot(xs, mean, "-o", color="tab:blue", lw=2, ms=5, label="mean")
-    ax.plot(xs, med, ":", color="tab:blue", lw=1.2, label="median")
+    for c, (dec, by_rate) in enumerate(summary["results"].items()):
+        res = list(by_rate.values())
+        color = f"C{c}"
+        xs = np.array([100 * s["loss_rate"] for s in res])
+        mean = np.array([s["pesq_wb"]["mean"] for s in res], dtype=float)
+        med = np.array([s["pesq_wb"]["median"] for s in res], dtype=float)
+        lo = np.array([s["pesq_wb"]["q025"] for s in res], dtype=float)
+        hi = np.array([s["pesq_wb"]["q975"] for s in res], dtype=float)
+        ax.fill_between(xs, lo, hi, color=color, alpha=0.12, lw=0)
+        ax.plot(xs, mean, "-o", color=color, lw=2, ms=5, label=f"{dec}: mean (2.5–97.5 %)")
+        ax.plot(xs, med, ":", color=color, lw=1.2)
     ax.axhline(PESQ_GOAL, ls="--", color="tab:red", lw=1.4, label=f"goal: PESQ-WB {PESQ_GOAL:.1f}")
     ax.set_xlabel("frame loss rate (%)")
     ax.set_ylabel("PESQ-WB (MOS-LQO)")
@@ -450,6 +706,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated loss-pattern seeds, each combined with the file name "
         "(default: %(default)s)",
     )
+    p.add_argument(
+        "--burst",
+        type=int,
+        default=1,
+        help="frames per loss event: runs of this many frames, about the --loss share of "
+        "frames lost in all (default: %(default)s, independent losses)",
+    )
+    p.add_argument(
+        "--decoders",
+        default="interpolate",
+        help=f"comma-separated, from {', '.join(DECODERS)} (default: %(default)s)",
+    )
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N files")
     add_cluster_args(p, default_workers=os.cpu_count() or 1)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -478,6 +746,15 @@ def _validate(args: argparse.Namespace, p: argparse.ArgumentParser) -> None:
     if not seeds or any(s < 0 for s in seeds):
         p.error("--seeds: give one or more non-negative integers")
     args.seeds = list(dict.fromkeys(seeds))
+    decoders = [d.strip() for d in args.decoders.split(",") if d.strip()]
+    for d in decoders:
+        if d not in DECODERS:
+            p.error(f"--decoders: {d!r} is not one of {', '.join(DECODERS)}")
+    if not decoders:
+        p.error("--decoders: give at least one")
+    args.decoders = list(dict.fromkeys(decoders))
+    if args.burst < 1:
+        p.error("--burst must be >= 1")
     check_cluster_args(args, p)
     for name in ("limit",):
         value = getattr(args, name)
@@ -509,12 +786,19 @@ def main(argv: list[str] | None = None) -> int:
             bitrate_kbps=args.bitrate,
             loss_rates=tuple(args.loss),
             seeds=tuple(args.seeds),
+            decoders=tuple(args.decoders),
+            burst=args.burst,
         )
         for f in files
     ]
-    n_rows = len(files) * len(args.loss) * len(args.seeds)
+    if any(d in OPUS_DECODERS for d in args.decoders):
+        note = opus_missing_note()
+        if note is not None:
+            print(note, file=sys.stderr)
+    n_rows = len(files) * len(args.loss) * len(args.seeds) * len(args.decoders)
     print(
-        f"{len(files)} files x {len(args.loss)} loss rates x {len(args.seeds)} seeds = "
+        f"{len(files)} files x {len(args.loss)} loss rates x {len(args.seeds)} seeds x "
+        f"{len(args.decoders)} decoders = "
         f"{n_rows} decodes at {fmt_kbps(args.bitrate)} kbit/s on {describe(args)}",
         file=sys.stderr,
     )
@@ -558,7 +842,9 @@ def main(argv: list[str] | None = None) -> int:
         "n_rows": len(rows),
         "n_failed": len(failures),
         "wall_s": time.perf_counter() - started,
-        "results": summarize(rows, args.loss),
+        "decoders": args.decoders,
+        "burst": args.burst,
+        "results": summarize(rows, args.loss, args.decoders),
         "failures": failures,
     }
     write_json(out / "summary.json", summary)

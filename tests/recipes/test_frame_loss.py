@@ -27,8 +27,10 @@ SAMPLES = ROOT / "samples"
 FAST = ["--data", str(SAMPLES), "--limit", "2", "--jobs", "1", "--quiet", "--loss", "0,0.1"]
 COLUMNS = [
     "file",
+    "decoder",
     "bitrate_kbps",
     "loss_rate",
+    "burst",
     "seed",
     "lost_frames",
     "frames",
@@ -72,15 +74,16 @@ def test_fast_run(tmp_path: Path) -> None:
     s = _summary(out)
     assert s["n_files"] == 2 and s["n_rows"] == 4 and s["n_failed"] == 0
     assert s["failures"] == [] and s["loss_rates"] == [0.0, 0.1] and s["seeds"] == [0]
-    assert set(s["results"]) == {"0", "0.1"}
-    for res in s["results"].values():
+    assert set(s["results"]) == {"interpolate"} and s["decoders"] == ["interpolate"]
+    assert set(s["results"]["interpolate"]) == {"0", "0.1"}
+    for res in s["results"]["interpolate"].values():
         assert res["n"] == 2 and res["n_failed"] == 0
         for metric in ("pesq_wb", "psnr_db"):
             st = res[metric]
             assert set(st) == {"mean", "median", "q025", "q975"}
             assert st["q025"] <= st["median"] <= st["q975"]
             assert st["q025"] <= st["mean"] <= st["q975"]
-    zero, ten = s["results"]["0"], s["results"]["0.1"]
+    zero, ten = s["results"]["interpolate"]["0"], s["results"]["interpolate"]["0.1"]
     assert zero["actual_loss"] == 0.0 and zero["lost_frames"] == 0
     assert 0.0 < ten["actual_loss"] < 0.3
     assert ten["lost_frames"] == sum(int(r["lost_frames"]) for r in rows if r["loss_rate"] == "0.1")
@@ -88,7 +91,9 @@ def test_fast_run(tmp_path: Path) -> None:
     assert zero["pesq_wb"]["mean"] > ten["pesq_wb"]["mean"]
 
     md = (out / "summary.md").read_text()
-    assert "| loss rate |" in md and "| 10 % |" in md and "Failures" not in md
+    assert (
+        "| decoder | loss rate |" in md and "| interpolate | 10 % |" in md and "Failures" not in md
+    )
     assert (out / "pesq_vs_loss.png").stat().st_size > 1000
     assert not list(out.glob(".*.tmp"))
 
@@ -111,7 +116,7 @@ def test_failures_are_counted_not_fatal(tmp_path: Path, monkeypatch: pytest.Monk
     assert rows[1]["pesq_wb"] == "" and int(rows[1]["lost_frames"]) > 0
     s = _summary(out)
     assert s["n_failed"] == 1 and len(s["failures"]) == 1
-    ten = s["results"]["0.1"]
+    ten = s["results"]["interpolate"]["0.1"]
     assert (ten["n"], ten["n_failed"]) == (0, 1)
     assert ten["pesq_wb"]["mean"] is None and ten["actual_loss"] > 0
     assert "injected" in ten["errors"][0]
@@ -125,3 +130,61 @@ def test_pattern_seed_stable_and_per_file() -> None:
     assert a != recipe.pattern_seed(1, "dev/a.flac")
     digest = hashlib.sha256(b"svq-frame-loss\x000\x00a.flac").digest()
     assert a == int.from_bytes(digest[:8], "big")
+
+
+def test_burst_mask() -> None:
+    assert np.array_equal(recipe.loss_mask(500, 0.1, seed=3), codec.simulate_loss(500, 0.1, seed=3))
+    m = recipe.loss_mask(20000, 0.1, seed=3, burst=3)
+    assert 0.09 < m.mean() < 0.11
+    runs = np.diff(np.flatnonzero(np.diff(np.r_[0, m.astype(int), 0])))[::2]
+    assert runs.min() >= 3  # losses come in runs of at least 3 frames
+
+
+def test_decoders_side_by_side(tmp_path: Path) -> None:
+    """causal and interpolate on the same masks: identical without loss; the Opus
+    anchors run when opus-tools are installed and are left out with a note otherwise."""
+    out = tmp_path / "out"
+    decoders = "causal,interpolate,opus,opusdec-loss"
+    assert recipe.main([*FAST, "--limit", "1", "--decoders", decoders, "--out", str(out)]) == 0
+    rows = _rows(out)
+    by = {(r["decoder"], r["loss_rate"]): r for r in rows}
+    assert by[("causal", "0.0")]["pesq_wb"] == by[("interpolate", "0.0")]["pesq_wb"]
+    assert by[("causal", "0.1")]["lost_frames"] == by[("interpolate", "0.1")]["lost_frames"]
+    s = _summary(out)
+    if recipe.opus_missing_note() is None:
+        assert set(s["results"]) == set(decoders.split(","))
+        assert by[("opus", "0.1")]["lost_frames"] == by[("causal", "0.1")]["lost_frames"]
+        assert by[("opusdec-loss", "0.1")]["lost_frames"] == ""  # opusdec's own pattern
+        assert all(r["error"] == "" for r in rows)
+    else:
+        assert set(s["results"]) == {"causal", "interpolate"}
+
+
+def test_opus_anchor_skips_without_opus_tools(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(recipe.shutil, "which", lambda name: None)
+    out = tmp_path / "out"
+    args = [*FAST, "--limit", "1", "--decoders", "interpolate,opus,opusdec-loss"]
+    assert recipe.main([*args, "--out", str(out)]) == 0
+    assert "Opus anchors skipped" in capsys.readouterr().err
+    assert set(_summary(out)["results"]) == {"interpolate"}
+    assert {r["decoder"] for r in _rows(out)} == {"interpolate"}
+
+
+def test_opus_same_pattern_decoder() -> None:
+    if recipe.opus_missing_note() is not None:
+        pytest.skip("opus-tools not installed")
+    import soundfile as sf
+
+    x, sr = sf.read(SAMPLES / "vctk_p233_female.wav", dtype="float64")
+    with recipe.tempfile.TemporaryDirectory() as tmp:
+        data = recipe._opus_encode(x, 13.2, Path(tmp))
+        n = len(recipe.ogg_packets(data)) - 2
+        clean = recipe.opus_decode_lost(data, np.zeros(n, dtype=bool))
+        lost = np.zeros(n, dtype=bool)
+        lost[100] = True
+        y = recipe.opus_decode_lost(data, lost)
+    assert y.shape == clean.shape  # a lost packet is concealed for its own 20 ms
+    assert np.array_equal(y[: 99 * 320], clean[: 99 * 320])
+    assert not np.allclose(y[100 * 320 : 101 * 320], clean[100 * 320 : 101 * 320])

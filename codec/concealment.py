@@ -21,9 +21,9 @@ With the frame after the loss at hand (:meth:`Concealer.interpolate`: a
 whole-file decode, or a :class:`codec.pipeline.StreamDecoder` with
 ``conceal="interpolate"`` that holds a run of lost frames back until the next
 frame arrives), the substitute is interpolated between the two neighbours
-instead: the same two shapes (pitch cycle repeated from the past when voiced,
-magnitudes interpolated linearly between the last and the next good frame with
-fresh signs otherwise), each band of :data:`BAND` coefficients scaled to the
+instead: magnitudes interpolated linearly between the last and the next good
+frame, with the signs of the MDCT of the last pitch cycle repeated (voiced, as
+above) or fresh signs (otherwise), each band of :data:`BAND` coefficients scaled to the
 energy interpolated geometrically between the two neighbours' bands (the
 ``t``-th of ``L`` lost frames at weight ``t / (L + 1)``, the scale capped at
 :data:`MAX_SCALE`). Runs longer than :data:`MUTE_AFTER` are concealed causally.
@@ -144,11 +144,11 @@ class Concealer:
         w = position / (length + 1)
         nxt = np.abs(np.asarray(next_coefs, dtype=np.float64))
         prev = np.abs(self._last)
-        if self._lag:
-            shape = self._pitch_block()
+        if self._lag:  # the signs of the repeated pitch cycle: phases continue
+            signs = np.sign(self._pitch_block())
         else:
             signs = frame_signs([frame_index + _SIGN_OFFSET], self.n)[0]
-            shape = ((1.0 - w) * prev + w * nxt) * signs
+        shape = ((1.0 - w) * prev + w * nxt) * signs
         edges = np.arange(0, self.n, BAND)
         tiny = 1e-12
         e_prev = np.add.reduceat(prev**2, edges) + tiny

@@ -113,7 +113,7 @@ def _check_encode(
         assert np.all(np.isfinite(y))
         _assert_length(y.size, n_samples, rate)
         wav = out_dir / "out.wav"
-        rc_dec, err_dec = _cli(capsys, ["decode", str(out), str(wav)])
+        rc_dec, err_dec = _cli(capsys, ["decode", str(out), str(wav), "-q"])
         assert rc_dec == 0 and err_dec == "", err_dec
         info = sf.info(str(wav))
         assert info.samplerate == 16000 and info.channels == 1 and info.frames == y.size

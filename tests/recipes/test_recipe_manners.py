@@ -49,7 +49,16 @@ def _main(module: str, argv: list[str]) -> int:
 def test_missing_data_says_not_found_and_what_is_needed(tmp_path, capsys, module, flag):
     missing = tmp_path / "shared" / "data" / "speech" / "manifest.csv"
     out = tmp_path / "out"
-    assert _main(module, [flag, str(missing), "--out", str(out)]) == 2
+    # the recipe's other data flag names existing audio, so that only `flag` is missing
+    # (a clone without ../shared lacks the defaults too)
+    other = {
+        ("envelope_sd", "--train"): "--eval",
+        ("envelope_sd", "--eval"): "--train",
+        ("train_default_codebooks", "--data"): "--eval",
+        ("train_default_codebooks", "--eval"): "--data",
+    }.get((module, flag))
+    extra = [other, str(SAMPLES)] if other else []
+    assert _main(module, [flag, str(missing), *extra, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     line = err.strip().splitlines()[-1]
     assert f"{flag} {missing}: not found" in line and "shared speech set" in line

@@ -301,13 +301,20 @@ def _opus(name: str, ref: FloatArray, kbps: float) -> AnchorOutput:
         t2 = time.perf_counter()
         data = opus.read_bytes()
         y, rate = read_audio(dec)
-    seconds = ref.size / SAMPLE_RATE
+    return _ogg_output(to_mono_16k(y, rate), OPUS_DELAY, ref.size, data, t1 - t0, t2 - t1)
+
+
+def _ogg_output(
+    y: FloatArray, delay: int, n: int, data: bytes, encode_s: float, decode_s: float
+) -> AnchorOutput:
+    """An Ogg-contained anchor's output: aligned to ``n`` samples, rates from the file."""
+    seconds = n / SAMPLE_RATE
     return AnchorOutput(
-        _place(to_mono_16k(y, rate), OPUS_DELAY, ref.size),
+        _place(y, delay, n),
         8.0 * ogg_payload_bytes(data) / seconds / 1000.0,
         8.0 * len(data) / seconds / 1000.0,
-        t1 - t0,
-        t2 - t1,
+        encode_s,
+        decode_s,
     )
 
 
@@ -381,14 +388,7 @@ def _speex(ref: FloatArray, kbps: float) -> AnchorOutput:
         t2 = time.perf_counter()
         data = spx.read_bytes()
         y, rate = read_audio(dec)
-    seconds = ref.size / SAMPLE_RATE
-    return AnchorOutput(
-        _place(to_mono_16k(y, rate), SPEEX_DELAY, ref.size),
-        8.0 * ogg_payload_bytes(data) / seconds / 1000.0,
-        8.0 * len(data) / seconds / 1000.0,
-        t1 - t0,
-        t2 - t1,
-    )
+    return _ogg_output(to_mono_16k(y, rate), SPEEX_DELAY, ref.size, data, t1 - t0, t2 - t1)
 
 
 def run_anchor(name: str, ref: npt.ArrayLike, kbps: float) -> AnchorOutput:

@@ -559,3 +559,26 @@ def test_laplace_tables_are_bit_exact() -> None:
 
 
 GOLDEN_TABLE_DIGEST = "08cb9df4a2b64f551afb7372807d3b1df3a8f77a69fad06a645a5b2ce7e2f642"
+
+
+def test_encode_fields_equals_encode_bits_in_turn() -> None:
+    rng = random.Random(11)
+    for _ in range(200):
+        fields = [(0, 0)] * rng.randint(0, 1)
+        for _ in range(rng.randint(0, 12)):
+            nb = rng.choice([1, 3, 8, 16, 17, 30])
+            fields.append((rng.randrange(1 << nb), nb))
+        prefix = rng.randrange(1 << 20)
+        a, b = RangeEncoder(), RangeEncoder()
+        for enc in (a, b):
+            enc.encode_bits(prefix, 20)
+        for value, nb in fields:
+            a.encode_bits(value, nb)
+        b.encode_fields(fields)
+        assert a.finish() == b.finish() and a.tell() == b.tell()
+    enc = RangeEncoder()
+    enc.encode_bits(5, 3)
+    before = enc.finish()
+    with pytest.raises(ParameterError):
+        enc.encode_fields([(1, 1), (4, 2)])
+    assert enc.finish() == before and enc.tell() == 3

@@ -124,6 +124,7 @@ __all__ = [
     "laplace_cdf",
     "laplace_cdfs",
     "laplace_cdfs_from_index",
+    "laplace_grid_rows",
     "laplace_tables",
     "laplace_tables_from_index",
     "scale_from_index",
@@ -406,6 +407,42 @@ class RangeEncoder:
                     rng <<= 8
             self._low = low
             self._rng = rng
+
+    def encode_fields(self, fields: Sequence[tuple[int, int]]) -> None:
+        """:meth:`encode_bits` of each ``(value, nbits)`` pair in turn (one call).
+
+        Notes
+        -----
+        Arguments are validated before anything is coded: on error the
+        encoder is unchanged.
+        """
+        chunks: list[tuple[int, int]] = []
+        for value, nbits in fields:
+            value = _int(value)
+            nbits = _int(nbits)
+            _check_nbits(nbits)
+            if not 0 <= value < (1 << nbits):
+                raise ParameterError(f"value {value} does not fit in {nbits} bits")
+            while nbits > 0:
+                nb = nbits if nbits <= 16 else 16
+                nbits -= nb
+                chunks.append(((value >> nbits) & ((1 << nb) - 1), nb))
+        low = self._low
+        rng = self._rng
+        buf = self._buf
+        top, bot, shift, mask = _TOP, _BOT, _SHIFT, _LOW_MASK
+        for chunk, nb in chunks:  # the arithmetic of encode_bits()
+            rng >>= nb
+            low += rng * chunk
+            if low >= top:
+                self._carry()
+                low -= top
+            while rng <= bot:
+                buf.append(low >> shift)
+                low = (low & mask) << 8
+                rng <<= 8
+        self._low = low
+        self._rng = rng
 
     def encode_symbols(self, symbols: IntsLike, cdfs: TablesLike) -> None:
         """Encode many symbols, symbol ``i`` with table ``cdfs[i]``.
@@ -1020,6 +1057,16 @@ def laplace_cdfs_from_index(
     _check_model_args(max_abs, total_bits)
     out: NDArray[np.int64] = _laplace_table(max_abs, total_bits)[_check_index(index)]
     return out
+
+
+def laplace_grid_rows(max_abs: int, total_bits: int = 15) -> tuple[tuple[int, ...], ...]:
+    """The table of every grid index as a tuple of Python ints (cached, shared).
+
+    Row ``i`` is row ``i`` of :func:`laplace_cdfs_from_index`; a list of rows
+    picked from it makes coder-ready tables without validation.
+    """
+    _check_model_args(max_abs, total_bits)
+    return _laplace_rows(max_abs, total_bits)
 
 
 def laplace_tables_from_index(index: ArrayLike, max_abs: int, total_bits: int = 15) -> CdfTables:

@@ -33,6 +33,7 @@ indices (raw bits), gain (8), κ (5), ν (3), last (6), then the values
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,13 +47,17 @@ from codec.residual.harmonic import harmonic_shape
 from codec.residual.pitch import GAIN_BITS as PITCH_GAIN_BITS
 from codec.residual.pitch import GAIN_STEP, LAG_BITS, LAG_MIN, PitchParams
 from codec.residual.rangecoder import (
+    MAX_ESCAPE_BITS,
+    SCALE_MAX_LOG2,
+    SCALE_MIN_LOG2,
+    SCALE_STEPS_PER_OCTAVE,
     CdfTables,
     RangeDecoder,
     RangeEncoder,
     laplace_cdfs_from_index,
+    laplace_grid_rows,
     laplace_tables_from_index,
     scale_index,
-    symbol_costs,
 )
 
 __all__ = ["TcxConfig", "TCX", "FIXED_FIELDS", "frame_signs"]
@@ -119,6 +124,54 @@ def _gain_step(index: npt.ArrayLike) -> FloatArray:
 
 def _kappa_value(index: npt.ArrayLike) -> FloatArray:
     return np.asarray(2.0 ** ((np.asarray(index, dtype=np.float64) - _KAPPA_OFFSET) / 4.0))
+
+
+_SURE_BITS = 1e-6
+"""The rate loop codes a frame to see whether it fits only when its ideal cost is
+within this many bits of the budget (:meth:`TCX._rate_loop`)."""
+_N_GRID = (SCALE_MAX_LOG2 - SCALE_MIN_LOG2) * SCALE_STEPS_PER_OCTAVE + 1
+
+
+@functools.cache
+def _frame_steps() -> FloatArray:
+    """Δ of every gain index, each computed as the coding of one frame computes it."""
+    return np.array([_gain_step(np.array([g]))[0] for g in range(1 << GAIN_BITS)])
+
+
+@functools.cache
+def _frame_kappas() -> FloatArray:
+    """κ of every κ index, each computed as the coder's tables compute it (a scalar)."""
+    return np.array([float(_kappa_value(np.int64(j))) for j in range(1 << KAPPA_BITS)])
+
+
+@functools.cache
+def _symbol_bits() -> FloatArray:
+    """``-log2(freq / total)`` of every symbol of every grid table, flattened
+    (``n_grid x (2M + 2)``): :func:`symbol_costs`' arithmetic, done once."""
+    tab = laplace_cdfs_from_index(np.arange(_N_GRID), _MAX_ABS)
+    freq = np.diff(tab, axis=1)
+    bits = np.log2(tab[:, -1:].astype(np.float64)) - np.log2(freq.astype(np.float64))
+    return np.ascontiguousarray(bits).reshape(-1)
+
+
+def _value_costs(q: IntArray, grid_index: IntArray) -> FloatArray:
+    """``symbol_costs`` of ``q`` under the grid tables ``grid_index`` (same shape), the
+    same numbers without building the tables."""
+    m = _MAX_ABS
+    nsym = 2 * m + 2
+    mag = np.abs(q)
+    escaped = mag > m
+    s = np.where(escaped, nsym - 1, q + m)
+    bits: FloatArray = np.take(_symbol_bits(), grid_index * nsym + s)
+    if np.any(escaped):
+        _, exp = np.frexp(np.where(escaped, mag - m, 1).astype(np.float64))
+        bits = bits + np.where(escaped, 2.0 * exp, 0.0)
+    return bits
+
+
+def _grid_index(scales: FloatArray) -> IntArray:
+    """:func:`scale_index` of ``max(scales, 1e-9)``."""
+    return scale_index(np.maximum(scales, 1e-9))
 
 
 def frame_signs(frame_index: npt.ArrayLike, n_bins: int = N_BINS) -> FloatArray:
@@ -207,13 +260,20 @@ class TCX:
         scales = _kappa_value(kappa_idx) * ratio
         return laplace_tables_from_index(scale_index(np.maximum(scales, 1e-9)), _MAX_ABS)
 
-    def _cost(self, q: IntArray, ratio: FloatArray) -> tuple[FloatArray, IntArray, IntArray]:
+    def _cost(
+        self, q: IntArray, ratio: FloatArray, *, coder_kappa: bool = False
+    ) -> tuple[FloatArray, IntArray, IntArray]:
+        """Ideal bits of the values of each frame (``symbol_costs`` of the tables of
+        :meth:`_tables`, summed below ``last``), κ index and ``last``.
+
+        ``coder_kappa``: the κ values of :meth:`_coder_tables` (those the frame is
+        coded with) instead of :meth:`_tables`' (the rate loop's estimate).
+        """
         last = self._last(q)
         kap = self._kappa_index(q, ratio, last)
-        tables = self._tables(kap, ratio)
+        kappa = _frame_kappas()[kap] if coder_kappa else _kappa_value(kap)
+        costs = _value_costs(q, _grid_index(kappa[..., None] * ratio))
         mask = np.arange(N_BINS) < last[..., None]
-        k = tables.shape[-1]
-        costs = symbol_costs(q.reshape(-1), tables.reshape(-1, k)).reshape(q.shape)
         return np.asarray((costs * mask).sum(axis=-1), dtype=np.float64), kap, last
 
     # ------------------------------------------------------------------ encoder
@@ -284,22 +344,141 @@ class TCX:
             self._quantize(xs, _gain_step(np.maximum(gain - 1, 0))), ratio
         )
         cannot_fit = fixed + finer_bits > budget + 1e-6
+        final, coded = self._rate_loop(xs, ratio, gain, cannot_fit, side, fixed, budget)
+        return self._code_frames(xs, ratio, final, coded, gain, cannot_fit, side, frame_bytes)
+
+    def _rate_loop_frame(
+        self,
+        xs: FloatArray,
+        ratio: FloatArray,
+        gain: int,
+        cannot_fit: bool,
+        side: Sequence[tuple[int, int]],
+        budget: int,
+    ) -> bytes:
+        """The rate loop of one frame by trial coding (the definition that
+        :meth:`_rate_loop` reproduces without coding); returns the frame's payload."""
+        g = gain
+        while True:
+            data = self._encode_frame(xs, ratio, g, side, budget)
+            if data is not None:
+                break
+            g += 1
+            if g >= 1 << GAIN_BITS:  # pragma: no cover - the all-zero frame always fits
+                raise ParameterError("rate loop failed to fit a frame")
+        # the estimate is conservative: try finer steps while they still fit
+        while g > 0 and not (g == gain and cannot_fit):
+            finer = self._encode_frame(xs, ratio, g - 1, side, budget)
+            if finer is None:
+                break
+            data, g = finer, g - 1
+        return data
+
+    def _rate_loop(
+        self,
+        xs: FloatArray,
+        ratio: FloatArray,
+        gain: IntArray,
+        cannot_fit: npt.NDArray[np.bool_],
+        side: Sequence[Sequence[tuple[int, int]]],
+        fixed: IntArray,
+        budget: int,
+    ) -> tuple[IntArray, dict[tuple[int, int], bytes | None]]:
+        """The gain index :meth:`_rate_loop_frame` ends at, for every frame, mostly
+        without coding.
+
+        A frame fits at a gain exactly when the coder's ``tell()`` is at most the
+        budget (``finish()`` is then never longer), and ``tell() = ceil(-log2
+        w)`` where ``w`` is the width of the final interval: ``w`` is at most
+        ``2**-ideal`` (``ideal``: the sum of ``-log2(freq/total)`` and raw
+        bits, :meth:`_cost`) and at least that times ``(1 - 2**-32)`` per coded
+        symbol (the truncation of ``rng // total`` with ``rng > 2**48``,
+        ``total <= 2**16``: under 2e-7 bits for a frame). So an ideal cost more
+        than :data:`_SURE_BITS` under the budget always fits and one more than
+        that over it never does; only in between (or where an escape is too
+        long to code) is the frame coded to find out. The loop takes the same
+        steps as the trial coding. Returns the final gain of each frame and the
+        payloads of the trial codings made (``None``: did not fit).
+        """
+        n = xs.shape[0]
+        coded: dict[tuple[int, int], bytes | None] = {}
+
+        def fits(rows: IntArray, g: IntArray) -> npt.NDArray[np.bool_]:
+            q = self._quantize(xs[rows], _frame_steps()[g])
+            bits, _, last = self._cost(q, ratio[rows], coder_kappa=True)
+            ideal = fixed[rows] + bits
+            ok = ideal < budget - _SURE_BITS
+            unsure = ~ok & (ideal <= budget + _SURE_BITS)
+            unsure |= (np.abs(q).max(axis=-1) - _MAX_ABS >= 1 << (MAX_ESCAPE_BITS + 1)) & (
+                last > 0
+            )
+            for j in np.flatnonzero(unsure):
+                i, gi = int(rows[j]), int(g[j])
+                data = self._encode_frame(xs[i], ratio[i], gi, side[i], budget)
+                coded[(i, gi)] = data
+                ok[j] = data is not None
+            return ok
+
+        g = gain.copy()
+        rows = np.arange(n)
+        while rows.size:  # coarser until a frame fits
+            ok = fits(rows, g[rows])
+            rows = rows[~ok]
+            g[rows] += 1
+            if np.any(g[rows] >= 1 << GAIN_BITS):  # pragma: no cover - all-zero frames fit
+                raise ParameterError("rate loop failed to fit a frame")
+        rows = np.flatnonzero((g > 0) & ~((g == gain) & cannot_fit))
+        while rows.size:  # finer while a frame still fits
+            ok = fits(rows, g[rows] - 1)
+            rows = rows[ok]
+            g[rows] -= 1
+            rows = rows[(g[rows] > 0) & ~((g[rows] == gain[rows]) & cannot_fit[rows])]
+        return g, coded
+
+    def _code_frames(
+        self,
+        xs: FloatArray,
+        ratio: FloatArray,
+        gains: IntArray,
+        coded: dict[tuple[int, int], bytes | None],
+        gain: IntArray,
+        cannot_fit: npt.NDArray[np.bool_],
+        side: Sequence[Sequence[tuple[int, int]]],
+        frame_bytes: int,
+    ) -> list[bytes]:
+        """Code every frame at its final gain (:meth:`_encode_frame`'s payload, the
+        per-frame arithmetic done for all frames at once)."""
+        budget = 8 * frame_bytes
+        step = _frame_steps()[gains]
+        q = self._quantize(xs, step)
+        last = self._last(q)
+        kap = self._kappa_index(q, ratio, last)
+        v = xs / step[:, None]
+        nf = self._noise_index(v, q, ratio)
+        hf = self._hf_index(v, ratio)
+        grid = _grid_index(_frame_kappas()[kap][:, None] * ratio)
+        rows = laplace_grid_rows(_MAX_ABS)
+        nsym = 2 * _MAX_ABS + 2
         frames: list[bytes] = []
-        for i in range(n):
-            g = int(gain[i])
-            while True:
-                data = self._encode_frame(xs[i], ratio[i], g, side[i], budget)
-                if data is not None:
-                    break
-                g += 1
-                if g >= 1 << GAIN_BITS:  # pragma: no cover - the all-zero frame always fits
-                    raise ParameterError("rate loop failed to fit a frame")
-            # the estimate is conservative: try finer steps while they still fit
-            while g > 0 and not (g == gain[i] and cannot_fit[i]):
-                finer = self._encode_frame(xs[i], ratio[i], g - 1, side[i], budget)
-                if finer is None:
-                    break
-                data, g = finer, g - 1
+        for i in range(xs.shape[0]):
+            g = int(gains[i])
+            data = coded.get((i, g))  # coded by trial (and fitting: g is final)
+            if data is None:
+                n_code = int(last[i])
+                fields = list(side[i])
+                fields += [(g, GAIN_BITS), (int(kap[i]), KAPPA_BITS), (int(nf[i]), NOISE_BITS)]
+                fields += [(int(hf[i]), HF_BITS), (n_code // LAST_UNIT, LAST_BITS)]
+                enc = RangeEncoder()
+                enc.encode_fields(fields)
+                if n_code:
+                    tables = CdfTables._trusted([rows[j] for j in grid[i, :n_code].tolist()], nsym)
+                    enc.encode_values(q[i, :n_code], tables)
+                if enc.tell() <= budget:
+                    data = enc.finish()
+                else:  # pragma: no cover - cannot happen (see _rate_loop): code by trial
+                    data = self._rate_loop_frame(
+                        xs[i], ratio[i], int(gain[i]), bool(cannot_fit[i]), side[i], budget
+                    )
             frames.append(data + bytes(frame_bytes - len(data)))
         return frames
 

@@ -576,6 +576,13 @@ def test_encode_fields_equals_encode_bits_in_turn() -> None:
             a.encode_bits(value, nb)
         b.encode_fields(fields)
         assert a.finish() == b.finish() and a.tell() == b.tell()
+        data = a.finish()
+        c, d = RangeDecoder(data), RangeDecoder(data)
+        widths = [20] + [nb for _, nb in fields]
+        got = d.decode_fields(widths)
+        assert got == [c.decode_bits(nb) for nb in widths]
+        assert got[1:] == [v for v, _ in fields]
+        assert c.tell() == d.tell() == a.tell()
     enc = RangeEncoder()
     enc.encode_bits(5, 3)
     before = enc.finish()

@@ -550,13 +550,10 @@ class RangeEncoder:
             raise ParameterError(f"value {v} too large for escape coding")
         esc = len(cdf) - 2
         self._encode(cdf[esc], cdf[esc + 1] - cdf[esc], cdf[-1])
-        self.encode_bits(1 if v < 0 else 0, 1)
-        # Elias gamma: nb ones, one zero (one bit per call, as the decoder
-        # reads them), then the nb low bits of the excess.
-        for _ in range(nb):
-            self.encode_bits(1, 1)
-        self.encode_bits(0, 1)
-        self.encode_bits(excess - (1 << nb), nb)
+        # the sign, then Elias gamma: nb ones, one zero (one bit per step, as the
+        # decoder reads them), then the nb low bits of the excess.
+        fields = [(1 if v < 0 else 0, 1)] + [(1, 1)] * nb + [(0, 1), (excess - (1 << nb), nb)]
+        self.encode_fields(fields)
 
     # ---------------------------------------------------------- accounting
     def tell(self) -> int:
@@ -771,6 +768,59 @@ class RangeDecoder:
             value = (value << nb) | t
         return value
 
+    def decode_fields(self, widths: Sequence[int]) -> list[int]:
+        """:meth:`decode_bits` of each width in turn (one call).
+
+        Parameters
+        ----------
+        widths : sequence of int
+            The ``nbits`` of each field, as given to :meth:`RangeEncoder.encode_fields`.
+
+        Returns
+        -------
+        list of int
+            One value per field.
+        """
+        sizes = [_int(nbits) for nbits in widths]
+        for nbits in sizes:
+            _check_nbits(nbits)
+        out: list[int] = []
+        data, n, pos = self._data, self._n, self._pos
+        val, rng = self._val, self._rng
+        bot = _BOT
+        for nbits in sizes:  # the arithmetic of decode_bits()
+            value = 0
+            while nbits > 0:
+                nb = nbits if nbits <= 16 else 16
+                nbits -= nb
+                r = rng >> nb
+                t = val // r
+                if t >> nb:
+                    self._val, self._rng, self._pos = val, rng, pos
+                    raise BitstreamError("range decoder target outside the coded range")
+                val -= t * r
+                rng = r
+                while rng <= bot:
+                    val = (val << 8) | (data[pos] if pos < n else 0)
+                    pos += 1
+                    rng <<= 8
+                value = (value << nb) | t
+            out.append(value)
+        self._val, self._rng, self._pos = val, rng, pos
+        return out
+
+    def _bit(self) -> int:
+        """:meth:`decode_bits` of one bit, without argument checks."""
+        r = self._rng >> 1
+        t = self._val // r
+        if t >> 1:
+            raise BitstreamError("range decoder target outside the coded range")
+        self._val -= t * r
+        self._rng = r
+        if r <= _BOT:
+            self._renorm()
+        return t
+
     def decode_symbols(self, cdfs: TablesLike) -> list[int]:
         """Decode one symbol per table.
 
@@ -861,9 +911,9 @@ class RangeDecoder:
         return out
 
     def _decode_escape(self, m: int) -> int:
-        negative = self.decode_bits(1)
+        negative = self._bit()
         nb = 0
-        while self.decode_bits(1):
+        while self._bit():
             nb += 1
             if nb > MAX_ESCAPE_BITS:
                 raise BitstreamError("escape code too long")

@@ -556,19 +556,23 @@ class TCX:
         n = len(frames)
         index = np.arange(n) if frame_index is None else np.asarray(frame_index, dtype=np.int64)
         decs = []
-        idx = np.zeros((n, len(env_field_bits)), dtype=np.int64)
-        side = np.zeros((n, len(FIXED_FIELDS)), dtype=np.int64)
+        n_env = len(env_field_bits)
+        head = list(env_field_bits) + ([1] if self.config.pitch else [])
+        fixed_bits = [nb for _, nb in FIXED_FIELDS]
+        heads, sides = [], []
         pitch = PitchParams.off(n)
         for i, fr in enumerate(frames):
             dec = RangeDecoder(fr)
-            for j, nb in enumerate(env_field_bits):
-                idx[i, j] = dec.decode_bits(nb)
-            if self.config.pitch and dec.decode_bits(1):
-                pitch.lag[i] = LAG_MIN + dec.decode_bits(LAG_BITS)
-                pitch.gain[i] = dec.decode_bits(PITCH_GAIN_BITS)
-            for j, (_, nb) in enumerate(FIXED_FIELDS):
-                side[i, j] = dec.decode_bits(nb)
+            fields = dec.decode_fields(head)
+            if self.config.pitch and fields[n_env]:
+                lag, g = dec.decode_fields((LAG_BITS, PITCH_GAIN_BITS))
+                pitch.lag[i] = LAG_MIN + lag
+                pitch.gain[i] = g
+            heads.append(fields[:n_env])
+            sides.append(dec.decode_fields(fixed_bits))
             decs.append(dec)
+        idx = np.array(heads, dtype=np.int64).reshape(n, n_env)
+        side = np.array(sides, dtype=np.int64).reshape(n, len(FIXED_FIELDS))
         a_q = lpc_from_indices(idx)
         shaping, ratio = self.envelopes(a_q)
         ratio = self._harmonic(ratio, pitch)
@@ -576,11 +580,17 @@ class TCX:
         last = last_units * LAST_UNIT
         if np.any(last > self.config.coded_bins):
             raise BitstreamError("corrupt frame: coded bandwidth beyond the mode's")
+        # the grid index of every bin of every frame at once (the same numbers as
+        # _coder_tables frame by frame)
+        grid = _grid_index(_frame_kappas()[kap][:, None] * ratio)
+        rows = laplace_grid_rows(_MAX_ABS)
+        nsym = 2 * _MAX_ABS + 2
         q = np.zeros((n, N_BINS))
         for i, dec in enumerate(decs):
             m = int(last[i])
             if m:
-                q[i, :m] = dec.decode_values(self._coder_tables(kap[i], ratio[i, :m]))
+                tables = CdfTables._trusted([rows[j] for j in grid[i, :m].tolist()], nsym)
+                q[i, :m] = dec.decode_values(tables)
             if dec.tell() > 8 * len(frames[i]):
                 raise BitstreamError(f"corrupt frame {int(index[i])}: reads past its end")
         if self.config.noise_fill:

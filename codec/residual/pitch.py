@@ -280,6 +280,20 @@ def _comb(pad: FloatArray, pos: npt.NDArray[np.int64], lag: npt.ArrayLike) -> Fl
     return np.asarray(out, dtype=np.float64)
 
 
+def _comb_run(buf: FloatArray, base: int, length: int) -> FloatArray:
+    """:func:`_comb` at the consecutive positions ``base + lag .. base + lag + length - 1``
+    (slices instead of index arrays; the same arithmetic)."""
+    out = TAPS[2] * buf[base : base + length]
+    for d in (1, 2):
+        if TAPS[2 + d]:
+            pair = buf[base - d : base - d + length] + buf[base + d : base + d + length]
+            out = out + TAPS[2 + d] * pair
+    return out
+
+
+_W_OLD = 1.0 - _W  # weight of the previous frame's parameters
+
+
 class PostFilter:
     """The decoder's IIR comb, the exact inverse of :class:`PreFilter` (streaming).
 
@@ -328,12 +342,11 @@ class PostFilter:
                 n_abs = start + i
                 j = n_abs - k * FRAME
                 e = min(seg_end, i + step)
-                w = _W[j : j + e - i]
-                p = HISTORY + np.arange(i, e)
-                acc = (g * w) * _comb(buf, p, lag)
+                p = HISTORY + i
+                acc = (g * _W[j : j + e - i]) * _comb_run(buf, p - lag, e - i)
                 if g_p and j < FADE:
-                    acc += (g_p * (1.0 - w)) * _comb(buf, p, lag_p)
-                buf[p] = xa[i:e] + acc
+                    acc += (g_p * _W_OLD[j : j + e - i]) * _comb_run(buf, p - lag_p, e - i)
+                buf[p : HISTORY + e] = xa[i:e] + acc
                 i = e
         self._hist = buf[-HISTORY:].copy()
         self._pos += m

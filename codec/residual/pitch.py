@@ -100,7 +100,6 @@ class PitchParams:
 
 
 _LAGS = np.arange(LAG_MIN, LAG_MAX + 1)
-_FEW_FRAMES = 4  # up to this many frames, normalized_correlation loops over frames, not lags
 
 
 def normalized_correlation(
@@ -121,28 +120,20 @@ def normalized_correlation(
     c = np.concatenate(([0.0], np.cumsum(used * used)))
     starts = h + np.arange(n_frames) * FRAME
     out = np.empty((n_frames, lags.size))
-    if n_frames <= _FEW_FRAMES:
-        # frame by frame, all lags in one einsum: the same products and sums per
-        # element as the loop over lags below (one row of ``cur`` against one
-        # window of ``pad``), with far fewer numpy calls for a streaming block
-        e_past = c[starts[:, None] - lags + FRAME] - c[starts[:, None] - lags]
-        windows = np.lib.stride_tricks.sliding_window_view(pad, FRAME)
-        step = np.diff(lags)
-        consecutive = lags.size > 1 and bool(np.all(step == 1))
-        for k in range(n_frames):
-            if consecutive:  # a view, no copy
-                past = windows[starts[k] - lags[-1] : starts[k] - lags[0] + 1][::-1]
-            else:
-                past = windows[starts[k] - lags]
-            row = np.broadcast_to(cur[k], past.shape)
-            out[k] = np.einsum("kn,kn->k", row, past) / np.sqrt(
-                np.maximum(e_cur[k] * e_past[k], 1e-20)
-            )
-        return out
-    for j, lag in enumerate(lags):
-        past = pad[h - lag : h - lag + n_frames * FRAME].reshape(n_frames, FRAME)
-        e_past = c[starts - lag + FRAME] - c[starts - lag]
-        out[:, j] = np.einsum("kn,kn->k", cur, past) / np.sqrt(np.maximum(e_cur * e_past, 1e-20))
+    # frame by frame, all lags in one einsum (one row of ``cur`` against one
+    # window of ``pad`` per lag): fewer numpy calls than a loop over the lags,
+    # with the same products and sums per element
+    e_past = c[starts[:, None] - lags + FRAME] - c[starts[:, None] - lags]
+    windows = np.lib.stride_tricks.sliding_window_view(pad, FRAME)
+    step = np.diff(lags)
+    consecutive = lags.size > 1 and bool(np.all(step == 1))
+    for k in range(n_frames):
+        if consecutive:  # a view, no copy
+            past = windows[starts[k] - lags[-1] : starts[k] - lags[0] + 1][::-1]
+        else:
+            past = windows[starts[k] - lags]
+        out[k] = np.einsum("kn,kn->k", np.broadcast_to(cur[k], past.shape), past)
+    out /= np.sqrt(np.maximum(e_cur[:, None] * e_past, 1e-20))
     return out
 
 

@@ -394,14 +394,24 @@ def _cmd_info(args: argparse.Namespace) -> int:
         st = info(data)
     except BitstreamError as exc:
         raise BitstreamError(f"{_stream_name(args.input)}: {exc}") from None
+    h = read_header(data)
     if args.json:
         print(json.dumps(dataclasses.asdict(st), indent=1))
     else:
         for key, value in dataclasses.asdict(st).items():
             if key == "damaged_blocks":
-                value = _blocks_text(value, read_header(data))
+                value = _blocks_text(value, h)
             print(f"{key:15s} {value}")
-    return 0
+    if not st.damaged_blocks:
+        return 0
+    # the report is complete on stdout; the status and one line on stderr say it is damaged
+    sys.stdout.flush()
+    print(
+        f"svq: {_stream_name(args.input)}: {len(st.damaged_blocks)} of {st.blocks} blocks "
+        f"damaged (CRC-32 failed): {_blocks_text(st.damaged_blocks, h)}",
+        file=sys.stderr,
+    )
+    return 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -639,6 +649,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="show the header of a .svq file",
         description="Show the header of a .svq file: bitrate, frames, duration, envelope, "
         "codebook hash, coded band, delay, and the blocks whose CRC-32 fails.",
+        epilog="Exit status: 0 if the file is intact; 1 if blocks of it are damaged (the "
+        "report on stdout lists them, one line on stderr counts them; svq decode "
+        "--conceal-damaged decodes the rest); 2 on an error: a damaged header, a truncated "
+        "file, not a .svq file, a missing or unreadable input.",
     )
     p.add_argument("input", help=".svq file, or - for stdin")
     p.add_argument("--json", action="store_true", help="print JSON")

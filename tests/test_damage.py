@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -187,14 +189,63 @@ def test_cli_conceal_damaged_counts_on_stderr(damaged_file, tmp_path, capsys, tw
 def test_cli_info_reports_damaged_blocks(damaged_file, capsys):
     good, bad = damaged_file
     assert main(["info", str(good)]) == 0
-    out = capsys.readouterr().out
-    assert "damaged_blocks  none" in out and "blocks          13" in out
-    assert main(["info", str(bad)]) == 0
-    assert "damaged_blocks  5 (5 s), 7 (7 s)" in capsys.readouterr().out
-    assert main(["info", str(bad), "--json"]) == 0
-    st = json.loads(capsys.readouterr().out)
+    cap = capsys.readouterr()
+    assert "damaged_blocks  none" in cap.out and "blocks          13" in cap.out
+    assert cap.err == ""
+    assert main(["info", str(good), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["damaged_blocks"] == []
+    # damaged blocks: the full report on stdout, exit status 1, one line on stderr
+    assert main(["info", str(bad)]) == 1
+    cap = capsys.readouterr()
+    assert "damaged_blocks  5 (5 s), 7 (7 s)" in cap.out and "blocks          13" in cap.out
+    assert cap.err.count("\n") == 1 and "2 of 13 blocks damaged" in cap.err
+    assert str(bad) in cap.err
+    assert main(["info", str(bad), "--json"]) == 1
+    cap = capsys.readouterr()
+    st = json.loads(cap.out)
     assert st["damaged_blocks"] == [5, 7] and st["format_version"] == 3
+    assert "2 of 13 blocks damaged" in cap.err
     hdr = bad.with_name("hdr.svq")
     hdr.write_bytes(_flip(good.read_bytes(), 30))
     assert main(["info", str(hdr)]) == 2
     assert "header is damaged" in capsys.readouterr().err
+
+
+def test_cli_info_exit_status_of_one_flipped_frame_byte(tmp_path, speech):
+    """The exit status a script checks: 1 for a file with a flipped byte inside a frame."""
+    x, sr = speech
+    data = codec.encode(x, sr, 13.2)
+    h = codec.bitstream.read_header(data)
+    good = tmp_path / "good.svq"
+    good.write_bytes(data)
+    # a byte of frame 60 (block 1): past the header, block 0 and its CRC
+    pos = HEADER_BYTES + CHECK_FRAMES * h.frame_bytes + 4 + 10 * h.frame_bytes + 7
+    assert _block_of_byte(data, pos) == 1
+    bad = tmp_path / "bad.svq"
+    bad.write_bytes(_flip(data, pos, 0x40))
+    blocks = codec.info(data).blocks
+    for path, status in ((good, 0), (bad, 1)):
+        res = subprocess.run(
+            [sys.executable, "-m", "codec", "info", str(path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert res.returncode == status, res.stderr
+        assert "bitrate_kbps" in res.stdout and "frame_count" in res.stdout
+        if status:
+            assert "damaged_blocks  1 (1 s)" in res.stdout
+            assert res.stderr.strip() == (
+                f"svq: {bad}: 1 of {blocks} blocks damaged (CRC-32 failed): 1 (1 s)"
+            )
+        else:
+            assert "damaged_blocks  none" in res.stdout and res.stderr == ""
+
+
+def test_info_help_documents_exit_statuses():
+    from codec.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    text = " ".join(sub.choices["info"].format_help().split())
+    assert "Exit status: 0 if the file is intact; 1 if blocks of it are damaged" in text
+    assert "2 on an error: a damaged header" in text

@@ -196,7 +196,7 @@ def _decode(args: argparse.Namespace) -> int:
     with open_input(args.input, missing=AudioInputError) as fh:
         reader = ContainerReader(fh, "conceal" if args.conceal_damaged else "raise")
         h = reader.header
-        dec = StreamDecoder(h, [args.codebook] if args.codebook else [])
+        dec = StreamDecoder(h, [args.codebook] if args.codebook else [], conceal=args.conceal)
         lost = simulate_loss(h.frame_count, args.simulate_loss or 0.0, seed=args.seed)
         # soxr rounds the output length half up; the WAV header needs it before any sample
         n_out = (h.sample_count * rate * 2 + 16000) // 32000
@@ -233,7 +233,8 @@ def _decode(args: argparse.Namespace) -> int:
     if args.simulate_loss is not None and not args.quiet:
         print(
             f"concealed {dec.lost_frames} of {h.frame_count} frames "
-            f"({100.0 * dec.lost_frames / max(h.frame_count, 1):.1f} %, seed {args.seed})",
+            f"({100.0 * dec.lost_frames / max(h.frame_count, 1):.1f} %, seed {args.seed}, "
+            f"{args.conceal})",
             file=sys.stderr,
         )
     if args.output != "-" and not args.quiet:
@@ -540,7 +541,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(memory does not grow with the duration). Every block's CRC-32 is checked before "
         "any audio is written: a damaged file is refused, or with --conceal-damaged its "
         "damaged blocks (1 s each) are concealed as lost frames. --simulate-loss drops "
-        "frames at random to hear the frame-loss concealment.",
+        "frames at random to hear the frame-loss concealment; --conceal chooses how lost "
+        "frames are concealed.",
     )
     p.add_argument("input", help="input .svq file, or - for stdin")
     p.add_argument("output", help="output .wav file, or - for stdout (not a terminal)")
@@ -572,6 +574,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="decode a file with damaged blocks (1 s each, CRC-32 failed), concealing them as "
         "lost frames, instead of refusing it",
+    )
+    p.add_argument(
+        "--conceal",
+        choices=["interpolate", "causal"],
+        default="interpolate",
+        help="how lost frames (--simulate-loss, --conceal-damaged) are concealed: "
+        "interpolate (default; the whole file is at hand): a run of up to 8 lost frames "
+        "(160 ms) is interpolated between the frames before and after it; causal: "
+        "extrapolated from the past frames only, as a real-time decoder without "
+        "look-ahead does. Longer runs (a damaged block is 50 frames) and a run at the end "
+        "are concealed causally either way; without lost frames both give the same output",
     )
     p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
     _add_verbosity(p)

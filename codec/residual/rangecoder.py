@@ -418,11 +418,16 @@ class RangeEncoder:
         """
         chunks: list[tuple[int, int]] = []
         for value, nbits in fields:
-            value = _int(value)
-            nbits = _int(nbits)
+            if type(value) is not int:
+                value = _int(value)
+            if type(nbits) is not int:
+                nbits = _int(nbits)
             _check_nbits(nbits)
             if not 0 <= value < (1 << nbits):
                 raise ParameterError(f"value {value} does not fit in {nbits} bits")
+            if nbits <= 16:
+                chunks.append((value, nbits))
+                continue
             while nbits > 0:
                 nb = nbits if nbits <= 16 else 16
                 nbits -= nb

@@ -160,12 +160,14 @@ def _value_costs(q: IntArray, grid_index: IntArray) -> FloatArray:
     m = _MAX_ABS
     nsym = 2 * m + 2
     mag = np.abs(q)
-    escaped = mag > m
-    s = np.where(escaped, nsym - 1, q + m)
+    escaped = np.flatnonzero(mag > m)
+    s = q + m
+    if escaped.size:
+        s.flat[escaped] = nsym - 1
     bits: FloatArray = np.take(_symbol_bits(), grid_index * nsym + s)
-    if np.any(escaped):
-        _, exp = np.frexp(np.where(escaped, mag - m, 1).astype(np.float64))
-        bits = bits + np.where(escaped, 2.0 * exp, 0.0)
+    if escaped.size:  # the raw bits (symbol_costs adds 0.0 elsewhere: no change)
+        _, exp = np.frexp((mag.flat[escaped] - m).astype(np.float64))
+        bits.flat[escaped] += 2.0 * exp
     return bits
 
 
@@ -238,7 +240,7 @@ class TCX:
     @staticmethod
     def _kappa_index(q: IntArray, ratio: FloatArray, last: IntArray) -> IntArray:
         mask = np.arange(N_BINS) < last[..., None]
-        cnt = np.maximum(mask.sum(axis=-1), 1)
+        cnt = np.maximum(last, 1)  # mask.sum(axis=-1)
         mean_mag = (np.abs(q) / ratio * mask).sum(axis=-1) / cnt
         j = np.rint(4.0 * np.log2(np.maximum(mean_mag, 1e-6))) + _KAPPA_OFFSET + KAPPA_BIAS
         return np.clip(j, 0, (1 << KAPPA_BITS) - 1).astype(np.int64)
@@ -272,7 +274,12 @@ class TCX:
         last = self._last(q)
         kap = self._kappa_index(q, ratio, last)
         kappa = _frame_kappas()[kap] if coder_kappa else _kappa_value(kap)
-        costs = _value_costs(q, _grid_index(kappa[..., None] * ratio))
+        # the bins above the coded band are never coded (last <= coded_bins): their
+        # costs are masked to 0.0, so they are not computed; the sums still run over
+        # all N_BINS (the same additions in the same order)
+        cb = self.config.coded_bins
+        costs = np.zeros(q.shape)
+        costs[..., :cb] = _value_costs(q[..., :cb], _grid_index(kappa[..., None] * ratio[..., :cb]))
         mask = np.arange(N_BINS) < last[..., None]
         return np.asarray((costs * mask).sum(axis=-1), dtype=np.float64), kap, last
 

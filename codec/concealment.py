@@ -22,9 +22,13 @@ whole-file decode, or a :class:`codec.pipeline.StreamDecoder` with
 ``conceal="interpolate"`` that holds a run of lost frames back until the next
 frame arrives), the substitute is interpolated between the two neighbours
 instead: magnitudes interpolated linearly between the last and the next good
-frame, with the signs of the MDCT of the last pitch cycle repeated (voiced, as
-above) or fresh signs (otherwise), each band of :data:`BAND` coefficients scaled to the
-energy interpolated geometrically between the two neighbours' bands (the
+frame, with signs from a waveform bridge when the next frame is voiced (its
+first pitch cycle, from the alias-free flat part of its window, repeated
+backwards and cross-faded with the last pitch cycle repeated forwards, or
+alone at an onset), else from the MDCT of the last pitch cycle repeated
+(voiced before the loss, as above) or fresh (otherwise), each band of
+:data:`BAND` coefficients scaled to the energy interpolated geometrically
+between the two neighbours' bands (the
 ``t``-th of ``L`` lost frames at weight ``t / (L + 1)``, the scale capped at
 :data:`MAX_SCALE`). Runs longer than :data:`MUTE_AFTER` are concealed causally.
 
@@ -59,6 +63,9 @@ BAND = 16
 """Coefficients per band whose energy the interpolating concealment sets (400 Hz)."""
 MAX_SCALE = 4.0
 """Largest amplitude factor the interpolating concealment applies to a band's shape."""
+BRIDGE_MIN_LAG = 32
+BRIDGE_MAX_LAG = 160
+"""Lags searched in the next frame's flat part (240 samples) for the waveform bridge."""
 _SIGN_OFFSET = 1 << 31  # concealment signs differ from the noise filler's of the same frame
 _HISTORY = 640  # two frames: the longest lag (320) and a frame to correlate
 
@@ -81,6 +88,7 @@ class Concealer:
         self._last = np.zeros(n)
         self._history = np.zeros(_HISTORY)
         self._lag = 0
+        self._bridge: FloatArray | None = None
         self.run = 0
         """Consecutive frames concealed so far (0 after a good frame)."""
 
@@ -124,6 +132,37 @@ class Concealer:
         signs = frame_signs([frame_index + _SIGN_OFFSET], self.n)[0]
         return np.asarray(g * np.abs(self._last) * signs, dtype=np.float64)
 
+    def _waveform_bridge(self, next_coefs: FloatArray, length: int) -> FloatArray | None:
+        """The lost run's signal in the time domain, from where the first lost frame's
+        window rises to where the next good frame's flat part starts: the last pitch
+        cycle repeated forwards, the next frame's first pitch cycle repeated
+        backwards, cross-faded linearly. None when the next frame is not voiced."""
+        n, ov = self.n, self.overlap
+        nxt = mdct.imdct(np.asarray(next_coefs, dtype=np.float64), self._window)
+        lead = (n - ov) // 2
+        fut = nxt[lead + ov : lead + n]  # the next frame's flat part: no aliasing
+        lag_n, corr_n = _best_lag(fut, BRIDGE_MIN_LAG, min(BRIDGE_MAX_LAG, fut.size // 2))
+        if corr_n < VOICED_CORR:
+            return None
+        span = length * n + ov
+        if not self._lag:  # an onset: the next frame's cycle alone
+            return np.asarray(fut[np.mod(np.arange(-span, 0), lag_n)], dtype=np.float64)
+        fwd = np.resize(self._history[-self._lag :], span)
+        m = np.arange(span) - span  # sample offsets before the next frame's flat part
+        bwd = fut[np.mod(m, lag_n)]
+        w = (np.arange(span) + 0.5) / span
+        return np.asarray((1.0 - w) * fwd + w * bwd, dtype=np.float64)
+
+    def _bridge_block(self, position: int) -> FloatArray:
+        """MDCT of the waveform bridge over the ``position``-th lost frame's window."""
+        assert self._bridge is not None
+        lead = (self.n - self.overlap) // 2
+        span = self.n + self.overlap
+        start = (position - 1) * self.n
+        block = np.zeros(2 * self.n)
+        block[lead : lead + span] = self._bridge[start : start + span]
+        return np.asarray(mdct.mdct(block, self._window), dtype=np.float64)
+
     def _pitch_block(self) -> FloatArray:
         """MDCT of the last pitch cycle repeated over the lost frame's window (unfaded)."""
         span = self.n + self.overlap
@@ -141,10 +180,13 @@ class Concealer:
         if self.run == 1:
             lags, corr = estimate_pitch(self._history[-2 * self.n :])
             self._lag = int(lags[-1]) if corr[-1] >= VOICED_CORR else 0
+            self._bridge = self._waveform_bridge(next_coefs, length)
         w = position / (length + 1)
         nxt = np.abs(np.asarray(next_coefs, dtype=np.float64))
         prev = np.abs(self._last)
-        if self._lag:  # the signs of the repeated pitch cycle: phases continue
+        if self._bridge is not None:  # phases continue from both sides
+            signs = np.sign(self._bridge_block(position))
+        elif self._lag:  # the signs of the repeated pitch cycle: phases continue
             signs = np.sign(self._pitch_block())
         else:
             signs = frame_signs([frame_index + _SIGN_OFFSET], self.n)[0]
@@ -157,3 +199,15 @@ class Concealer:
         have = np.add.reduceat(shape**2, edges) + tiny
         scale = np.minimum(np.sqrt(target / have), MAX_SCALE)
         return np.asarray(shape * np.repeat(scale, np.diff(np.r_[edges, self.n])), dtype=np.float64)
+
+
+def _best_lag(x: FloatArray, lo: int, hi: int) -> tuple[int, float]:
+    """The lag in ``[lo, hi]`` of highest normalised correlation of ``x`` with itself."""
+    best, best_c = lo, -1.0
+    for t in range(lo, hi + 1):
+        a, b = x[t:], x[:-t]
+        den = np.sqrt(np.dot(a, a) * np.dot(b, b))
+        c = float(np.dot(a, b) / den) if den > 0 else 0.0
+        if c > best_c:
+            best, best_c = t, c
+    return best, best_c

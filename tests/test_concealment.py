@@ -215,3 +215,51 @@ def test_interpolating_stream_does_not_depend_on_chunking(coded):
     # the default stream decoder stays causal
     dec = StreamDecoder(header)
     assert np.array_equal(np.concatenate([dec.decode(given), dec.flush()]), causal)
+
+
+def _periodic(period: int, n: int) -> np.ndarray:
+    t = np.arange(n)
+    return np.sin(2 * np.pi * t / period) + 0.5 * np.sin(4 * np.pi * t / period + 0.3)
+
+
+def test_waveform_bridge_continues_a_periodic_signal():
+    """Between two voiced neighbours, the bridge is the signal itself when it is periodic."""
+    from codec.residual import mdct
+
+    n, ov, period = 320, 80, 100
+    c = Concealer(n, ov)
+    x = _periodic(period, 6 * n)
+    # history ends where lost frame k = 3 rises: 3n - ov; the next frame is k + 1 = 4
+    c.observe(x[: 3 * n - ov])
+    window = mdct.mdct_window(n, ov)
+    lead = (n - ov) // 2
+    next_block = x[4 * n - ov - lead : 4 * n - ov - lead + 2 * n]
+    next_coefs = mdct.mdct(next_block, window)
+    c._lag = period
+    bridge = c._waveform_bridge(next_coefs, 1)
+    assert bridge is not None and bridge.shape == (n + ov,)
+    assert np.allclose(bridge, x[3 * n - ov : 4 * n], atol=1e-9)
+    # an onset (nothing voiced before): the next frame's cycle repeated backwards
+    c._lag = 0
+    onset = c._waveform_bridge(next_coefs, 1)
+    assert onset is not None and np.allclose(onset, x[3 * n - ov : 4 * n], atol=1e-9)
+    # an unvoiced next frame gives no bridge
+    noise = np.random.default_rng(0).standard_normal(2 * n)
+    assert c._waveform_bridge(mdct.mdct(noise, window), 1) is None
+
+
+def test_bridged_signs_restore_a_periodic_frame():
+    """With the bridge's signs, the interpolated substitute of a lost frame of a
+    stationary periodic signal is that frame (same magnitudes on both sides)."""
+    from codec.residual import mdct
+
+    n, ov, period = 320, 80, 80
+    x = _periodic(period, 8 * n)
+    window = mdct.mdct_window(n, ov)
+    lead = (n - ov) // 2
+    coefs = [mdct.mdct(x[k * n - ov - lead : k * n - ov - lead + 2 * n], window) for k in (3, 4, 5)]
+    c = Concealer(n, ov)
+    c.observe(x[: 4 * n - ov])
+    c.good(coefs[0])
+    sub = c.interpolate(4, coefs[2], 1, 1)
+    assert np.allclose(sub, coefs[1], atol=1e-6 * np.abs(coefs[1]).max())

@@ -191,14 +191,18 @@ class CdfTables:
         The tables (read-only by convention: they may be shared).
     n_symbols : int
         Symbols per table.
+    shift : int
+        ``log2`` of the total when every table has the same power-of-two
+        total (the coding loops then divide with a shift), else -1.
     """
 
-    __slots__ = ("n_symbols", "rows")
+    __slots__ = ("n_symbols", "rows", "shift")
 
     def __init__(self, cdfs: CdfTables | NDArray[np.integer] | Sequence[Sequence[int]]) -> None:
         if isinstance(cdfs, CdfTables):
             self.rows: list[Sequence[int]] = cdfs.rows
             self.n_symbols: int = cdfs.n_symbols
+            self.shift: int = cdfs.shift
             return
         try:
             arr = np.asarray(cdfs)
@@ -218,12 +222,20 @@ class CdfTables:
                 raise ParameterError(f"cdf totals must be <= {MAX_TOTAL}")
         self.rows = arr.tolist()
         self.n_symbols = arr.shape[1] - 1
+        self.shift = -1
+        if arr.shape[0]:
+            total = int(arr[0, -1])
+            if total & (total - 1) == 0 and bool(np.all(arr[:, -1] == total)):
+                self.shift = total.bit_length() - 1
 
     @classmethod
-    def _trusted(cls, rows: list[Sequence[int]], n_symbols: int) -> CdfTables:
+    def _trusted(cls, rows: list[Sequence[int]], n_symbols: int, shift: int = -1) -> CdfTables:
+        """Tables from valid rows, unchecked; ``shift``: ``log2`` of every row's total
+        when they all have the same power-of-two total, else -1."""
         obj = cls.__new__(cls)
         obj.rows = rows
         obj.n_symbols = n_symbols
+        obj.shift = shift
         return obj
 
     def __len__(self) -> int:
@@ -527,6 +539,30 @@ class RangeEncoder:
         top, bot, shift, mask = _TOP, _BOT, _SHIFT, _LOW_MASK
         # the arithmetic of _encode(), inlined with local state: this loop codes
         # every MDCT bin of every frame, and a method call per symbol is its main cost
+        shift_total = tables.shift
+        if shift_total >= 0:
+            # every total is 2**shift_total: the division is a shift
+            for v, cdf in zip(vals, tables.rows, strict=True):
+                s = v + m
+                if 0 <= s < esc:
+                    cum = cdf[s]
+                    r = rng >> shift_total
+                    low += r * cum
+                    rng = r * (cdf[s + 1] - cum)
+                    if low >= top:
+                        self._carry()
+                        low -= top
+                    while rng <= bot:
+                        buf.append(low >> shift)
+                        low = (low & mask) << 8
+                        rng <<= 8
+                else:
+                    self._low, self._rng = low, rng
+                    self._encode_escape(v, m, cdf)
+                    low, rng = self._low, self._rng
+            self._low = low
+            self._rng = rng
+            return
         for v, cdf in zip(vals, tables.rows, strict=True):
             s = v + m
             if 0 <= s < esc:
@@ -891,6 +927,32 @@ class RangeDecoder:
         bot = _BOT
         # the loop of decode_symbols(), repeated rather than called: it decodes every
         # MDCT bin of every frame, and a call per symbol would be its main cost
+        shift = tables.shift
+        if shift >= 0:
+            # every total is 2**shift: the division is a shift
+            total = 1 << shift
+            for cdf in tables.rows:
+                r = rng >> shift
+                t = val // r
+                if t >= total:
+                    self._val, self._rng, self._pos = val, rng, pos
+                    raise BitstreamError("range decoder target outside the coded range")
+                s = bisect_right(cdf, t) - 1
+                cum = cdf[s]
+                val -= r * cum
+                rng = r * (cdf[s + 1] - cum)
+                while rng <= bot:
+                    val = (val << 8) | (data[pos] if pos < n else 0)
+                    pos += 1
+                    rng <<= 8
+                if s != esc:
+                    append(s - m)
+                else:
+                    self._val, self._rng, self._pos = val, rng, pos
+                    append(self._decode_escape(m))
+                    val, rng, pos = self._val, self._rng, self._pos
+            self._val, self._rng, self._pos = val, rng, pos
+            return out
         for cdf in tables.rows:
             total = cdf[-1]
             r = rng // total
@@ -1148,7 +1210,7 @@ def laplace_tables_from_index(index: ArrayLike, max_abs: int, total_bits: int = 
         raise ParameterError("scale indices must be a 1-D array")
     grid = _laplace_rows(max_abs, total_bits)
     rows: list[Sequence[int]] = [grid[i] for i in idx.tolist()]
-    return CdfTables._trusted(rows, 2 * max_abs + 2)
+    return CdfTables._trusted(rows, 2 * max_abs + 2, total_bits)
 
 
 def laplace_tables(scales: ArrayLike, max_abs: int, total_bits: int = 15) -> CdfTables:

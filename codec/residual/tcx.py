@@ -82,6 +82,7 @@ FIXED_FIELDS = (
 )
 NOISE_FILL_START_HZ = 1000.0
 _MAX_ABS = 15  # values beyond are escape-coded
+_TOTAL_BITS = 15  # the Laplace tables sum to 2**15 (laplace_*'s default)
 _GAIN_OFFSET = 128  # Δ = 2 ** ((i - 128) / 8)
 _KAPPA_OFFSET = 20  # κ = 2 ** ((j - 20) / 4)
 KAPPA_BIAS = 2
@@ -148,7 +149,7 @@ def _frame_kappas() -> FloatArray:
 def _symbol_bits() -> FloatArray:
     """``-log2(freq / total)`` of every symbol of every grid table, flattened
     (``n_grid x (2M + 2)``): :func:`symbol_costs`' arithmetic, done once."""
-    tab = laplace_cdfs_from_index(np.arange(_N_GRID), _MAX_ABS)
+    tab = laplace_cdfs_from_index(np.arange(_N_GRID), _MAX_ABS, _TOTAL_BITS)
     freq = np.diff(tab, axis=1)
     bits = np.log2(tab[:, -1:].astype(np.float64)) - np.log2(freq.astype(np.float64))
     return np.ascontiguousarray(bits).reshape(-1)
@@ -255,12 +256,14 @@ class TCX:
 
     def _tables(self, kappa_idx: IntArray, ratio: FloatArray) -> IntArray:
         scales = _kappa_value(kappa_idx)[..., None] * ratio
-        return laplace_cdfs_from_index(scale_index(np.maximum(scales, 1e-9)), _MAX_ABS)
+        return laplace_cdfs_from_index(scale_index(np.maximum(scales, 1e-9)), _MAX_ABS, _TOTAL_BITS)
 
     @staticmethod
     def _coder_tables(kappa_idx: int | np.integer, ratio: FloatArray) -> CdfTables:
         scales = _kappa_value(kappa_idx) * ratio
-        return laplace_tables_from_index(scale_index(np.maximum(scales, 1e-9)), _MAX_ABS)
+        return laplace_tables_from_index(
+            scale_index(np.maximum(scales, 1e-9)), _MAX_ABS, _TOTAL_BITS
+        )
 
     def _cost(
         self, q: IntArray, ratio: FloatArray, *, coder_kappa: bool = False
@@ -464,7 +467,7 @@ class TCX:
         nf = self._noise_index(v, q, ratio)
         hf = self._hf_index(v, ratio)
         grid = _grid_index(_frame_kappas()[kap][:, None] * ratio)
-        rows = laplace_grid_rows(_MAX_ABS)
+        rows = laplace_grid_rows(_MAX_ABS, _TOTAL_BITS)
         nsym = 2 * _MAX_ABS + 2
         frames: list[bytes] = []
         for i in range(xs.shape[0]):
@@ -478,7 +481,9 @@ class TCX:
                 enc = RangeEncoder()
                 enc.encode_fields(fields)
                 if n_code:
-                    tables = CdfTables._trusted([rows[j] for j in grid[i, :n_code].tolist()], nsym)
+                    tables = CdfTables._trusted(
+                        [rows[j] for j in grid[i, :n_code].tolist()], nsym, _TOTAL_BITS
+                    )
                     enc.encode_values(q[i, :n_code], tables)
                 if enc.tell() <= budget:
                     data = enc.finish()
@@ -590,13 +595,15 @@ class TCX:
         # the grid index of every bin of every frame at once (the same numbers as
         # _coder_tables frame by frame)
         grid = _grid_index(_frame_kappas()[kap][:, None] * ratio)
-        rows = laplace_grid_rows(_MAX_ABS)
+        rows = laplace_grid_rows(_MAX_ABS, _TOTAL_BITS)
         nsym = 2 * _MAX_ABS + 2
         q = np.zeros((n, N_BINS))
         for i, dec in enumerate(decs):
             m = int(last[i])
             if m:
-                tables = CdfTables._trusted([rows[j] for j in grid[i, :m].tolist()], nsym)
+                tables = CdfTables._trusted(
+                    [rows[j] for j in grid[i, :m].tolist()], nsym, _TOTAL_BITS
+                )
                 q[i, :m] = dec.decode_values(tables)
             if dec.tell() > 8 * len(frames[i]):
                 raise BitstreamError(f"corrupt frame {int(index[i])}: reads past its end")

@@ -452,38 +452,66 @@ def _roots_on_grid(c: FloatArray, grid_points: int) -> tuple[FloatArray, np.ndar
     Returns ``(roots, ok)``: roots (n, m) in ascending order of frequency and a
     boolean (n,) that is False where the grid did not show exactly m sign changes.
     """
-    n, m1 = c.shape
-    m = m1 - 1
-    w = np.linspace(0.0, np.pi, grid_points + 1)
-    tk = np.cos(np.outer(np.arange(m1), w))  # T_k(cos w) = cos(k w)
-    vals = c @ tk  # (n, G+1)
-    sign = np.signbit(vals)
-    change = sign[:, 1:] != sign[:, :-1]
-    ok = change.sum(axis=1) == m
-    roots = np.zeros((n, m))
-    if not ok.any():
-        return roots, ok
-    rows = np.nonzero(ok)[0]
-    cols = np.nonzero(change[rows])[1].reshape(rows.size, m)
-    lo = w[cols]
-    hi = w[cols + 1]
-    flo = vals[rows[:, None], cols]
-    fhi = vals[rows[:, None], cols + 1]
-    cc = c[rows]
-    for _ in range(_BISECTIONS):
-        mid = 0.5 * (lo + hi)
-        fmid = _clenshaw(cc, np.cos(mid))
-        same = np.signbit(fmid) == np.signbit(flo)
-        lo = np.where(same, mid, lo)
-        flo = np.where(same, fmid, flo)
-        hi = np.where(same, hi, mid)
-        fhi = np.where(same, fhi, fmid)
-    # final regula-falsi step inside the bracket
-    denom = flo - fhi
-    safe = np.abs(denom) > 0
-    t = np.where(safe, flo / np.where(safe, denom, 1.0), 0.5)
-    roots[rows] = lo + np.clip(t, 0.0, 1.0) * (hi - lo)
-    return roots, ok
+    return _roots_on_grids([c], grid_points)[0]
+
+
+def _roots_on_grids(
+    series: list[FloatArray], grid_points: int
+) -> list[tuple[FloatArray, np.ndarray]]:
+    """:func:`_roots_on_grid` of each array of series, the bisections of all in one
+    loop (they are elementwise, so each row's result is the same as alone)."""
+    brackets = []
+    for c in series:
+        n, m1 = c.shape
+        m = m1 - 1
+        w = np.linspace(0.0, np.pi, grid_points + 1)
+        tk = np.cos(np.outer(np.arange(m1), w))  # T_k(cos w) = cos(k w)
+        vals = c @ tk  # (n, G+1)
+        sign = np.signbit(vals)
+        change = sign[:, 1:] != sign[:, :-1]
+        ok = change.sum(axis=1) == m
+        rows = np.nonzero(ok)[0]
+        cols = np.nonzero(change[rows])[1].reshape(rows.size, m)
+        brackets.append(
+            (
+                ok,
+                rows,
+                w[cols],
+                w[cols + 1],
+                vals[rows[:, None], cols],
+                vals[rows[:, None], cols + 1],
+                c[rows],
+            )
+        )
+    lo = np.concatenate([b[2] for b in brackets])
+    hi = np.concatenate([b[3] for b in brackets])
+    flo = np.concatenate([b[4] for b in brackets])
+    fhi = np.concatenate([b[5] for b in brackets])
+    cc = np.concatenate([b[6] for b in brackets])
+    if lo.size:
+        for _ in range(_BISECTIONS):
+            mid = 0.5 * (lo + hi)
+            fmid = _clenshaw(cc, np.cos(mid))
+            same = np.signbit(fmid) == np.signbit(flo)
+            lo = np.where(same, mid, lo)
+            flo = np.where(same, fmid, flo)
+            hi = np.where(same, hi, mid)
+            fhi = np.where(same, fhi, fmid)
+        # final regula-falsi step inside the bracket
+        denom = flo - fhi
+        safe = np.abs(denom) > 0
+        t = np.where(safe, flo / np.where(safe, denom, 1.0), 0.5)
+        found = lo + np.clip(t, 0.0, 1.0) * (hi - lo)
+    else:
+        found = lo
+    out = []
+    start = 0
+    for c, (ok, rows, *_) in zip(series, brackets, strict=True):
+        roots = np.zeros((c.shape[0], c.shape[1] - 1))
+        roots[rows] = found[start : start + rows.size]
+        start += rows.size
+        out.append((roots, ok))
+    return out
 
 
 def lpc_to_lsf(a: npt.ArrayLike) -> FloatArray:
@@ -532,8 +560,9 @@ def lpc_to_lsf(a: npt.ArrayLike) -> FloatArray:
     for attempt in range(200):
         grid = _GRID_POINTS[min(attempt, 1)]
         pd, qd = _sum_diff_polynomials(work)
-        rp, okp = _roots_on_grid(_chebyshev_coefficients(pd), grid)
-        rq, okq = _roots_on_grid(_chebyshev_coefficients(qd), grid)
+        (rp, okp), (rq, okq) = _roots_on_grids(
+            [_chebyshev_coefficients(pd), _chebyshev_coefficients(qd)], grid
+        )
         ok = okp & okq
         lsf = np.sort(np.concatenate([rp, rq], axis=1), axis=1)
         out[todo[ok]] = lsf[ok]
@@ -570,7 +599,7 @@ def lsf_to_lpc(lsf: npt.ArrayLike) -> FloatArray:
     n = flat.shape[0]
 
     def product(roots: FloatArray) -> FloatArray:
-        poly = np.zeros((n, p + 2))
+        poly = np.zeros((roots.shape[0], p + 2))
         poly[:, 0] = 1.0
         deg = 0
         for j in range(roots.shape[1]):
@@ -582,8 +611,10 @@ def lsf_to_lpc(lsf: npt.ArrayLike) -> FloatArray:
             deg += 2
         return poly
 
-    pp = product(flat[:, 0::2])  # degree p, coefficients 0..p
-    qq = product(flat[:, 1::2])
+    # P's roots (LSFs 0, 2, ...) and Q's (1, 3, ...) in one product: rows are independent
+    both = product(np.concatenate([flat[:, 0::2], flat[:, 1::2]]))
+    pp = both[:n]  # degree p, coefficients 0..p
+    qq = both[n:]
     full_p = pp.copy()
     full_p[:, 1:] += pp[:, :-1]  # times (1 + z^-1)
     full_q = qq.copy()

@@ -119,20 +119,28 @@ def normalized_correlation(
     used = pad[: h + n_frames * FRAME]
     c = np.concatenate(([0.0], np.cumsum(used * used)))
     starts = h + np.arange(n_frames) * FRAME
-    out = np.empty((n_frames, lags.size))
-    # frame by frame, all lags in one einsum (one row of ``cur`` against one
-    # window of ``pad`` per lag): fewer numpy calls than a loop over the lags,
-    # with the same products and sums per element
     e_past = c[starts[:, None] - lags + FRAME] - c[starts[:, None] - lags]
-    windows = np.lib.stride_tricks.sliding_window_view(pad, FRAME)
     step = np.diff(lags)
-    consecutive = lags.size > 1 and bool(np.all(step == 1))
-    for k in range(n_frames):
-        if consecutive:  # a view, no copy
-            past = windows[starts[k] - lags[-1] : starts[k] - lags[0] + 1][::-1]
-        else:
+    if lags.size > 1 and bool(np.all(step == 1)) and n_frames:
+        # every frame against every lag in one einsum over a view of ``pad``
+        # (past[k, j, n] = pad[starts[k] - lags[j] + n]): the same products and
+        # sums per element (one row of ``cur`` against one window of ``pad``) as
+        # the loops below, with one numpy call
+        s = pad.strides[0]
+        past = np.lib.stride_tricks.as_strided(
+            pad[h - int(lags[0]) :],
+            shape=(n_frames, lags.size, FRAME),
+            strides=(FRAME * s, -s, s),
+            writeable=False,
+        )
+        out = np.einsum("kn,kjn->kj", cur, past)
+    else:
+        # frame by frame, all lags in one einsum
+        out = np.empty((n_frames, lags.size))
+        windows = np.lib.stride_tricks.sliding_window_view(pad, FRAME)
+        for k in range(n_frames):
             past = windows[starts[k] - lags]
-        out[k] = np.einsum("kn,kn->k", np.broadcast_to(cur[k], past.shape), past)
+            out[k] = np.einsum("kn,kn->k", np.broadcast_to(cur[k], past.shape), past)
     out /= np.sqrt(np.maximum(e_cur[:, None] * e_past, 1e-20))
     return out
 

@@ -70,6 +70,9 @@ _FADE_W = np.sin(0.5 * np.pi * (np.arange(FADE) + 0.5) / FADE) ** 2
 
 def gain_value(index: npt.ArrayLike) -> FloatArray:
     """Comb gain of a gain index; index -1 (tool off) gives 0."""
+    if isinstance(index, (int, np.integer)):  # one frame's (the decoder's, per frame)
+        j = float(index)
+        return np.asarray(0.0 if j < 0 else GAIN_STEP * (j + 1.0), dtype=np.float64)
     i = np.asarray(index, dtype=np.float64)
     return np.asarray(np.where(i < 0, 0.0, GAIN_STEP * (i + 1.0)), dtype=np.float64)
 

@@ -21,6 +21,7 @@ from codec.residual.rangecoder import (
     RangeDecoder,
     RangeEncoder,
     cost_bits,
+    escape_fields,
     laplace_cdf,
     laplace_cdfs,
     laplace_cdfs_from_index,
@@ -589,3 +590,33 @@ def test_encode_fields_equals_encode_bits_in_turn() -> None:
     with pytest.raises(ParameterError):
         enc.encode_fields([(1, 1), (4, 2)])
     assert enc.finish() == before and enc.tell() == 3
+
+
+def test_encode_intervals_equals_encode_values() -> None:
+    rng = np.random.default_rng(12)
+    m = 6
+    for trial in range(100):
+        n = int(rng.integers(0, 60))
+        index = rng.integers(0, 129, n)
+        values = np.rint(rng.laplace(0.0, 0.3 + 4 * rng.random(), n)).astype(np.int64)
+        if n and trial % 3 == 0:
+            values[rng.integers(0, n)] = int(rng.choice([-1, 1])) * int(rng.integers(m + 1, 5000))
+        tables = laplace_tables_from_index(index, m)
+        a, b = RangeEncoder(), RangeEncoder()
+        prefix = int(rng.integers(0, 1 << 13))
+        for enc in (a, b):
+            enc.encode_bits(prefix, 13)
+        a.encode_values(values, tables)
+        cdfs = laplace_cdfs_from_index(index, m)
+        sym = np.where(np.abs(values) > m, 2 * m + 1, values + m)
+        rows = np.arange(n)
+        cums = cdfs[rows, sym]
+        freqs = cdfs[rows, sym + 1] - cums
+        escaped = np.flatnonzero(sym == 2 * m + 1)
+        after = [(int(i), escape_fields(int(values[i]), m)) for i in escaped]
+        b.encode_intervals(cums.tolist(), freqs.tolist(), 15, after)
+        assert a.finish() == b.finish() and a.tell() == b.tell()
+    with pytest.raises(ParameterError):
+        RangeEncoder().encode_intervals([0, 1], [1, 1], 15, [(1, [(0, 1)]), (0, [(0, 1)])])
+    with pytest.raises(ParameterError):
+        escape_fields(3, 3)

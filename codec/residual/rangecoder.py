@@ -121,6 +121,7 @@ __all__ = [
     "RangeDecoder",
     "RangeEncoder",
     "cost_bits",
+    "escape_fields",
     "laplace_cdf",
     "laplace_cdfs",
     "laplace_cdfs_from_index",
@@ -584,6 +585,62 @@ class RangeEncoder:
         self._low = low
         self._rng = rng
 
+    def encode_intervals(
+        self,
+        cums: Sequence[int],
+        freqs: Sequence[int],
+        total_bits: int,
+        fields_after: Sequence[tuple[int, Sequence[tuple[int, int]]]] = (),
+    ) -> None:
+        """Code symbol ``i`` as the interval ``[cums[i], cums[i] + freqs[i])`` of
+        ``2**total_bits``, with raw fields after some symbols.
+
+        The arithmetic of :meth:`encode` without a table look-up per symbol: for
+        callers that gathered the intervals of many symbols at once (e.g. from
+        :func:`laplace_cdfs_from_index`; :func:`escape_fields` gives the raw part
+        of an escape). The intervals must be valid (``freq >= 1``, inside the
+        total): only the lengths and the positions of the fields are checked.
+
+        Parameters
+        ----------
+        cums, freqs : sequence of int, shape (n,)
+        total_bits : int
+            Every interval is out of ``2**total_bits`` (``<= MAX_TOTAL``).
+        fields_after : sequence of (int, fields)
+            Raw ``(value, nbits)`` fields coded (as :meth:`encode_fields`) right
+            after the symbol at the given position; positions increasing.
+        """
+        n = len(cums)
+        if len(freqs) != n or not 1 <= (1 << total_bits) <= MAX_TOTAL:
+            raise ParameterError("invalid intervals")
+        stops = [p for p, _ in fields_after]
+        if any(not 0 <= p < n for p in stops) or stops != sorted(set(stops)):
+            raise ParameterError("field positions must be increasing symbol positions")
+        low = self._low
+        rng = self._rng
+        buf = self._buf
+        top, bot, shift, mask, tb = _TOP, _BOT, _SHIFT, _LOW_MASK, total_bits
+        start = 0
+        for stop, fields in [*fields_after, (n - 1, ())]:
+            for cum, freq in zip(cums[start : stop + 1], freqs[start : stop + 1], strict=True):
+                r = rng >> tb
+                low += r * cum
+                rng = r * freq
+                if low >= top:
+                    self._carry()
+                    low -= top
+                while rng <= bot:
+                    buf.append(low >> shift)
+                    low = (low & mask) << 8
+                    rng <<= 8
+            start = stop + 1
+            if fields:
+                self._low, self._rng = low, rng
+                self.encode_fields(fields)
+                low, rng = self._low, self._rng
+        self._low = low
+        self._rng = rng
+
     def _encode_escape(self, v: int, m: int, cdf: Sequence[int]) -> None:
         excess = abs(v) - m
         nb = excess.bit_length() - 1
@@ -591,10 +648,7 @@ class RangeEncoder:
             raise ParameterError(f"value {v} too large for escape coding")
         esc = len(cdf) - 2
         self._encode(cdf[esc], cdf[esc + 1] - cdf[esc], cdf[-1])
-        # the sign, then Elias gamma: nb ones, one zero (one bit per step, as the
-        # decoder reads them), then the nb low bits of the excess.
-        fields = [(1 if v < 0 else 0, 1)] + [(1, 1)] * nb + [(0, 1), (excess - (1 << nb), nb)]
-        self.encode_fields(fields)
+        self.encode_fields(escape_fields(v, m))
 
     # ---------------------------------------------------------- accounting
     def tell(self) -> int:
@@ -653,6 +707,18 @@ class RangeEncoder:
         while n and out[n - 1] == 0:
             n -= 1
         return bytes(out[:n])
+
+
+def escape_fields(v: int, m: int) -> list[tuple[int, int]]:
+    """The raw fields that follow the escape symbol of the value ``v`` (``|v| > m``)
+    in :meth:`RangeEncoder.encode_values`: the sign, then Elias gamma: ``nb`` ones
+    and a zero (one bit per field, as the decoder reads them), then the ``nb`` low
+    bits of the excess."""
+    excess = abs(v) - m
+    nb = excess.bit_length() - 1
+    if excess < 1 or nb > MAX_ESCAPE_BITS:
+        raise ParameterError(f"value {v} cannot be escape-coded with M = {m}")
+    return [(1 if v < 0 else 0, 1)] + [(1, 1)] * nb + [(0, 1), (excess - (1 << nb), nb)]
 
 
 class RangeDecoder:

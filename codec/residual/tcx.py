@@ -54,6 +54,7 @@ from codec.residual.rangecoder import (
     CdfTables,
     RangeDecoder,
     RangeEncoder,
+    escape_fields,
     laplace_cdfs_from_index,
     laplace_grid_rows,
     laplace_tables_from_index,
@@ -143,6 +144,13 @@ def _frame_steps() -> FloatArray:
 def _frame_kappas() -> FloatArray:
     """κ of every κ index, each computed as the coder's tables compute it (a scalar)."""
     return np.array([float(_kappa_value(np.int64(j))) for j in range(1 << KAPPA_BITS)])
+
+
+@functools.cache
+def _grid_table() -> IntArray:
+    """The cdf table of every grid index, flattened (``n_grid x (2M + 3)``)."""
+    tab = laplace_cdfs_from_index(np.arange(_N_GRID), _MAX_ABS, _TOTAL_BITS)
+    return np.ascontiguousarray(tab).reshape(-1)
 
 
 @functools.cache
@@ -466,25 +474,39 @@ class TCX:
         v = xs / step[:, None]
         nf = self._noise_index(v, q, ratio)
         hf = self._hf_index(v, ratio)
-        grid = _grid_index(_frame_kappas()[kap][:, None] * ratio)
-        rows = laplace_grid_rows(_MAX_ABS, _TOTAL_BITS)
-        nsym = 2 * _MAX_ABS + 2
+        # the interval of every value in its table (encode_values' look-ups, for
+        # all frames at once); escaped values get the escape symbol and raw fields
+        cb = self.config.coded_bins
+        qc = q[:, :cb]
+        grid = _grid_index(_frame_kappas()[kap][:, None] * ratio[:, :cb])
+        mag = np.abs(qc)
+        if mag.size and int(mag.max()) - _MAX_ABS >= 1 << (MAX_ESCAPE_BITS + 1):
+            raise ParameterError("value too large for escape coding")
+        escaped = mag > _MAX_ABS
+        width = 2 * _MAX_ABS + 3
+        at = grid * width + np.where(escaped, 2 * _MAX_ABS + 1, qc + _MAX_ABS)
+        table = _grid_table()
+        cums = np.take(table, at)
+        freqs = (np.take(table, at + 1) - cums).tolist()
+        cums = cums.tolist()
+        escapes: dict[int, list[tuple[int, list[tuple[int, int]]]]] = {}
+        for i, j in zip(*(idx.tolist() for idx in np.nonzero(escaped)), strict=True):
+            escapes.setdefault(i, []).append((j, escape_fields(int(qc[i, j]), _MAX_ABS)))
         frames: list[bytes] = []
         for i in range(xs.shape[0]):
             g = int(gains[i])
             data = coded.get((i, g))  # coded by trial (and fitting: g is final)
             if data is None:
-                n_code = int(last[i])
+                n_code = int(last[i])  # every nonzero value lies below it
                 fields = list(side[i])
                 fields += [(g, GAIN_BITS), (int(kap[i]), KAPPA_BITS), (int(nf[i]), NOISE_BITS)]
                 fields += [(int(hf[i]), HF_BITS), (n_code // LAST_UNIT, LAST_BITS)]
                 enc = RangeEncoder()
                 enc.encode_fields(fields)
                 if n_code:
-                    tables = CdfTables._trusted(
-                        [rows[j] for j in grid[i, :n_code].tolist()], nsym, _TOTAL_BITS
+                    enc.encode_intervals(
+                        cums[i][:n_code], freqs[i][:n_code], _TOTAL_BITS, escapes.get(i, ())
                     )
-                    enc.encode_values(q[i, :n_code], tables)
                 if enc.tell() <= budget:
                     data = enc.finish()
                 else:  # pragma: no cover - cannot happen (see _rate_loop): code by trial

@@ -607,8 +607,9 @@ class RangeEncoder:
         total_bits : int
             Every interval is out of ``2**total_bits`` (``<= MAX_TOTAL``).
         fields_after : sequence of (int, fields)
-            Raw ``(value, nbits)`` fields coded (as :meth:`encode_fields`) right
-            after the symbol at the given position; positions increasing.
+            Raw ``(value, nbits)`` fields coded right after the symbol at the
+            given position (positions increasing), each of at most 16 bits and
+            valid (unchecked), as :func:`escape_fields` gives them.
         """
         n = len(cums)
         if len(freqs) != n or not 1 <= (1 << total_bits) <= MAX_TOTAL:
@@ -634,10 +635,16 @@ class RangeEncoder:
                     low = (low & mask) << 8
                     rng <<= 8
             start = stop + 1
-            if fields:
-                self._low, self._rng = low, rng
-                self.encode_fields(fields)
-                low, rng = self._low, self._rng
+            for value, nb in fields:  # encode_bits()' arithmetic
+                rng >>= nb
+                low += rng * value
+                if low >= top:
+                    self._carry()
+                    low -= top
+                while rng <= bot:
+                    buf.append(low >> shift)
+                    low = (low & mask) << 8
+                    rng <<= 8
         self._low = low
         self._rng = rng
 
@@ -713,12 +720,20 @@ def escape_fields(v: int, m: int) -> list[tuple[int, int]]:
     """The raw fields that follow the escape symbol of the value ``v`` (``|v| > m``)
     in :meth:`RangeEncoder.encode_values`: the sign, then Elias gamma: ``nb`` ones
     and a zero (one bit per field, as the decoder reads them), then the ``nb`` low
-    bits of the excess."""
+    bits of the excess (in fields of at most 16 bits, as :meth:`~RangeEncoder.encode_bits`
+    splits them; none when ``nb`` is 0)."""
     excess = abs(v) - m
     nb = excess.bit_length() - 1
     if excess < 1 or nb > MAX_ESCAPE_BITS:
         raise ParameterError(f"value {v} cannot be escape-coded with M = {m}")
-    return [(1 if v < 0 else 0, 1)] + [(1, 1)] * nb + [(0, 1), (excess - (1 << nb), nb)]
+    fields = [(1 if v < 0 else 0, 1)] + [(1, 1)] * nb + [(0, 1)]
+    low = excess - (1 << nb)
+    if nb > 16:  # in the chunks encode_bits() would split it into
+        fields.append((low >> (nb - 16), 16))
+        fields.append((low & ((1 << (nb - 16)) - 1), nb - 16))
+    elif nb:
+        fields.append((low, nb))
+    return fields
 
 
 class RangeDecoder:

@@ -615,17 +615,16 @@ class TCX:
         if np.any(last > self.config.coded_bins):
             raise BitstreamError("corrupt frame: coded bandwidth beyond the mode's")
         # the grid index of every bin of every frame at once (the same numbers as
-        # _coder_tables frame by frame)
-        grid = _grid_index(_frame_kappas()[kap][:, None] * ratio)
-        rows = laplace_grid_rows(_MAX_ABS, _TOTAL_BITS)
+        # _coder_tables frame by frame; only the coded band: last <= coded_bins)
+        cb = self.config.coded_bins
+        grid = _grid_index(_frame_kappas()[kap][:, None] * ratio[:, :cb]).tolist()
+        row_of = laplace_grid_rows(_MAX_ABS, _TOTAL_BITS).__getitem__
         nsym = 2 * _MAX_ABS + 2
         q = np.zeros((n, N_BINS))
         for i, dec in enumerate(decs):
             m = int(last[i])
             if m:
-                tables = CdfTables._trusted(
-                    [rows[j] for j in grid[i, :m].tolist()], nsym, _TOTAL_BITS
-                )
+                tables = CdfTables._trusted(list(map(row_of, grid[i][:m])), nsym, _TOTAL_BITS)
                 q[i, :m] = dec.decode_values(tables)
             if dec.tell() > 8 * len(frames[i]):
                 raise BitstreamError(f"corrupt frame {int(index[i])}: reads past its end")

@@ -903,8 +903,10 @@ class RangeDecoder:
         list of int
             One value per field.
         """
-        sizes = [_int(nbits) for nbits in widths]
-        for nbits in sizes:
+        sizes = list(widths)
+        for i, nbits in enumerate(sizes):
+            if type(nbits) is not int:
+                sizes[i] = nbits = _int(nbits)
             _check_nbits(nbits)
         out: list[int] = []
         data, n, pos = self._data, self._n, self._pos

@@ -595,15 +595,18 @@ class TCX:
         fixed_bits = [nb for _, nb in FIXED_FIELDS]
         heads, sides = [], []
         pitch = PitchParams.off(n)
+        pitch_and_fixed = [LAG_BITS, PITCH_GAIN_BITS, *fixed_bits]
         for i, fr in enumerate(frames):
             dec = RangeDecoder(fr)
             fields = dec.decode_fields(head)
             if self.config.pitch and fields[n_env]:
-                lag, g = dec.decode_fields((LAG_BITS, PITCH_GAIN_BITS))
+                lag, g, *rest = dec.decode_fields(pitch_and_fixed)
                 pitch.lag[i] = LAG_MIN + lag
                 pitch.gain[i] = g
+                sides.append(rest)
+            else:
+                sides.append(dec.decode_fields(fixed_bits))
             heads.append(fields[:n_env])
-            sides.append(dec.decode_fields(fixed_bits))
             decs.append(dec)
         idx = np.array(heads, dtype=np.int64).reshape(n, n_env)
         side = np.array(sides, dtype=np.int64).reshape(n, len(FIXED_FIELDS))

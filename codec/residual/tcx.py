@@ -181,8 +181,16 @@ def _value_costs(q: IntArray, grid_index: IntArray) -> FloatArray:
 
 
 def _grid_index(scales: FloatArray) -> IntArray:
-    """:func:`scale_index` of ``max(scales, 1e-9)``."""
-    return scale_index(np.maximum(scales, 1e-9))
+    """:func:`scale_index` of ``max(scales, 1e-9)`` (its arithmetic, in place)."""
+    s = np.maximum(scales, 1e-9)
+    if not np.all(s > 0):
+        raise ParameterError("Laplace scales must be > 0")
+    np.log2(s, out=s)
+    s -= SCALE_MIN_LOG2
+    s *= SCALE_STEPS_PER_OCTAVE
+    np.rint(s, out=s)
+    np.clip(s, 0, _N_GRID - 1, out=s)
+    return s.astype(np.int64)
 
 
 def frame_signs(frame_index: npt.ArrayLike, n_bins: int = N_BINS) -> FloatArray:

@@ -765,10 +765,8 @@ class RangeDecoder:
             raise BitstreamError("range decoder input must be bytes-like")
         self._data = bytes(data)
         self._n = len(self._data)
-        val = 0
-        for i in range(_NBYTES):
-            val = (val << 8) | (self._data[i] if i < self._n else 0)
-        self._val = val
+        # the first _NBYTES bytes (zeros past the end), most significant first
+        self._val = int.from_bytes(self._data[:_NBYTES].ljust(_NBYTES, b"\0"), "big")
         self._rng = _TOP
         self._pos = _NBYTES
 

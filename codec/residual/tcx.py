@@ -631,14 +631,15 @@ class TCX:
         grid = _grid_index(_frame_kappas()[kap][:, None] * ratio[:, :cb]).tolist()
         row_of = laplace_grid_rows(_MAX_ABS, _TOTAL_BITS).__getitem__
         nsym = 2 * _MAX_ABS + 2
-        q = np.zeros((n, N_BINS))
-        for i, dec in enumerate(decs):
-            m = int(last[i])
+        values: list[int] = []
+        for i, (dec, m) in enumerate(zip(decs, last.tolist(), strict=True)):
             if m:
                 tables = CdfTables._trusted(list(map(row_of, grid[i][:m])), nsym, _TOTAL_BITS)
-                q[i, :m] = dec.decode_values(tables)
+                values += dec.decode_values(tables)
             if dec.tell() > 8 * len(frames[i]):
                 raise BitstreamError(f"corrupt frame {int(index[i])}: reads past its end")
+        q = np.zeros((n, N_BINS))
+        q[np.arange(N_BINS) < last[:, None]] = values  # row by row, bins below last
         if self.config.noise_fill:
             signs = frame_signs(index)
             fill = self._noise_mask(q)

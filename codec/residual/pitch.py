@@ -345,9 +345,12 @@ class PostFilter:
                 j = n_abs - k * FRAME
                 e = min(seg_end, i + step)
                 p = HISTORY + i
-                acc = (g * _W[j : j + e - i]) * _comb_run(buf, p - lag, e - i)
-                if g_p and j < FADE:
-                    acc += (g_p * _W_OLD[j : j + e - i]) * _comb_run(buf, p - lag_p, e - i)
+                if j < FADE:
+                    acc = (g * _W[j : j + e - i]) * _comb_run(buf, p - lag, e - i)
+                    if g_p:
+                        acc += (g_p * _W_OLD[j : j + e - i]) * _comb_run(buf, p - lag_p, e - i)
+                else:  # the weights are 1.0 here: g * 1.0 == g
+                    acc = g * _comb_run(buf, p - lag, e - i)
                 buf[p : HISTORY + e] = xa[i:e] + acc
                 i = e
         self._hist = buf[-HISTORY:].copy()

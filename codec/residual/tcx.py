@@ -256,9 +256,14 @@ class TCX:
 
     @staticmethod
     def _kappa_index(q: IntArray, ratio: FloatArray, last: IntArray) -> IntArray:
-        mask = np.arange(N_BINS) < last[..., None]
-        cnt = np.maximum(last, 1)  # mask.sum(axis=-1)
-        mean_mag = (np.abs(q) / ratio * mask).sum(axis=-1) / cnt
+        cnt = np.maximum(last, 1)  # the number of bins below last
+        # |q| / r below last, 0.0 from there on (computed only up to the largest last;
+        # the sum still runs over all bins, in the same order)
+        width = int(last.max()) if last.size else 0
+        terms = np.zeros(q.shape)
+        mask = np.arange(width) < last[..., None]
+        np.multiply(np.abs(q[..., :width]) / ratio[..., :width], mask, out=terms[..., :width])
+        mean_mag = terms.sum(axis=-1) / cnt
         j = np.rint(4.0 * np.log2(np.maximum(mean_mag, 1e-6))) + _KAPPA_OFFSET + KAPPA_BIAS
         return np.clip(j, 0, (1 << KAPPA_BITS) - 1).astype(np.int64)
 

@@ -60,6 +60,7 @@ from codec.residual.rangecoder import (
     laplace_tables_from_index,
     scale_index,
 )
+from codec.residual.rdoq import rdo_magnitudes
 
 __all__ = ["TcxConfig", "TCX", "FIXED_FIELDS", "frame_signs"]
 
@@ -114,6 +115,9 @@ class TcxConfig:
     """Share of the measured top-band level that the encoder sends."""
     harmonic_depth: float = 0.5
     """Depth of the harmonic model (:mod:`codec.residual.harmonic`); 0 = off."""
+    rdo_lambda: float = 0.0
+    """Price of a bit in Δ² for the encoder's RDOQ (:mod:`codec.residual.rdoq`); 0 = off.
+    Encoder only: the decoder reads the values whatever chose them."""
     pitch: bool = True
     """Frames carry the pitch pre-/post-filter parameters (:mod:`codec.residual.pitch`)."""
 
@@ -247,11 +251,30 @@ class TCX:
         h = harmonic_shape(pitch.lag, pitch.gain >= 0, N_BINS, depth=self.config.harmonic_depth)
         return np.asarray(ratio * h, dtype=np.float64)
 
-    def _quantize(self, xs: FloatArray, step: FloatArray) -> IntArray:
-        v = xs[..., : self.config.coded_bins] / step[..., None]
+    def _quantize(
+        self, xs: FloatArray, step: FloatArray, ratio: FloatArray | None = None
+    ) -> IntArray:
+        """Dead-zone quantization of the coded band; with the model shape ``ratio``
+        (same shape as ``xs``) and ``config.rdo_lambda > 0``, refined by RDOQ
+        (:mod:`codec.residual.rdoq`) under the model of the dead-zone values' κ."""
+        cb = self.config.coded_bins
+        v = xs[..., :cb] / step[..., None]
         mag = np.floor(np.abs(v) + 0.5 - self.config.deadzone)
         q = np.zeros(xs.shape, dtype=np.int64)
-        q[..., : self.config.coded_bins] = np.sign(v) * np.maximum(mag, 0.0)
+        q[..., :cb] = np.sign(v) * np.maximum(mag, 0.0)
+        lam = self.config.rdo_lambda
+        if lam <= 0.0 or ratio is None or cb == 0:
+            return q
+        kap = self._kappa_index(q, ratio, self._last(q))
+        grid = _grid_index(_frame_kappas()[kap][..., None] * ratio[..., :cb])
+        nsym = 2 * _MAX_ABS + 2
+        table = _symbol_bits()
+
+        def bits(m: IntArray) -> FloatArray:
+            return np.asarray(np.take(table, grid * nsym + m + _MAX_ABS), dtype=np.float64)
+
+        best = rdo_magnitudes(np.abs(v), np.abs(q[..., :cb]), bits, lam, _MAX_ABS)
+        q[..., :cb] = np.where(v < 0, -best, best)
         return q
 
     @staticmethod
@@ -363,7 +386,7 @@ class TCX:
         hi = np.full(n, (1 << GAIN_BITS) - 1, dtype=np.int64)
         while np.any(lo < hi):
             mid = (lo + hi) // 2
-            bits, _, _ = self._cost(self._quantize(xs, _gain_step(mid)), ratio)
+            bits, _, _ = self._cost(self._quantize(xs, _gain_step(mid), ratio), ratio)
             fits = bits <= avail
             hi = np.where(fits, mid, hi)
             lo = np.where(fits, lo, np.minimum(mid + 1, hi))
@@ -372,7 +395,7 @@ class TCX:
         # coder's tell(): where it exceeds the budget one step finer than the
         # estimate, coding that step would fail, so it is not tried (speed only).
         finer_bits, _, _ = self._cost(
-            self._quantize(xs, _gain_step(np.maximum(gain - 1, 0))), ratio
+            self._quantize(xs, _gain_step(np.maximum(gain - 1, 0)), ratio), ratio
         )
         cannot_fit = fixed + finer_bits > budget + 1e-6
         final, coded = self._rate_loop(xs, ratio, gain, cannot_fit, side, fixed, budget)
@@ -435,14 +458,12 @@ class TCX:
         coded: dict[tuple[int, int], bytes | None] = {}
 
         def fits(rows: IntArray, g: IntArray) -> npt.NDArray[np.bool_]:
-            q = self._quantize(xs[rows], _frame_steps()[g])
+            q = self._quantize(xs[rows], _frame_steps()[g], ratio[rows])
             bits, _, last = self._cost(q, ratio[rows], coder_kappa=True)
             ideal = fixed[rows] + bits
             ok = ideal < budget - _SURE_BITS
             unsure = ~ok & (ideal <= budget + _SURE_BITS)
-            unsure |= (np.abs(q).max(axis=-1) - _MAX_ABS >= 1 << (MAX_ESCAPE_BITS + 1)) & (
-                last > 0
-            )
+            unsure |= (np.abs(q).max(axis=-1) - _MAX_ABS >= 1 << (MAX_ESCAPE_BITS + 1)) & (last > 0)
             for j in np.flatnonzero(unsure):
                 i, gi = int(rows[j]), int(g[j])
                 data = self._encode_frame(xs[i], ratio[i], gi, side[i], budget)
@@ -481,7 +502,7 @@ class TCX:
         per-frame arithmetic done for all frames at once)."""
         budget = 8 * frame_bytes
         step = _frame_steps()[gains]
-        q = self._quantize(xs, step)
+        q = self._quantize(xs, step, ratio)
         last = self._last(q)
         kap = self._kappa_index(q, ratio, last)
         v = xs / step[:, None]
@@ -538,7 +559,7 @@ class TCX:
         budget: int,
     ) -> bytes | None:
         step = _gain_step(np.array([gain]))
-        q = self._quantize(xs[None], step)
+        q = self._quantize(xs[None], step, ratio[None])
         last = self._last(q)
         kap = self._kappa_index(q, ratio[None], last)
         nf = self._noise_index(xs[None] / step[:, None], q, ratio[None])

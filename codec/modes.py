@@ -38,9 +38,12 @@ MODES: dict[float, Mode] = {
     for m in (
         Mode(8.0, "avq-4x6", 80),
         Mode(9.6, "avq-4x6", 96),
-        Mode(13.2, "avq-4x6", 120),
-        Mode(16.4, "avq-4x6", 160),
-        Mode(24.4, "avq-4x6", 200),
+        # 32 bits of envelope from 13.2 kbit/s up (RESULTS.md §1: PESQ-WB and ViSQOL
+        # both rose there; at 8 and 9.6 kbit/s the 8 bits are worth more to the
+        # residual, and at 32 kbit/s PESQ fell)
+        Mode(13.2, "rvq-4x8", 120),
+        Mode(16.4, "rvq-4x8", 160),
+        Mode(24.4, "rvq-4x8", 200),
         Mode(32.0, "avq-4x6", 320),
     )
 }

@@ -42,6 +42,8 @@ from recipes._common import missing_data, training_lsf
 DEFAULTS: dict[str, tuple[str, int, int, str, dict[str, object]]] = {
     "avq-4x6": ("avq", 4, 6, "kmeans", {}),
     "rvq-4x6": ("rvq", 4, 6, "kmeans", {"beam": 4}),
+    # 32 bits, M-best 8: the default envelope of the 13.2-24.4 kbit/s modes
+    "rvq-4x8": ("rvq", 4, 8, "kmeans", {"beam": 8}),
     "pvq-4x6": ("pvq", 4, 6, "kmeans", {}),
     "vq-1x12": ("vq", 1, 12, "kmeans", {"iters": 15}),
     # the reference paper's setting: 16 bits in 4 codebooks of 4 bits

@@ -15,6 +15,7 @@ import soundfile as sf
 
 import codec
 from codec.cli import OUTPUT_RATES, build_parser, main
+from codec.modes import mode_for
 from codec.registry import hash_bytes, load_envelope, shipped_codebooks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,7 +154,7 @@ def test_decode_reports_what_it_wrote_unless_quiet(svq_file, tmp_path, capsys):
 
 def test_verbose_prints_settings(svq_file, tmp_path, capsys):
     assert main(["encode", str(SAMPLE), str(tmp_path / "v.svq"), "-v"]) == 0
-    assert "avq-4x6" in capsys.readouterr().err
+    assert mode_for(13.2).default_envelope in capsys.readouterr().err
     assert main(["decode", str(svq_file), str(tmp_path / "v.wav"), "-v"]) == 0
     err = capsys.readouterr().err
     assert "251 frames" in err and "16000 Hz" in err

@@ -40,7 +40,7 @@ MODES: dict[float, Mode] = {
         Mode(9.6, "avq-4x6", 96),
         # 32 bits of envelope from 13.2 kbit/s up (RESULTS.md §1: PESQ-WB and ViSQOL
         # both rose there; at 8 and 9.6 kbit/s the 8 bits are worth more to the
-        # residual, and at 32 kbit/s PESQ fell)
+        # residual (both metrics fell or did not rise), and at 32 kbit/s PESQ fell)
         Mode(13.2, "rvq-4x8", 120),
         Mode(16.4, "rvq-4x8", 160),
         Mode(24.4, "rvq-4x8", 200),

@@ -63,7 +63,7 @@ from codec.audio import SAMPLE_RATE, read_audio, to_mono_16k
 from codec.errors import ParameterError
 from codec.features import collection_features
 from codec.metrics import align, dnsmos, pesq_wb, psnr, visqol_speech
-from codec.modes import BITRATES_KBPS, mode_for
+from codec.modes import BITRATES_KBPS, MODES, mode_for
 from codec.quantizers import METHODS, Quantizer, load_quantizer, train_quantizer
 from codec.registry import load_envelope
 from recipes import anchors
@@ -198,7 +198,10 @@ def default_config(code_fp: str, lsf: np.ndarray, bitrates: Sequence[float]) -> 
     """The codec as shipped: ``encode`` with neither envelope nor codebook."""
     names = sorted({mode_for(b).default_envelope for b in bitrates})
     envs = [load_envelope(n) for n in names]
-    fp = settings_hash([code_fp, [e.content_hash for e in envs]], length=16)
+    # the shipped codec's identity: every mode's codebook, whichever rates this run
+    # asks for (modes differ in codebook), so that adding a rate reuses the cells
+    shipped = sorted({m.default_envelope for m in MODES.values()})
+    fp = settings_hash([code_fp, [load_envelope(n).content_hash for n in shipped]], length=16)
     q = envs[0].quantizer if len(envs) == 1 else None
     return Config(
         name=DEFAULT_CONFIG,

@@ -24,6 +24,7 @@ RECIPES = [
     "frame_loss",
     "residual_ablation",
     "train_default_codebooks",
+    "postfilter_bound",
 ]
 
 
@@ -40,6 +41,7 @@ def _main(module: str, argv: list[str]) -> int:
     [
         ("bitrate_vs_pesq", "--data"),
         ("frame_loss", "--data"),
+        ("postfilter_bound", "--data"),
         ("envelope_sd", "--train"),
         ("envelope_sd", "--eval"),
         ("train_default_codebooks", "--data"),

@@ -538,32 +538,8 @@ class RangeEncoder:
         rng = self._rng
         buf = self._buf
         top, bot, shift, mask = _TOP, _BOT, _SHIFT, _LOW_MASK
-        # the arithmetic of _encode(), inlined with local state: this loop codes
-        # every MDCT bin of every frame, and a method call per symbol is its main cost
-        shift_total = tables.shift
-        if shift_total >= 0:
-            # every total is 2**shift_total: the division is a shift
-            for v, cdf in zip(vals, tables.rows, strict=True):
-                s = v + m
-                if 0 <= s < esc:
-                    cum = cdf[s]
-                    r = rng >> shift_total
-                    low += r * cum
-                    rng = r * (cdf[s + 1] - cum)
-                    if low >= top:
-                        self._carry()
-                        low -= top
-                    while rng <= bot:
-                        buf.append(low >> shift)
-                        low = (low & mask) << 8
-                        rng <<= 8
-                else:
-                    self._low, self._rng = low, rng
-                    self._encode_escape(v, m, cdf)
-                    low, rng = self._low, self._rng
-            self._low = low
-            self._rng = rng
-            return
+        # the arithmetic of _encode(), inlined with local state (a method call per
+        # symbol would be the loop's main cost)
         for v, cdf in zip(vals, tables.rows, strict=True):
             s = v + m
             if 0 <= s < esc:

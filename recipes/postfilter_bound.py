@@ -139,10 +139,8 @@ def install_hooks() -> None:
         index = kwargs.get("frame_index")
         index = np.arange(len(frames)) if index is None else np.asarray(index, dtype=np.int64)
         fn = ORACLES[_STATE["mask"]]
-        if fn is None:
-            _STATE["decoded"].append((index, coefs))
-            return coefs, pitch
-        coefs = fn(_STATE["clean"][index], coefs)
+        if fn is not None:
+            coefs = fn(_STATE["clean"][index], coefs)
         _STATE["decoded"].append((index, coefs))
         return coefs, pitch
 

@@ -123,12 +123,8 @@ class Concealer:
             # history ends where the lost frame's window rises (k*n - overlap);
             # the window covers overlap + n samples from there
             rel = g / self.gain(self.run - 1) if self.run > 1 else g
-            span = self.n + self.overlap
             cycle = self._history[-self._lag :]
-            block = np.zeros(2 * self.n)
-            lead = (self.n - self.overlap) // 2
-            block[lead : lead + span] = np.resize(cycle, span) * rel
-            return np.asarray(mdct.mdct(block, self._window), dtype=np.float64)
+            return self._window_mdct(np.resize(cycle, self.n + self.overlap) * rel)
         signs = frame_signs([frame_index + _SIGN_OFFSET], self.n)[0]
         return np.asarray(g * np.abs(self._last) * signs, dtype=np.float64)
 
@@ -153,23 +149,22 @@ class Concealer:
         w = (np.arange(span) + 0.5) / span
         return np.asarray((1.0 - w) * fwd + w * bwd, dtype=np.float64)
 
+    def _window_mdct(self, samples: FloatArray) -> FloatArray:
+        """MDCT of ``n + overlap`` samples placed where a frame's window is nonzero."""
+        lead = (self.n - self.overlap) // 2
+        block = np.zeros(2 * self.n)
+        block[lead : lead + self.n + self.overlap] = samples
+        return np.asarray(mdct.mdct(block, self._window), dtype=np.float64)
+
     def _bridge_block(self, position: int) -> FloatArray:
         """MDCT of the waveform bridge over the ``position``-th lost frame's window."""
         assert self._bridge is not None
-        lead = (self.n - self.overlap) // 2
-        span = self.n + self.overlap
         start = (position - 1) * self.n
-        block = np.zeros(2 * self.n)
-        block[lead : lead + span] = self._bridge[start : start + span]
-        return np.asarray(mdct.mdct(block, self._window), dtype=np.float64)
+        return self._window_mdct(self._bridge[start : start + self.n + self.overlap])
 
     def _pitch_block(self) -> FloatArray:
         """MDCT of the last pitch cycle repeated over the lost frame's window (unfaded)."""
-        span = self.n + self.overlap
-        block = np.zeros(2 * self.n)
-        lead = (self.n - self.overlap) // 2
-        block[lead : lead + span] = np.resize(self._history[-self._lag :], span)
-        return np.asarray(mdct.mdct(block, self._window), dtype=np.float64)
+        return self._window_mdct(np.resize(self._history[-self._lag :], self.n + self.overlap))
 
     def interpolate(
         self, frame_index: int, next_coefs: FloatArray, position: int, length: int

@@ -143,16 +143,26 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     return 0
 
 
+class _NoBar:
+    """What :func:`_progress` returns when no bar is shown."""
+
+    def update(self, n: float = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _progress(seconds: float, what: str, quiet: bool) -> Any:
     """A progress bar in seconds of audio, shown on a terminal for inputs over 30 s."""
+    if quiet or seconds <= 30.0 or not sys.stderr.isatty():
+        return _NoBar()  # importing tqdm costs more start-up than a short decode
     from tqdm import tqdm
 
-    show = not quiet and seconds > 30.0 and sys.stderr.isatty()
     return tqdm(
         total=round(seconds, 2),
         desc=what,
         unit="s",
-        disable=not show,
         leave=False,
         bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of audio "
         "[{elapsed}<{remaining}]",
@@ -197,6 +207,12 @@ def _decode(args: argparse.Namespace) -> int:
         reader = ContainerReader(fh, "conceal" if args.conceal_damaged else "raise")
         h = reader.header
         dec = StreamDecoder(h, [args.codebook] if args.codebook else [], conceal=args.conceal)
+        if args.codebook and not args.quiet and not _is_codebook(args.codebook, dec.env):
+            print(
+                f"svq: warning: --codebook {args.codebook} is not the stream's codebook "
+                f"(hash {h.codebook_hash.hex()}); decoding with {dec.env.name}",
+                file=sys.stderr,
+            )
         lost = simulate_loss(h.frame_count, args.simulate_loss or 0.0, seed=args.seed)
         # soxr rounds the output length half up; the WAV header needs it before any sample
         n_out = (h.sample_count * rate * 2 + 16000) // 32000
@@ -243,6 +259,13 @@ def _decode(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _is_codebook(given: str, env: Any) -> bool:
+    """Whether the ``--codebook`` the user gave is the one the decoder uses."""
+    from codec.registry import load_envelope
+
+    return bool(load_envelope(given).content_hash == env.content_hash)
 
 
 def _blocks_text(blocks: Sequence[int], h: Any) -> str:

@@ -39,6 +39,23 @@ def shipped_codebooks() -> dict[str, Path]:
     return {p.stem: p for p in sorted(DATA_DIR.glob("*.cb"))}
 
 
+@functools.lru_cache(maxsize=1)
+def _shipped_hashes() -> dict[bytes, str]:
+    """Header hash -> name of the shipped codebooks, from ``data/CODEBOOKS.json``.
+
+    Lets the decoder load only the codebook a stream names instead of every
+    shipped one. A hint only: the codebook found is still checked by its own
+    content hash, and a missing or stale index falls back to trying them all.
+    """
+    import json
+
+    try:
+        index = json.loads((DATA_DIR / "CODEBOOKS.json").read_text())
+        return {hash_bytes(v["content_hash"]): k for k, v in index.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
 def hash_bytes(content_hash: str) -> bytes:
     """The 16 header bytes that name a codebook (first half of its SHA-256)."""
     return bytes.fromhex(content_hash)[:16]
@@ -123,7 +140,13 @@ def find_envelope(
         if hash_bytes(env.content_hash) == codebook_hash:
             return env
         given.append((os.fspath(p), env.content_hash, env.kind))
-    for path in list(shipped_codebooks().values()) + path_codebooks():
+    shipped = shipped_codebooks()
+    candidates = list(shipped.values()) + path_codebooks()
+    hinted = shipped.get(_shipped_hashes().get(bytes(codebook_hash), ""))
+    if hinted is not None:  # the indexed one first; the rest only if it fails the check
+        candidates.remove(hinted)
+        candidates.insert(0, hinted)
+    for path in candidates:
         try:
             env = load_envelope(path)
         except CodecError:  # unreadable or tampered candidates are skipped, not fatal

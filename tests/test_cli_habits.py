@@ -119,6 +119,38 @@ def test_decode_with_a_mismatching_codebook_names_both_hashes(tmp_path, capsys):
     assert str(svq) in err and not wav.exists()
 
 
+def test_decode_warns_when_the_given_codebook_is_not_the_streams(svq_file, tmp_path, capsys):
+    """A shipped stream decodes with its own codebook; a wrong --codebook is named, not silent."""
+    wav, ref = tmp_path / "a.wav", tmp_path / "ref.wav"
+    assert main(["decode", str(svq_file), str(ref), "-q"]) == 0
+    assert main(["decode", str(svq_file), str(wav), "--codebook", "pvq-4x4"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: --codebook pvq-4x4 is not the stream's codebook" in err
+    assert wav.read_bytes() == ref.read_bytes()
+    # the stream's own codebook given: no warning; -q silences the warning
+    name = mode_for(13.2).default_envelope
+    assert main(["decode", str(svq_file), str(wav), "-f", "--codebook", name]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert main(["decode", str(svq_file), str(wav), "-f", "-q", "--codebook", "pvq-4x4"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_decode_loads_only_the_streams_shipped_codebook(svq_file, monkeypatch):
+    """The index of shipped hashes spares the decoder loading every shipped codebook."""
+    from codec import registry
+
+    loaded: list[str] = []
+    real = registry.load_envelope
+    monkeypatch.setattr(registry, "load_envelope", lambda p: loaded.append(os.fspath(p)) or real(p))
+    from codec.bitstream import ContainerReader
+    from codec.pipeline import StreamDecoder
+
+    with open(svq_file, "rb") as fh:
+        h = ContainerReader(fh).header
+    StreamDecoder(h)
+    assert len(loaded) == 1 and Path(loaded[0]).stem == mode_for(13.2).default_envelope
+
+
 def test_codebooks_lists_shipped_and_path_ones(tmp_path, monkeypatch, capsys):
     folder = tmp_path / "cbs"
     folder.mkdir()

@@ -620,3 +620,18 @@ def test_encode_intervals_equals_encode_values() -> None:
         RangeEncoder().encode_intervals([0, 1], [1, 1], 15, [(1, [(0, 1)]), (0, [(0, 1)])])
     with pytest.raises(ParameterError):
         escape_fields(3, 3)
+
+
+def test_shipped_laplace_table_equals_computed() -> None:
+    """codec/data/laplace-15-15.npy (a start-up cache) holds exactly the computed tables."""
+    from codec.residual import rangecoder as rc
+
+    path = rc._shipped_table_path(15, 15)
+    assert path.is_file(), "regenerate with codec.residual.rangecoder.write_shipped_table()"
+    rc._laplace_table.cache_clear()
+    shipped = rc._laplace_table(15, 15)
+    assert np.array_equal(shipped, rc._compute_laplace_table(15, 15))
+    assert shipped.dtype == np.int64 and not shipped.flags.writeable
+    # other arguments are computed, not read
+    assert not rc._shipped_table_path(7, 12).exists()
+    assert np.array_equal(rc._laplace_table(7, 12), rc._compute_laplace_table(7, 12))

@@ -103,7 +103,7 @@ import math
 import operator
 from bisect import bisect_right
 from collections.abc import Sequence
-from decimal import ROUND_HALF_EVEN, Context, Decimal
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -1150,6 +1150,8 @@ def _rho_q() -> tuple[int, ...]:
     Computed with :mod:`decimal`, whose software arithmetic gives the same
     digits on every platform.
     """
+    from decimal import ROUND_HALF_EVEN, Context, Decimal
+
     ctx = Context(prec=50, rounding=ROUND_HALF_EVEN)
     one_q = Decimal(1 << _RHO_QBITS)
     ln2 = ctx.ln(Decimal(2))
@@ -1163,8 +1165,44 @@ def _rho_q() -> tuple[int, ...]:
     return tuple(out)
 
 
+_SHIPPED_TABLES = Path(__file__).resolve().parent.parent / "data"
+
+
+def _shipped_table_path(max_abs: int, total_bits: int) -> Path:
+    return _SHIPPED_TABLES / f"laplace-{max_abs}-{total_bits}.npy"
+
+
+def write_shipped_table(max_abs: int = 15, total_bits: int = 15) -> Path:
+    """Write the cdf tables the codec uses to ``codec/data`` (start-up cache).
+
+    Building them costs about 60 ms; the file is loaded instead when present and
+    :func:`_laplace_table` gives the same integers either way (a test checks).
+    """
+    path = _shipped_table_path(max_abs, total_bits)
+    np.save(path, _compute_laplace_table(max_abs, total_bits).astype(np.int32))
+    return path
+
+
 @functools.lru_cache(maxsize=64)
 def _laplace_table(max_abs: int, total_bits: int) -> NDArray[np.int64]:
+    """Integer cdf tables of every grid scale, shape ``(_N_SCALES, 2M+3)``.
+
+    Read from ``codec/data/laplace-M-T.npy`` when shipped for these arguments
+    (:func:`write_shipped_table`), else computed by :func:`_compute_laplace_table`.
+    """
+    path = _shipped_table_path(max_abs, total_bits)
+    if path.is_file():
+        try:
+            table = np.load(path, allow_pickle=False).astype(np.int64)
+        except (OSError, ValueError):
+            table = None
+        if table is not None and table.shape == (_N_SCALES, 2 * max_abs + 3):
+            table.setflags(write=False)
+            return table
+    return _compute_laplace_table(max_abs, total_bits)
+
+
+def _compute_laplace_table(max_abs: int, total_bits: int) -> NDArray[np.int64]:
     """Integer cdf tables of every grid scale, shape ``(_N_SCALES, 2M+3)``.
 
     Pure integer arithmetic (bit-exact everywhere).  Probabilities of a

@@ -45,6 +45,7 @@ import csv
 import json
 import math
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -60,12 +61,12 @@ import codec
 from codec import pipeline
 from codec.analysis import lsf_features, lsf_weights
 from codec.audio import SAMPLE_RATE, read_audio, to_mono_16k
-from codec.errors import ParameterError
+from codec.errors import CodecError, ParameterError
 from codec.features import collection_features
 from codec.metrics import align, dnsmos, pesq_wb, psnr, visqol_speech
 from codec.modes import BITRATES_KBPS, MODES, mode_for
 from codec.quantizers import METHODS, Quantizer, load_quantizer, train_quantizer
-from codec.registry import load_envelope
+from codec.registry import load_envelope, shipped_codebooks
 from recipes import anchors
 from recipes._common import (
     DEFAULT_MANIFEST,
@@ -165,6 +166,8 @@ class Config:
     method: str | None = None
     ops_per_vector: int | None = None
     encode_us: float | None = None
+    given: bool = False
+    """A ``--codebook NAME=FILE`` configuration (not one of the trained grid)."""
     rates: tuple[float, ...] | None = None
     """An anchor's operating points (kbit/s); ``None``: svq's requested bitrates."""
 
@@ -362,6 +365,39 @@ def train_configs(
                 method=method,
                 ops_per_vector=int(q.ops_per_vector()),
                 encode_us=envelope_timing(q, lsf_timing),
+            )
+        )
+    return configs
+
+
+def given_configs(
+    given: Sequence[tuple[str, str]], out: Path, code_fp: str, lsf_timing: np.ndarray
+) -> list[Config]:
+    """One configuration per ``--codebook NAME=FILE``: any codebook the codec loads
+    (memoryless, predictive, end to end; from ``svq train`` or ``recipes.envelope_sd``),
+    run at every bitrate. The file is copied to ``OUT/codebooks/NAME.cb``."""
+    configs = []
+    for name, file in given:
+        env = load_envelope(file)  # ParameterError / CodebookError name the file
+        dest = out / "codebooks" / f"{name}.cb"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        src = Path(file) if Path(file).is_file() else Path(shipped_codebooks()[file])
+        if not dest.exists() or dest.read_bytes() != src.read_bytes():
+            shutil.copyfile(src, dest)
+        q = env.quantizer
+        method = getattr(q, "method", None) or getattr(getattr(q, "config", None), "method", None)
+        configs.append(
+            Config(
+                name=name,
+                kind="svq",
+                codebook=str(dest.resolve()),
+                fingerprint=settings_hash([code_fp, env.content_hash], length=16),
+                envelope=f"{Path(file).stem} ({env.description})",
+                variant=env.variant,
+                method=None if method in (None, "none") else str(method),
+                ops_per_vector=int(q.ops_per_vector()),
+                encode_us=envelope_timing(q, lsf_timing),
+                given=True,
             )
         )
     return configs
@@ -992,7 +1028,7 @@ def plot_grid(
     svq's default is drawn thin and grey in every panel for reference; the
     title gives the file count. Returns False (nothing written) without trained configs.
     """
-    trained = [c for c in configs if c.kind == "svq" and c.name != DEFAULT_CONFIG]
+    trained = [c for c in configs if c.kind == "svq" and c.name != DEFAULT_CONFIG and not c.given]
     if not trained:
         return False
     import matplotlib
@@ -1052,7 +1088,7 @@ def plot_anchors(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = [c for c in configs if c.kind == "anchor" or c.name == DEFAULT_CONFIG]
+    shown = [c for c in configs if c.kind == "anchor" or c.name == DEFAULT_CONFIG or c.given]
     n_cols = min(2, len(metrics))
     n_rows = -(-len(metrics) // n_cols)
     fig, axes = plt.subplots(
@@ -1066,6 +1102,10 @@ def plot_anchors(
             xs, m, lo, hi = _series(cfg, bitrates, results, metric)
             if cfg.name == DEFAULT_CONFIG:
                 color, marker, label, lw = "black", "*", "svq default", 2.2
+            elif cfg.given:  # --codebook configurations: their own colours, dashed
+                k_given = [c.name for c in shown if c.given].index(cfg.name)
+                color, marker = matplotlib.colormaps["tab10"](k_given % 10), "o"
+                label, lw = f"svq {cfg.name}", 1.3
             else:
                 color, marker = ANCHOR_STYLE.get(cfg.name, ("0.35", "x"))
                 label, lw = cfg.name, 1.3
@@ -1158,6 +1198,17 @@ def _train_option(text: str) -> tuple[str, Any]:
         return key, value
 
 
+def _given_codebook(text: str) -> tuple[str, str]:
+    name, sep, file = text.partition("=")
+    if not sep or not name or not file:
+        raise argparse.ArgumentTypeError(f"expected NAME=FILE, got {text!r}")
+    if not re.fullmatch(r"[A-Za-z0-9_.+-]{1,64}", name):
+        raise argparse.ArgumentTypeError(f"NAME: letters, digits, '_.+-' only, got {name!r}")
+    if not Path(file).is_file() and file not in shipped_codebooks():
+        raise argparse.ArgumentTypeError(f"{file}: no such codebook file or shipped name")
+    return name, file
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     p = argparse.ArgumentParser(
@@ -1219,6 +1270,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="extra train_quantizer option (JSON value), e.g. steps=500; repeatable",
     )
     p.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
+    p.add_argument(
+        "--codebook",
+        type=_given_codebook,
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="also run the codec with this codebook file (memoryless, predictive or end to "
+        "end, e.g. from recipes.envelope_sd) or shipped name, as configuration NAME; "
+        "repeatable",
+    )
     add_cluster_args(p, default_workers=os.cpu_count() or 1)
     p.add_argument(
         "--anchors",
@@ -1273,6 +1334,12 @@ def _validate(args: argparse.Namespace, p: argparse.ArgumentParser) -> None:
             p.error(f"--methods: {m!r} is not one of {', '.join(METHODS)}")
     if not args.bitrates:
         p.error("--bitrates: give at least one bitrate")
+    names = [n for n, _ in args.codebook]
+    clash = set(names) & ({DEFAULT_CONFIG, *args.anchors} | {
+        f"{v}-{m}" for v in args.variants for m in args.methods
+    })
+    if len(set(names)) != len(names) or clash:
+        p.error(f"--codebook: configuration names must be unique and new: {', '.join(names)}")
     check_cluster_args(args, p)
     for name in ("limit", "train_limit"):
         value = getattr(args, name)
@@ -1309,6 +1376,11 @@ def main(argv: list[str] | None = None) -> int:
         configs += train_configs(args, out, cache, code_fp, timing_lsf)
     except ParameterError as exc:
         print(f"error: training: {exc}", file=sys.stderr)
+        return 2
+    try:
+        configs += given_configs(args.codebook, out, code_fp, timing_lsf)
+    except CodecError as exc:
+        print(f"error: --codebook: {exc}", file=sys.stderr)
         return 2
     configs += anchor_configs(args.anchors, args.bitrates)
     metrics = tuple(available_metrics(args.metrics))

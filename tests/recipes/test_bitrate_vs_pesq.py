@@ -228,3 +228,54 @@ def test_agreement_known_cases() -> None:
     results = recipe.summarize(rows, cfgs, [8.0, 13.2], metrics)
     md = recipe.results_markdown("cmd", cfgs, [8.0, 13.2], results, [], 2, metrics, agree)
     assert "@8.85" in md and "✗" in md and "## DNSMOS OVRL" in md
+
+
+def test_given_codebooks_run_as_their_own_configurations(
+    tmp_path: Path, speech: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--codebook NAME=FILE``: a predictive codebook file and a shipped name, each a
+    configuration at every bitrate, copied to OUT/codebooks, reused on a second run."""
+    import numpy as np
+
+    from codec.analysis import lsf_features
+    from codec.quantizers import train_predictive
+
+    lsf = lsf_features(*speech)
+    pq = train_predictive(
+        lsf, variant="rvq", stages=3, bits=4, method="kmeans", kind="ar", safety_net=True
+    )
+    cb = tmp_path / "ar.cb"
+    pq.save(cb)
+    monkeypatch.setattr(recipe, "codec_fingerprint", lambda: "pinned")
+    out = tmp_path / "out"
+    args = [
+        "--data", str(SAMPLES), "--limit", "1", "--variants", "", "--no-default",
+        "--no-anchors", "--metrics", "pesq,psnr", "--jobs", "1", "--quiet",
+        "--bitrates", "8,13.2", "--out", str(out),
+        "--codebook", f"pred={cb}", "--codebook", "mem=avq-4x4",
+    ]  # fmt: skip
+    assert recipe.main(args) == 0
+    s = _summary(out)
+    assert {c["name"] for c in s["configs"]} == {"pred", "mem"}
+    assert all(c["given"] for c in s["configs"])
+    pred = next(c for c in s["configs"] if c["name"] == "pred")
+    assert "ar-predictive" in pred["envelope"] and pred["variant"] == "rvq"
+    for name in ("pred", "mem"):
+        for rate in ("8", "13.2"):
+            cell = s["results"][name][rate]
+            assert cell["n_ok"] == 1 and np.isfinite(cell["pesq_wb"]["mean"])
+    assert (out / "codebooks" / "pred.cb").read_bytes() == cb.read_bytes()
+    assert "| pred |" in (out / "results.md").read_text()
+    assert recipe.main(args) == 0
+    assert _summary(out)["cells_computed"] == 0
+
+
+@pytest.mark.parametrize(
+    "bad, why",
+    [("pred", "NAME=FILE"), ("x=/no/such.cb", "no such codebook"), ("a b=avq-4x4", "NAME")],
+)
+def test_given_codebook_errors(bad: str, why: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        recipe.main(["--out", "/tmp/unused-out", "--codebook", bad])
+    assert exc.value.code == 2
+    assert why in capsys.readouterr().err

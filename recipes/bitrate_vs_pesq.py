@@ -1335,9 +1335,9 @@ def _validate(args: argparse.Namespace, p: argparse.ArgumentParser) -> None:
     if not args.bitrates:
         p.error("--bitrates: give at least one bitrate")
     names = [n for n, _ in args.codebook]
-    clash = set(names) & ({DEFAULT_CONFIG, *args.anchors} | {
-        f"{v}-{m}" for v in args.variants for m in args.methods
-    })
+    clash = set(names) & (
+        {DEFAULT_CONFIG, *args.anchors} | {f"{v}-{m}" for v in args.variants for m in args.methods}
+    )
     if len(set(names)) != len(names) or clash:
         p.error(f"--codebook: configuration names must be unique and new: {', '.join(names)}")
     check_cluster_args(args, p)

@@ -1355,16 +1355,15 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     out = Path(args.out)
     cache = Path(args.cache) if args.cache else out / "cache"
-    out.mkdir(parents=True, exist_ok=True)
     argv_list = list(sys.argv[1:] if argv is None else argv)
     command = "python -m recipes.bitrate_vs_pesq " + shlex.join(argv_list)
-    write_json(out / "config.json", {"argv": argv_list, "command": command, "args": vars(args)})
-
     try:
         files = audio_files(args.data, split=args.split, limit=args.limit)
     except ParameterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    out.mkdir(parents=True, exist_ok=True)  # only once the data is there
+    write_json(out / "config.json", {"argv": argv_list, "command": command, "args": vars(args)})
     code_fp = codec_fingerprint()
     timing_lsf = np.concatenate([lsf_features(*read_audio(f)) for f in files[:2]], axis=0)
     try:

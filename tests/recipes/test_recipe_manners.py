@@ -65,8 +65,7 @@ def test_missing_data_says_not_found_and_what_is_needed(tmp_path, capsys, module
     line = err.strip().splitlines()[-1]
     assert f"{flag} {missing}: not found" in line and "shared speech set" in line
     assert "Traceback" not in err and "not a folder" not in err
-    if module != "bitrate_vs_pesq":  # it writes config.json first (its own issue)
-        assert not out.exists()
+    assert not out.exists()  # nothing written before the data check
 
 
 @pytest.mark.parametrize("module", RECIPES)

@@ -379,6 +379,7 @@ def given_configs(
     configs = []
     for name, file in given:
         env = load_envelope(file)  # ParameterError / CodebookError name the file
+        env.check_recovers()  # the codec refuses AR prediction without a safety net
         dest = out / "codebooks" / f"{name}.cb"
         dest.parent.mkdir(parents=True, exist_ok=True)
         src = Path(file) if Path(file).is_file() else Path(shipped_codebooks()[file])

@@ -268,6 +268,12 @@ def test_given_codebooks_run_as_their_own_configurations(
     assert "| pred |" in (out / "results.md").read_text()
     assert recipe.main(args) == 0
     assert _summary(out)["cells_computed"] == 0
+    # a codebook the codec refuses (AR without a safety net) stops the run before any cell
+    bare = train_predictive(lsf, variant="rvq", stages=3, bits=4, method="kmeans", kind="ar")
+    bare.save(tmp_path / "bare.cb")
+    bad = [*args[:-4], "--codebook", f"bare={tmp_path / 'bare.cb'}", "--out", str(tmp_path / "o2")]
+    assert recipe.main(bad) == 2
+    assert not (tmp_path / "o2" / "cells.jsonl").exists()
 
 
 @pytest.mark.parametrize(

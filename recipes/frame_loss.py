@@ -97,7 +97,7 @@ import codec
 from codec.audio import SAMPLE_RATE, read_audio, to_mono_16k
 from codec.errors import ParameterError
 from codec.fileio import atomic_write
-from codec.metrics import align, pesq_wb, psnr
+from codec.metrics import align, pesq_wb, psnr, visqol_speech
 from codec.modes import mode_for
 from recipes._common import (
     DEFAULT_MANIFEST,
@@ -144,6 +144,7 @@ CSV_COLUMNS = (
     "frames",
     "pesq_wb",
     "psnr_db",
+    "visqol",
     "error",
 )
 _SEED_TAG = "svq-frame-loss"
@@ -304,6 +305,8 @@ class FileJob:
     seeds: tuple[int, ...]
     decoders: tuple[str, ...] = ("interpolate",)
     burst: int = 1
+    visqol: bool = False
+    """Also score ViSQOL v3 (speech mode; slow)."""
 
 
 def _error(stage: str, exc: BaseException) -> str:
@@ -330,6 +333,7 @@ def run_file(job: FileJob) -> list[dict[str, Any]]:
             "frames": None,
             "pesq_wb": nan,
             "psnr_db": nan,
+            "visqol": nan if job.visqol else None,
             "error": "",
             "lag": None,
         }
@@ -430,11 +434,15 @@ def _score_rows(
             row["lag"] = lag
             row["pesq_wb"] = pesq_wb(ref, deg, SAMPLE_RATE)
             row["psnr_db"] = psnr(ref, deg, SAMPLE_RATE, do_align=False)
+            if job.visqol:
+                row["visqol"] = visqol_speech(ref, deg, SAMPLE_RATE)
         except Exception as exc:  # noqa: BLE001 - recorded and counted
             row["error"] = _error(stage, exc)
             row["pesq_wb"] = row["psnr_db"] = nan
+            if job.visqol:
+                row["visqol"] = nan
         if key is not None:
-            done[key] = {k: row[k] for k in ("pesq_wb", "psnr_db", "lag", "error")}
+            done[key] = {k: row[k] for k in ("pesq_wb", "psnr_db", "visqol", "lag", "error")}
     return rows
 
 
@@ -524,6 +532,11 @@ def summarize_rate(rows: Sequence[dict[str, Any]], loss_rates: Sequence[float]) 
             "frames": frames,
             "pesq_wb": summary_stats(pesq),
             "psnr_db": summary_stats(float(r["psnr_db"]) for r in ok),
+            "visqol": (
+                summary_stats(float(r["visqol"]) for r in ok)
+                if any(r.get("visqol") is not None for r in ok)
+                else None
+            ),
             "share_pesq_at_or_above_goal": (
                 sum(p >= PESQ_GOAL for p in pesq) / len(pesq) if pesq else math.nan
             ),
@@ -567,6 +580,11 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         "median",
         "2.5–97.5 %",
     ]
+    with_visqol = any(
+        s.get("visqol") is not None for res in summary["results"].values() for s in res.values()
+    )
+    if with_visqol:
+        head += ["ViSQOL mean", "median"]
     rows = []
     for dec, res in summary["results"].items():
         for s in res.values():
@@ -592,9 +610,12 @@ def summary_markdown(summary: dict[str, Any]) -> str:
                     f"{fmt_value(q['q025'], 2)}–{fmt_value(q['q975'], 2)}",
                 ]
             )
+            if with_visqol:
+                v = s.get("visqol") or {"mean": math.nan, "median": math.nan}
+                rows[-1] += [fmt_value(v["mean"], 2), fmt_value(v["median"], 2)]
     seeds = ", ".join(str(s) for s in summary["seeds"])
     parts = [
-        "# Frame loss vs PESQ-WB and pSNR",
+        "# Frame loss vs PESQ-WB and pSNR" + (" and ViSQOL" if with_visqol else ""),
         "",
         f"Command: `{summary['command']}`",
         "",
@@ -719,6 +740,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"comma-separated, from {', '.join(DECODERS)} (default: %(default)s)",
     )
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N files")
+    p.add_argument(
+        "--visqol",
+        action="store_true",
+        help="also score ViSQOL v3 in speech mode (about 2-10 s per decode; eval extra)",
+    )
     add_cluster_args(p, default_workers=os.cpu_count() or 1)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -788,6 +814,7 @@ def main(argv: list[str] | None = None) -> int:
             seeds=tuple(args.seeds),
             decoders=tuple(args.decoders),
             burst=args.burst,
+            visqol=args.visqol,
         )
         for f in files
     ]

@@ -36,6 +36,7 @@ COLUMNS = [
     "frames",
     "pesq_wb",
     "psnr_db",
+    "visqol",
     "error",
 ]
 DECODE = codec.decode
@@ -188,3 +189,18 @@ def test_opus_same_pattern_decoder() -> None:
     assert y.shape == clean.shape  # a lost packet is concealed for its own 20 ms
     assert np.array_equal(y[: 99 * 320], clean[: 99 * 320])
     assert not np.allclose(y[100 * 320 : 101 * 320], clean[100 * 320 : 101 * 320])
+
+
+def test_visqol_column(tmp_path: Path) -> None:
+    """``--visqol`` scores every decode with ViSQOL too; loss lowers it."""
+    pytest.importorskip("visqol")
+    out = tmp_path / "fl"
+    assert recipe.main([*FAST, "--limit", "1", "--visqol", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    res = summary["results"]["interpolate"]
+    v0, v10 = res["0"]["visqol"]["mean"], res["0.1"]["visqol"]["mean"]
+    assert 1.0 <= v10 < v0 <= 5.0
+    assert "ViSQOL mean" in (out / "summary.md").read_text()
+    with (out / "per_file.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert all(float(r["visqol"]) > 1.0 for r in rows)

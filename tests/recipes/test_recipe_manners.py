@@ -25,6 +25,7 @@ RECIPES = [
     "residual_ablation",
     "train_default_codebooks",
     "postfilter_bound",
+    "vqvae",
 ]
 
 

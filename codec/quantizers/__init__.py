@@ -51,9 +51,11 @@ from .predictive import (
 )
 from .pvq import PVQ, check_split
 from .rvq import RVQ
+from .search import AdcIndex, exact_search
 from .vq import VQ
 
 __all__ = [
+    "AdcIndex",
     "AVQ",
     "METHODS",
     "PVQ",
@@ -66,6 +68,7 @@ __all__ = [
     "QuantizerConfig",
     "TrainOptions",
     "check_train_settings",
+    "exact_search",
     "load_codebook",
     "load_predictive",
     "load_quantizer",

@@ -26,6 +26,7 @@ RECIPES = [
     "train_default_codebooks",
     "postfilter_bound",
     "vqvae",
+    "ann_search",
 ]
 
 

@@ -24,6 +24,7 @@ from codec.features import FeatureSet, collection_features, list_audio
 from codec.fileio import atomic_write
 
 __all__ = [
+    "mel_filterbank",
     "REPO_ROOT",
     "SHARED_SPEECH",
     "DEFAULT_MANIFEST",
@@ -262,3 +263,27 @@ def summary_stats(values: Iterable[float | None]) -> dict[str, float]:
 def fmt_value(x: float | None, digits: int) -> str:
     """A number for a Markdown table; an en dash for a missing or non-finite one."""
     return "–" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def mel_filterbank(n_mels: int, n_fft: int, sr: int) -> npt.NDArray[np.float64]:
+    """Triangular HTK-mel filters ``(n_mels, n_fft // 2 + 1)`` from 0 Hz to ``sr / 2``, peak 1.
+
+    A band narrower than one FFT bin gets its nearest bin, so no band is empty.
+    (The log-mel features of ``recipes.ann_search`` and ``recipes.vqvae``.)
+    """
+
+    def mel(f: Any) -> Any:
+        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
+
+    def hz(m: Any) -> Any:
+        return 700.0 * (10.0 ** (np.asarray(m) / 2595.0) - 1.0)
+
+    freqs = np.linspace(0.0, sr / 2, n_fft // 2 + 1)
+    edges = hz(np.linspace(0.0, float(mel(sr / 2)), n_mels + 2))
+    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    up = (freqs[None, :] - lo) / (mid - lo)
+    down = (hi - freqs[None, :]) / (hi - mid)
+    fb = np.asarray(np.maximum(0.0, np.minimum(up, down)), dtype=np.float64)
+    for i in np.nonzero(fb.sum(axis=1) == 0)[0]:
+        fb[i, int(np.argmin(np.abs(freqs - mid[i, 0])))] = 1.0
+    return fb

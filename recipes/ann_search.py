@@ -83,6 +83,7 @@ from recipes._common import (
     DEFAULT_MANIFEST,
     REPO_ROOT,
     markdown_table,
+    mel_filterbank,
     missing_data,
     parse_names,
     settings_hash,
@@ -253,27 +254,6 @@ def load_sift(sizes: Sizes, quick: bool, rng: np.random.Generator, progress: boo
     )
 
 
-def mel_filterbank(sr: int, n_fft: int, n_mels: int) -> FloatArray:
-    """Triangular HTK-mel filters ``(n_mels, n_fft // 2 + 1)``, 0 Hz to ``sr / 2``."""
-
-    def mel(f: FloatArray) -> FloatArray:
-        return np.asarray(2595.0 * np.log10(1.0 + f / 700.0))
-
-    def hz(m: FloatArray) -> FloatArray:
-        return np.asarray(700.0 * (10.0 ** (m / 2595.0) - 1.0))
-
-    freqs = np.linspace(0.0, sr / 2, n_fft // 2 + 1)
-    edges = hz(np.linspace(0.0, float(mel(np.array(sr / 2))), n_mels + 2))
-    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    up = (freqs[None, :] - lo) / (mid - lo)
-    down = (hi - freqs[None, :]) / (hi - mid)
-    fb: FloatArray = np.maximum(0.0, np.minimum(up, down))
-    # bands narrower than a bin: take the nearest bin so no band is empty
-    for i in np.nonzero(fb.sum(axis=1) == 0)[0]:
-        fb[i, int(np.argmin(np.abs(freqs - mid[i, 0])))] = 1.0
-    return fb
-
-
 def logmel_frames(
     audio: FloatArray, fb: FloatArray, n_fft: int = 1024, hop: int = 320
 ) -> FloatArray:
@@ -308,7 +288,7 @@ def load_logmel(
         raise ParameterError(f"--data {manifest}: needs files in both the train and dev splits")
     if quick:  # a few files are enough for the tiny sizes
         files = {s: [f[i] for i in rng.permutation(len(f))[:12]] for s, f in files.items()}
-    fb = mel_filterbank(16000, 1024, 128)
+    fb = mel_filterbank(128, 1024, 16000)
     parts: dict[str, FloatArray] = {}
     for split, paths in files.items():
         frames = []
@@ -699,6 +679,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "data": {},
     }
     rows: list[dict[str, Any]] = []
+
+    def record(row: dict[str, Any]) -> None:
+        rows.append(row)
+        say(_line(row))
+        write_json(out / "results.json", rows)  # partial results as they come
+
     k = 100
     for name in datasets:
         try:
@@ -739,49 +725,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                     q = train_ours(ds.learn, variant, method, stages, sizes, args.seed, progress)
                     train_s = time.perf_counter() - t0
                     curve, enc, srch, mse = run_ours(ds, q, truth, k)
-                    rows.append(
-                        _row(
-                            common,
-                            variant,
-                            method,
-                            "svq",
-                            total_bits,
-                            stages,
-                            sizes,
-                            curve,
-                            enc,
-                            srch,
-                            mse,
-                            train_s,
-                            q.beam,
-                        )
-                    )
-                    say(_line(rows[-1]))
-                    write_json(out / "results.json", rows)  # partial results as they come
+                    record(
+                        _row(common, variant, method, "svq", total_bits, stages, sizes,
+                             curve, enc, srch, mse, train_s, q.beam)
+                    )  # fmt: skip
             if use_faiss:
                 for kind in ("pq", "rq", "lsq"):
                     curve, enc, srch, mse, train_s = run_faiss(
                         ds, kind, stages, sizes.bits_per_stage, truth, k, args.seed
                     )
-                    rows.append(
-                        _row(
-                            common,
-                            kind,
-                            kind,
-                            "faiss",
-                            total_bits,
-                            stages,
-                            sizes,
-                            curve,
-                            enc,
-                            srch,
-                            mse,
-                            train_s,
-                            1,
-                        )
-                    )
-                    say(_line(rows[-1]))
-                    write_json(out / "results.json", rows)  # partial results as they come
+                    record(
+                        _row(common, kind, kind, "faiss", total_bits, stages, sizes,
+                             curve, enc, srch, mse, train_s, 1)
+                    )  # fmt: skip
     header["wall_s"] = round(time.perf_counter() - t_start, 1)
     write_json(out / "results.json", rows)
     write_json(out / "run.json", {**header, "args": vars(args), "version": VERSION})

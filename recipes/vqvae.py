@@ -115,6 +115,7 @@ import numpy.typing as npt
 from codec.audio import read_audio
 from codec.quantizers import AVQ, PVQ, RVQ, VQ, Quantizer, train_quantizer
 from codec.quantizers.base import make_progress
+from recipes import _common
 from recipes._common import (
     DEFAULT_MANIFEST,
     REPO_ROOT,
@@ -187,24 +188,9 @@ QUICK = RunConfig(steps=12, warmup=8, train_files=4, dev_files=2, batch=8)
 # ----------------------------------------------------------------------------- data
 
 
-def mel_filterbank(
-    n_mels: int = N_MELS, n_fft: int = N_FFT, sr: int = SR, fmax: float | None = None
-) -> FloatArray:
-    """Triangular HTK-scale mel filterbank, shape ``(n_mels, n_fft // 2 + 1)``, peak 1."""
-    fmax = sr / 2 if fmax is None else fmax
-
-    def hz_to_mel(f: FloatArray | float) -> Any:
-        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
-
-    def mel_to_hz(m: FloatArray) -> FloatArray:
-        return np.asarray(700.0 * (10.0 ** (m / 2595.0) - 1.0), dtype=np.float64)
-
-    edges = mel_to_hz(np.linspace(0.0, float(hz_to_mel(fmax)), n_mels + 2))
-    freqs = np.linspace(0.0, sr / 2, n_fft // 2 + 1)
-    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    up = (freqs[None, :] - lo) / (mid - lo)
-    down = (hi - freqs[None, :]) / (hi - mid)
-    return np.asarray(np.maximum(0.0, np.minimum(up, down)), dtype=np.float64)
+def mel_filterbank(n_mels: int = N_MELS, n_fft: int = N_FFT, sr: int = SR) -> FloatArray:
+    """The recipe's mel filterbank (:func:`recipes._common.mel_filterbank`)."""
+    return _common.mel_filterbank(n_mels, n_fft, sr)
 
 
 def log_mel(y: FloatArray, fb: FloatArray | None = None) -> FloatArray:

@@ -143,20 +143,12 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     return 0
 
 
-class _NoBar:
-    """What :func:`_progress` returns when no bar is shown."""
-
-    def update(self, n: float = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def _progress(seconds: float, what: str, quiet: bool) -> Any:
     """A progress bar in seconds of audio, shown on a terminal for inputs over 30 s."""
     if quiet or seconds <= 30.0 or not sys.stderr.isatty():
-        return _NoBar()  # importing tqdm costs more start-up than a short decode
+        from codec.quantizers.base import NoBar  # tqdm's import costs more than a short decode
+
+        return NoBar()
     from tqdm import tqdm
 
     return tqdm(

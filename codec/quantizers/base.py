@@ -391,8 +391,10 @@ class ProgressBar(Protocol):
     def close(self) -> Any: ...
 
 
-class _NoBar:
-    def update(self, n: int = 1) -> None:
+class NoBar:
+    """The progress bar that shows nothing (what a disabled bar is)."""
+
+    def update(self, n: float = 1) -> None:
         return None
 
     def close(self) -> None:
@@ -404,11 +406,11 @@ def make_progress(total: int, desc: str, enabled: bool | None) -> ProgressBar:
     if enabled is None:
         enabled = sys.stderr.isatty()
     if not enabled:
-        return _NoBar()
+        return NoBar()
     try:
         from tqdm import tqdm
     except ImportError:
-        return _NoBar()
+        return NoBar()
     bar: ProgressBar = tqdm(total=total, desc=desc, leave=False)
     return bar
 

@@ -386,7 +386,7 @@ def given_configs(
         if not dest.exists() or dest.read_bytes() != src.read_bytes():
             shutil.copyfile(src, dest)
         q = env.quantizer
-        method = getattr(q, "method", None) or getattr(getattr(q, "config", None), "method", None)
+        method = q.config.method  # "none" for an untrained predictor
         configs.append(
             Config(
                 name=name,
@@ -395,7 +395,7 @@ def given_configs(
                 fingerprint=settings_hash([code_fp, env.content_hash], length=16),
                 envelope=f"{Path(file).stem} ({env.description})",
                 variant=env.variant,
-                method=None if method in (None, "none") else str(method),
+                method=None if method == "none" else str(method),
                 ops_per_vector=int(q.ops_per_vector()),
                 encode_us=envelope_timing(q, lsf_timing),
                 given=True,

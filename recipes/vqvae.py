@@ -446,39 +446,6 @@ def _init_codebooks(
     return [np.asarray(c) for c in q.codebooks]
 
 
-def _replace_dead(
-    torch: Any,
-    cbs: list[Any],
-    opt: Any,
-    usage: FloatArray,
-    eps: float,
-    rng: np.random.Generator,
-) -> int:
-    """Move codewords used less than ``REPLACE_THRESHOLD`` of the uniform share onto busy ones.
-
-    Donors are drawn in proportion to their use and perturbed by ``eps``; the
-    donor's Adam moments are copied.  Returns the number of codewords moved.
-    """
-    moved = 0
-    with torch.no_grad():
-        for p, counts in zip(cbs, usage, strict=True):
-            share = counts.sum() / counts.shape[0]
-            dead = np.flatnonzero(counts < REPLACE_THRESHOLD * share)
-            live = np.flatnonzero(counts >= max(1.0, REPLACE_THRESHOLD * share))
-            if dead.size == 0 or live.size == 0:
-                continue
-            donors = rng.choice(live, size=dead.size, p=counts[live] / counts[live].sum())
-            noise = torch.from_numpy(rng.standard_normal((dead.size, p.shape[1])) * eps)
-            dt, dn = torch.from_numpy(dead), torch.from_numpy(donors)
-            p[dt] = p[dn] + noise.to(p.dtype)
-            state = opt.state.get(p, {})
-            for key in ("exp_avg", "exp_avg_sq"):
-                if key in state:
-                    state[key][dt] = state[key][dn]
-            moved += int(dead.size)
-    return moved
-
-
 def _train_vq(
     torch: Any,
     net: Any,
@@ -491,6 +458,8 @@ def _train_vq(
     seed: int,
     progress: bool | None,
 ) -> list[Any]:
+    from codec.quantizers.gradient import replace_dead  # imports torch
+
     f = torch.nn.functional
     cbs = [torch.nn.Parameter(torch.tensor(c, dtype=torch.float32)) for c in cbs0]
     opt = torch.optim.Adam([*net.parameters(), *cbs], lr=LR)
@@ -533,7 +502,7 @@ def _train_vq(
             sched.step()
             if step % every == 0:
                 if step <= REPLACE_UNTIL * steps:
-                    _replace_dead(torch, cbs, opt, usage, 1e-3 * scale, rng)
+                    replace_dead(cbs, opt, usage, REPLACE_THRESHOLD, 1e-3 * scale, rng)
                 usage[:] = 0
             bar.update(1)
     finally:

@@ -43,7 +43,7 @@ from numpy.typing import ArrayLike
 from codec.errors import ParameterError
 
 from .base import FloatArray, IntArray, TrainOptions, check_vectors, check_weights
-from .gradient import _replace_dead, _search_fn, _torch_state, initial_codebooks
+from .gradient import _search_fn, _torch_state, initial_codebooks, replace_dead
 from .predictive import (
     KINDS,
     PredictiveQuantizer,
@@ -251,7 +251,7 @@ def train_end_to_end(
                 step += 1
                 if step % opts.replace_every == 0:
                     if replace and step <= opts.replace_until * total:
-                        _replace_dead(books, opt, usage, opts.replace_threshold, 1e-3 * scale, rng)
+                        replace_dead(books, opt, usage, opts.replace_threshold, 1e-3 * scale, rng)
                     usage[:] = 0
         return build(p, books)
 

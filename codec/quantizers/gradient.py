@@ -148,7 +148,7 @@ def _torch_state(seed: int) -> Iterator[torch.Generator]:
         torch.use_deterministic_algorithms(deterministic)
 
 
-def _replace_dead(
+def replace_dead(
     params: list[torch.nn.Parameter],
     opt: torch.optim.Adam,
     usage: np.ndarray,
@@ -156,7 +156,13 @@ def _replace_dead(
     eps: float,
     rng: np.random.Generator,
 ) -> int:
-    """Move rarely used codewords onto busy ones; returns the number moved."""
+    """Move rarely used codewords onto busy ones; returns the number moved.
+
+    A codeword used less than ``threshold`` times the uniform share (``usage``:
+    counts per codebook) is moved onto a live one drawn in proportion to its use,
+    plus Gaussian noise of size ``eps`` in the codebook's own dtype; the donor's
+    Adam moments are copied. Shared by the codebook trainers and ``recipes.vqvae``.
+    """
     moved = 0
     with torch.no_grad():
         for m, p in enumerate(params):
@@ -169,7 +175,7 @@ def _replace_dead(
             donors = rng.choice(live, size=dead.size, p=counts[live] / counts[live].sum())
             noise = rng.standard_normal((dead.size, p.shape[1])) * eps
             dt, dn = torch.from_numpy(dead), torch.from_numpy(donors)
-            p[dt] = p[dn] + torch.from_numpy(noise)
+            p[dt] = p[dn] + torch.from_numpy(noise).to(p.dtype)
             state = opt.state.get(p, {})
             for key in ("exp_avg", "exp_avg_sq"):
                 if key in state:
@@ -302,7 +308,7 @@ def train_gradient(
                 sched.step()
                 if step % opts.replace_every == 0:
                     if replace and step <= replace_stop:
-                        _replace_dead(params, opt, usage, opts.replace_threshold, 1e-3 * scale, rng)
+                        replace_dead(params, opt, usage, opts.replace_threshold, 1e-3 * scale, rng)
                     usage[:] = 0
                 bar.update(1)
         finally:

@@ -1004,51 +1004,10 @@ class RangeDecoder:
                     rng <<= 8
                 if s != esc:
                     append(s - m)
-                    continue
-                # escape: _decode_escape() inline (decode_bits' arithmetic): the
-                # sign bit, the Elias-gamma prefix bits, then the low bits
-                negative = -1
-                nb = 0
-                while True:
-                    r = rng >> 1
-                    t = val // r
-                    if t >> 1:
-                        self._val, self._rng, self._pos = val, rng, pos
-                        raise BitstreamError("range decoder target outside the coded range")
-                    val -= t * r
-                    rng = r
-                    while rng <= bot:
-                        val = (val << 8) | (data[pos] if pos < n else 0)
-                        pos += 1
-                        rng <<= 8
-                    if negative < 0:
-                        negative = t
-                        continue
-                    if not t:
-                        break
-                    nb += 1
-                    if nb > MAX_ESCAPE_BITS:
-                        self._val, self._rng, self._pos = val, rng, pos
-                        raise BitstreamError("escape code too long")
-                low = 0
-                left = nb
-                while left > 0:
-                    c = left if left <= 16 else 16
-                    left -= c
-                    r = rng >> c
-                    t = val // r
-                    if t >> c:
-                        self._val, self._rng, self._pos = val, rng, pos
-                        raise BitstreamError("range decoder target outside the coded range")
-                    val -= t * r
-                    rng = r
-                    while rng <= bot:
-                        val = (val << 8) | (data[pos] if pos < n else 0)
-                        pos += 1
-                        rng <<= 8
-                    low = (low << c) | t
-                magnitude = m + (1 << nb) + low
-                append(-magnitude if negative else magnitude)
+                else:  # escapes are rare: the shared method, with the state handed over
+                    self._val, self._rng, self._pos = val, rng, pos
+                    append(self._decode_escape(m))
+                    val, rng, pos = self._val, self._rng, self._pos
             self._val, self._rng, self._pos = val, rng, pos
             return out
         for cdf in tables.rows:

@@ -21,6 +21,7 @@ from codec.residual.rangecoder import (
     RangeDecoder,
     RangeEncoder,
     cost_bits,
+    decode_values_many,
     escape_fields,
     laplace_cdf,
     laplace_cdfs,
@@ -635,3 +636,291 @@ def test_shipped_laplace_table_equals_computed() -> None:
     # other arguments are computed, not read
     assert not rc._shipped_table_path(7, 12).exists()
     assert np.array_equal(rc._laplace_table(7, 12), rc._compute_laplace_table(7, 12))
+
+
+# ---------------------------------------------------------------- many streams at once
+
+
+def _state(dec: RangeDecoder) -> tuple[int, int, int]:
+    return dec._val, dec._rng, dec._pos
+
+
+def _fresh(frames: Sequence[bytes], heads: Sequence[int]) -> list[RangeDecoder]:
+    """Decoders positioned after a raw field of ``heads[i]`` bits (as TCX's fields)."""
+    decs = [RangeDecoder(f) for f in frames]
+    for d, nb in zip(decs, heads, strict=True):
+        d.decode_bits(nb)
+    return decs
+
+
+def _scalar_many(
+    frames: Sequence[bytes], heads: Sequence[int], tab: np.ndarray, rows: np.ndarray, counts
+) -> tuple[list[list[int] | str], list[tuple[int, int, int]]]:
+    """Per frame: the values (or the error message) of decode_values, and the final state."""
+    results: list[list[int] | str] = []
+    states = []
+    for d, row, c in zip(_fresh(frames, heads), rows, counts, strict=True):
+        try:
+            results.append(d.decode_values(tab[row[:c]]))
+        except BitstreamError as exc:
+            results.append(f"BitstreamError: {exc}")
+        states.append(_state(d))
+    return results, states
+
+
+def _check_many(frames, heads, tab, rows, counts) -> list[BitstreamError | None]:
+    """decode_values_many against the scalar loop: values, errors, states and tell()."""
+    ref, ref_states = _scalar_many(frames, heads, tab, rows, counts)
+    ref_tells = [
+        8 * (pos - PRECISION // 8) + PRECISION + 1 - rng.bit_length() for _, rng, pos in ref_states
+    ]
+    decs = _fresh(frames, heads)
+    values, errors = decode_values_many(decs, tab, rows, counts, collect_errors=True)
+    assert values.shape == rows.shape and values.dtype == np.int64
+    for i, (d, c) in enumerate(zip(decs, counts, strict=True)):
+        if errors[i] is None:
+            assert values[i, :c].tolist() == ref[i], f"frame {i}"
+            assert not values[i, c:].any()
+        else:
+            assert isinstance(errors[i], BitstreamError)
+            assert f"BitstreamError: {errors[i]}" == ref[i], f"frame {i}"
+        assert _state(d) == ref_states[i], f"frame {i}"
+        assert d.tell() == ref_tells[i]
+    return errors
+
+
+def _encode_frames(
+    rng: np.random.Generator, tab: np.ndarray, n: int, width: int, m: int
+) -> tuple[list[bytes], list[int], np.ndarray, np.ndarray, list[int]]:
+    """n frames: a raw field, then counts[i] values with tables rows[i] (escapes, +-m, zeros)."""
+    counts = rng.integers(0, width + 1, n)
+    counts[: max(1, n // 10)] = 0  # empty frames
+    counts[-1] = width
+    rows = rng.integers(0, tab.shape[0], (n, width))
+    frames, heads, tells = [], [], []
+    for i in range(n):
+        c = int(counts[i])
+        scales = 2.0 ** (rows[i, :c] / 8.0 - 6.0)
+        q = np.rint(rng.laplace(0.0, np.minimum(scales, 4.0 * m + 2.0))).astype(np.int64)
+        if c:
+            q[rng.integers(0, c, 2)] = [m, -m]
+            if i % 3 == 0:  # escapes, some long
+                q[rng.integers(0, c)] = int(rng.choice([-1, 1])) * int(rng.integers(m + 1, 1 << 20))
+        enc = RangeEncoder()
+        nb = int(rng.integers(0, 40))
+        enc.encode_bits(int(rng.integers(0, 1 << nb)) if nb else 0, nb)
+        enc.encode_values(q, tab[rows[i, :c]])
+        data = enc.finish()
+        if i % 4 == 1:
+            data += bytes(int(rng.integers(1, 5)))  # zero padding decodes identically
+        frames.append(data)
+        heads.append(nb)
+        tells.append(enc.tell())
+    return frames, heads, rows, counts, tells
+
+
+def _gap_stream(rng: np.random.Generator, tab: np.ndarray, rows: np.ndarray, head: int) -> bytes:
+    """A stream whose decoding hits the unused top of the range at some symbol.
+
+    The encoder codes symbols until its range is not a multiple of the total;
+    the stream is then the top of its interval, where the next target is ``total``
+    (random bytes land there with probability ``< 2**-32``).
+    """
+    total = int(tab[0, -1])
+    enc = RangeEncoder()
+    enc.encode_bits(0, head)
+    for j, row in enumerate(rows[:-1]):
+        enc.encode_values([int(rng.integers(-1, 2))], tab[[row]])
+        if enc._rng % total and j >= 2:
+            break
+    else:
+        raise AssertionError("no truncation in the range")
+    top = enc._low + enc._rng - 1
+    buf = bytearray(enc._buf)
+    if top >> PRECISION:  # carry into the emitted bytes
+        top -= 1 << PRECISION
+        i = len(buf) - 1
+        while buf[i] == 0xFF:
+            buf[i] = 0
+            i -= 1
+        buf[i] += 1
+    return bytes(buf) + top.to_bytes(PRECISION // 8, "big")
+
+
+@pytest.mark.parametrize(("max_abs", "total_bits"), [(15, 15), (0, 12), (4, 16), (1, 4)])
+def test_decode_values_many_equals_decode_values(max_abs: int, total_bits: int) -> None:
+    rng = np.random.default_rng(max_abs * 100 + total_bits)
+    tab = laplace_cdfs_from_index(np.arange(129), max_abs, total_bits)
+    frames, heads, rows, counts, tells = _encode_frames(rng, tab, 150, 90, max_abs)
+    assert _check_many(frames, heads, tab, rows, counts) == [None] * 150
+    decs = _fresh(frames, heads)
+    # CdfTables and unsigned arrays too
+    values, _ = decode_values_many(
+        decs, CdfTables(tab), rows.astype(np.uint8), counts.astype(np.uint16)
+    )
+    for i, d in enumerate(decs):
+        assert d.tell() == tells[i]  # the encoder's
+    flat = np.concatenate([values[i, : counts[i]] for i in range(150)])
+    assert np.abs(flat).max() > max_abs + 1000  # long escapes were decoded
+    assert np.sum(np.abs(flat) == max_abs) > 0
+    # frames of the same length (the packer pads to B bytes), one of them full to the byte
+    size = max(len(f) for f in frames)
+    padded = [f.ljust(size, b"\0") for f in frames]
+    assert _check_many(padded, heads, tab, rows, counts) == [None] * 150
+
+
+def test_decode_values_many_ranges_on_the_renormalisation_thresholds() -> None:
+    # power-of-two frequencies keep rng a power of two: it then lands exactly on
+    # 2**48 and 2**40, where the decoder must (still) read one or two bytes
+    tab = np.array([[0, 128, 192, 193, 1 << 15], [0, 1, 2, 66, 1 << 15]])  # M = 1
+    rng = np.random.default_rng(4)
+    frames, counts, heads = [], [], []
+    rows = rng.integers(0, 2, (60, 50))
+    for i in range(60):
+        c = int(rng.integers(0, 51))
+        q = rng.choice([-1, 0, 1], c) if i % 2 else rng.choice([-1, 0, 1, 2, -5], c)
+        # rows[i] = 0: freqs 128, 64, 1 (escape 32575); rows[i] = 1: 1, 1, 64
+        enc = RangeEncoder()
+        enc.encode_bits(i, 6)
+        enc.encode_values(q, tab[rows[i, :c]])
+        frames.append(enc.finish())
+        counts.append(c)
+        heads.append(6)
+    assert _check_many(frames, heads, tab, rows, np.array(counts)) == [None] * 60
+
+
+def test_decode_values_many_frames_ending_on_a_byte() -> None:
+    rng = np.random.default_rng(5)
+    tab = laplace_cdfs_from_index(np.arange(129), 15, 15)
+    frames, heads, rows, counts, tells = _encode_frames(rng, tab, 400, 40, 15)
+    exact = [i for i in range(400) if tells[i] == 8 * len(frames[i]) and counts[i]]
+    assert exact  # streams whose last symbol ends exactly on their last byte
+    sel = np.array(exact + [0, 1, 2])
+    got = _check_many(
+        [frames[i] for i in sel], [heads[i] for i in sel], tab, rows[sel], counts[sel]
+    )
+    assert got == [None] * sel.size
+
+
+def test_decode_values_many_corrupt_streams_fail_as_decode_values() -> None:
+    rng = np.random.default_rng(9)
+    kinds: dict[str, int] = {}
+    for max_abs, width in [(15, 120), (0, 30), (2, 60)]:
+        tab = laplace_cdfs_from_index(np.arange(129), max_abs, 15)
+        frames, heads, rows, counts, _ = _encode_frames(rng, tab, 120, width, max_abs)
+        damaged = []
+        for i, f in enumerate(frames):
+            if i % 4 == 0:
+                f = f[: int(rng.integers(0, len(f) + 1))]  # truncated
+            elif i % 4 == 1:
+                f = rng.integers(0, 256, len(f) + 3, dtype=np.uint8).tobytes()  # garbage
+            elif i % 4 == 2 and f:
+                b = bytearray(f)
+                b[int(rng.integers(0, len(b)))] ^= 1 << int(rng.integers(0, 8))
+                f = bytes(b)
+            elif i % 4 == 3 and counts[i] > 10:
+                f = _gap_stream(rng, tab, rows[i, : counts[i]], heads[i])
+            damaged.append(f)
+        counts[5] = width
+        damaged[5] = b"\xff" * 40  # an escape with an endless unary prefix (max_abs 0)
+        for err in _check_many(damaged, heads, tab, rows, counts):
+            if err is not None:
+                kinds[str(err)] = kinds.get(str(err), 0) + 1
+    assert kinds.get("range decoder target outside the coded range", 0) >= 3
+    assert kinds.get("escape code too long", 0) >= 1
+
+
+def test_decode_values_many_raises_first_failing_frame() -> None:
+    tab = laplace_cdfs_from_index(np.arange(129), 0, 15)
+    big = 128  # scale 2**10: escapes likely
+    # frame 1: endless escape prefix; frame 3: a target outside the range
+    bad = _gap_stream(np.random.default_rng(1), tab, np.zeros(30, dtype=np.int64), 0)
+    frames = [b"", b"\xff" * 40, b"\x00", bad]
+    rows = np.array([[big] * 30, [big] * 30, [0] * 30, [0] * 30])
+    counts = np.array([30, 30, 30, 30])
+    with pytest.raises(BitstreamError, match="escape code too long"):
+        decode_values_many(_fresh(frames, [0] * 4), tab, rows, counts)
+    with pytest.raises(BitstreamError, match="outside the coded range"):
+        decode_values_many(_fresh(frames[2:], [0] * 2), tab, rows[2:], counts[2:])
+    decs = _fresh(frames, [0] * 4)
+    _, errors = decode_values_many(decs, tab, rows, counts, collect_errors=True)
+    assert [e is None for e in errors] == [True, False, True, False]
+    ref = RangeDecoder(b"\x00")
+    assert ref.decode_values(tab[[0] * 30]) == [0] * 30
+    assert _state(decs[2]) == _state(ref)
+
+
+def test_decode_values_many_arguments() -> None:
+    tab = laplace_cdfs_from_index(np.arange(129), 3, 12)
+    frames = [b"\x12\x34", b"\x56"]
+    rows = np.zeros((2, 4), dtype=np.int64)
+    # nothing to decode: the decoders are untouched
+    decs = _fresh(frames, [3, 5])
+    before = [_state(d) for d in decs]
+    values, errors = decode_values_many(decs, tab, rows, np.zeros(2, dtype=np.int64))
+    assert values.shape == (2, 4) and not values.any() and errors == [None, None]
+    assert [_state(d) for d in decs] == before
+    values, errors = decode_values_many(
+        [], tab, np.zeros((0, 4), dtype=np.int64), np.zeros(0, dtype=np.int64)
+    )
+    assert values.shape == (0, 4) and errors == []
+    odd = tab.copy()
+    odd[:, -1] += 1  # totals not a power of two
+    for args in [
+        (odd, rows, [1, 1]),
+        (tab[:, :-1], rows, [1, 1]),  # an odd number of symbols
+        (tab, rows, [1, 5]),  # count beyond the width
+        (tab, rows, [-1, 1]),
+        (tab, rows + 129, [1, 1]),  # no such table
+        (tab, rows[:1], [1, 1]),  # shapes
+        (tab, rows, [1.0, 1.0]),
+        (tab.astype(float), rows, [1, 1]),
+    ]:
+        with pytest.raises(ParameterError):
+            decode_values_many(_fresh(frames, [0, 0]), args[0], args[1], np.asarray(args[2]))
+    with pytest.raises(ParameterError):
+        decode_values_many([b"\x00"], tab, rows[:1], [1])  # type: ignore[list-item]
+
+
+def test_tcx_decode_numpy_path_equals_scalar_path(monkeypatch, speech) -> None:
+    """TCX.decode gives the same coefficients and the same errors on both paths."""
+    import codec
+    from codec.residual import tcx
+
+    calls = []
+    original = tcx.TCX.decode
+
+    def spy(self, frames, *args, **kwargs):
+        calls.append((self, list(frames), args, kwargs))
+        return original(self, frames, *args, **kwargs)
+
+    x, sr = speech
+    monkeypatch.setattr(tcx.TCX, "decode", spy)
+    codec.decode(codec.encode(x[: 3 * sr], sr, 13.2))
+    monkeypatch.setattr(tcx.TCX, "decode", original)
+    self, frames, args, kwargs = max(calls, key=lambda c: len(c[1]))
+    assert len(frames) >= 100
+    rng = np.random.default_rng(3)
+
+    def run(frames: list[bytes], many: int) -> object:
+        monkeypatch.setattr(tcx, "MANY_MIN_STREAMS", many)
+        try:
+            return original(self, frames, *args, **kwargs)
+        except BitstreamError as exc:
+            return str(exc)
+
+    n_errors = 0
+    for trial in range(12):
+        damaged = list(frames)
+        if trial:
+            for i in rng.integers(0, len(frames), trial):
+                b = bytearray(damaged[i])
+                b[int(rng.integers(0, len(b)))] ^= 0xFF
+                damaged[i] = bytes(b)
+        a, b = run(damaged, 1), run(damaged, 10**9)
+        if isinstance(b, str):
+            n_errors += 1
+            assert a == b
+        else:
+            assert np.array_equal(a[0], b[0]) and np.array_equal(a[1].lag, b[1].lag)
+    assert 0 < n_errors < 12

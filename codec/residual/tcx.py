@@ -47,6 +47,7 @@ from codec.residual.harmonic import harmonic_shape
 from codec.residual.pitch import GAIN_BITS as PITCH_GAIN_BITS
 from codec.residual.pitch import GAIN_STEP, LAG_BITS, LAG_MIN, PitchParams
 from codec.residual.rangecoder import (
+    MANY_MIN_STREAMS,
     MAX_ESCAPE_BITS,
     SCALE_MAX_LOG2,
     SCALE_MIN_LOG2,
@@ -54,6 +55,7 @@ from codec.residual.rangecoder import (
     CdfTables,
     RangeDecoder,
     RangeEncoder,
+    decode_values_many,
     escape_fields,
     laplace_cdfs_from_index,
     laplace_grid_rows,
@@ -654,18 +656,31 @@ class TCX:
         # the grid index of every bin of every frame at once (the same numbers as
         # _coder_tables frame by frame; only the coded band: last <= coded_bins)
         cb = self.config.coded_bins
-        grid = _grid_index(_frame_kappas()[kap][:, None] * ratio[:, :cb]).tolist()
-        row_of = laplace_grid_rows(_MAX_ABS, _TOTAL_BITS).__getitem__
-        nsym = 2 * _MAX_ABS + 2
-        values: list[int] = []
-        for i, (dec, m) in enumerate(zip(decs, last.tolist(), strict=True)):
-            if m:
-                tables = CdfTables._trusted(list(map(row_of, grid[i][:m])), nsym, _TOTAL_BITS)
-                values += dec.decode_values(tables)
-            if dec.tell() > 8 * len(frames[i]):
-                raise BitstreamError(f"corrupt frame {int(index[i])}: reads past its end")
+        grid_index = _grid_index(_frame_kappas()[kap][:, None] * ratio[:, :cb])
         q = np.zeros((n, N_BINS))
-        q[np.arange(N_BINS) < last[:, None]] = values  # row by row, bins below last
+        if n >= MANY_MIN_STREAMS:
+            # all frames in lock-step with numpy (the same numbers, see
+            # decode_values_many); errors checked in frame order as below
+            table = _grid_table().reshape(_N_GRID, -1)
+            vals, errors = decode_values_many(decs, table, grid_index, last, collect_errors=True)
+            for i, (dec, err) in enumerate(zip(decs, errors, strict=True)):
+                if err is not None:
+                    raise err
+                if dec.tell() > 8 * len(frames[i]):
+                    raise BitstreamError(f"corrupt frame {int(index[i])}: reads past its end")
+            q[:, :cb] = vals
+        else:
+            grid = grid_index.tolist()
+            row_of = laplace_grid_rows(_MAX_ABS, _TOTAL_BITS).__getitem__
+            nsym = 2 * _MAX_ABS + 2
+            values: list[int] = []
+            for i, (dec, m) in enumerate(zip(decs, last.tolist(), strict=True)):
+                if m:
+                    tables = CdfTables._trusted(list(map(row_of, grid[i][:m])), nsym, _TOTAL_BITS)
+                    values += dec.decode_values(tables)
+                if dec.tell() > 8 * len(frames[i]):
+                    raise BitstreamError(f"corrupt frame {int(index[i])}: reads past its end")
+            q[np.arange(N_BINS) < last[:, None]] = values  # row by row, bins below last
         if self.config.noise_fill:
             signs = frame_signs(index)
             fill = self._noise_mask(q)

@@ -192,13 +192,18 @@ def _cmd_decode(args: argparse.Namespace) -> int:
 
 def _decode(args: argparse.Namespace) -> int:
     from codec.bitstream import CHECK_FRAMES, ContainerReader
-    from codec.pipeline import BLOCK_FRAMES, StreamDecoder, simulate_loss
+    from codec.pipeline import DECODE_BLOCK_FRAMES, StreamDecoder, simulate_loss
 
     rate = args.rate
     with open_input(args.input, missing=AudioInputError) as fh:
         reader = ContainerReader(fh, "conceal" if args.conceal_damaged else "raise")
         h = reader.header
-        dec = StreamDecoder(h, [args.codebook] if args.codebook else [], conceal=args.conceal)
+        dec = StreamDecoder(
+            h,
+            [args.codebook] if args.codebook else [],
+            conceal=args.conceal,
+            enhance=args.enhance,
+        )
         if args.codebook and not args.quiet and not _is_codebook(args.codebook, dec.env):
             print(
                 f"svq: warning: --codebook {args.codebook} is not the stream's codebook "
@@ -212,7 +217,8 @@ def _decode(args: argparse.Namespace) -> int:
             print(
                 f"{_stream_name(args.input)}: {h.frame_count} frames at {h.bitrate_bps / 1000:g} "
                 f"kbit/s, envelope {h.envelope_id} (hash {h.codebook_hash.hex()}), "
-                f"{h.sample_count / 16000:.2f} s; writing {rate} Hz",
+                f"{h.sample_count / 16000:.2f} s; post-filter "
+                f"{'on' if dec.enhancer is not None else 'off'}; writing {rate} Hz",
                 file=sys.stderr,
             )
 
@@ -221,7 +227,7 @@ def _decode(args: argparse.Namespace) -> int:
             emit = _Resampled(out, rate, n_out)
             k0 = 0
             bar = _progress(h.sample_count / 16000, "decode", args.quiet)
-            for block in reader.blocks(BLOCK_FRAMES):
+            for block in reader.blocks(DECODE_BLOCK_FRAMES):
                 bar.update(len(block) * h.frame_length / 16000)
                 frames: list[bytes | None] = list(block)
                 for i in np.flatnonzero(lost[k0 : k0 + len(block)]):
@@ -450,15 +456,19 @@ def _bitrate(text: str) -> float:
 def _cmd_modes(args: argparse.Namespace) -> int:
     from codec.modes import MODES
     from codec.pipeline import ALGORITHMIC_DELAY
+    from codec.postfilter import default_on, shipped_weights
     from codec.registry import load_envelope
 
-    print("kbit/s  frame bytes  envelope bits  coded band  delay   default codebook")
+    shipped = shipped_weights() is not None
+    print("kbit/s  frame bytes  envelope bits  coded band  delay   post-filter  default codebook")
     for rate, mode in MODES.items():
         env = load_envelope(mode.default_envelope)
         band = mode.coded_bins * 25
+        pf = "on" if shipped and default_on(rate) else "off"
         print(
             f"{rate:6g}  {mode.frame_bytes:11d}  {sum(env.field_bits):13d}  "
-            f"{band / 1000:6.1f} kHz  {ALGORITHMIC_DELAY / 16:.0f} ms  {mode.default_envelope}"
+            f"{band / 1000:6.1f} kHz  {ALGORITHMIC_DELAY / 16:.0f} ms  {pf:11s}  "
+            f"{mode.default_envelope}"
         )
     return 0
 
@@ -552,7 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "decode",
         help="decode .svq to a wav (16 kHz, or --rate)",
-        description="Decode .svq to a 16-bit mono wav (16 kHz, or --rate), in 2 s blocks "
+        description="Decode .svq to a 16-bit mono wav (16 kHz, or --rate), in 10 s blocks "
         "(memory does not grow with the duration). Every block's CRC-32 is checked before "
         "any audio is written: a damaged file is refused, or with --conceal-damaged its "
         "damaged blocks (1 s each) are concealed as lost frames. --simulate-loss drops "
@@ -600,6 +610,22 @@ def build_parser() -> argparse.ArgumentParser:
         "extrapolated from the past frames only, as a real-time decoder without "
         "look-ahead does. Longer runs (a damaged block is 50 frames) and a run at the end "
         "are concealed causally either way; without lost frames both give the same output",
+    )
+    enh = p.add_mutually_exclusive_group()
+    enh.add_argument(
+        "--enhance",
+        dest="enhance",
+        action="store_const",
+        const=True,
+        help="run the trained post-filter at any bitrate (decoder side; svq modes says where "
+        "it is on by default)",
+    )
+    enh.add_argument(
+        "--no-enhance",
+        dest="enhance",
+        action="store_const",
+        const=False,
+        help="leave the post-filter out: the plain decoder's output",
     )
     p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
     _add_verbosity(p)

@@ -27,3 +27,7 @@ class DamagedStreamError(BitstreamError):
     def __init__(self, message: str, blocks: tuple[int, ...] = ()) -> None:
         super().__init__(message)
         self.blocks = blocks
+
+
+class WeightsError(CodecError):
+    """A post-filter weights file is missing, unreadable or not what it claims."""

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from codec import postfilter
 from codec.analysis import (
     FRAME_LENGTH,
     LOOKAHEAD,
@@ -39,6 +40,7 @@ from codec.concealment import FADE, MUTE_AFTER, Concealer
 from codec.envelope import EnvelopeCoder
 from codec.errors import BitstreamError, ParameterError
 from codec.modes import Mode, mode_for
+from codec.postfilter import Enhancer, frame_features
 from codec.registry import find_envelope, hash_bytes, load_envelope
 from codec.residual import mdct
 from codec.residual.pitch import LAG_MAX, PitchAnalyzer, PitchParams, PostFilter, PreFilter
@@ -55,6 +57,7 @@ __all__ = [
     "StreamDecoder",
     "StreamInfo",
     "BLOCK_FRAMES",
+    "DECODE_BLOCK_FRAMES",
     "PITCH_GROUP",
     "ALGORITHMIC_DELAY",
     "Tools",
@@ -64,6 +67,7 @@ FloatArray = npt.NDArray[np.float64]
 _RESIDUAL_CODERS = {TCX.coder_id: TCX}
 # shipped codebook used by `--envelope VARIANT` (plain VQ cannot afford 24 bits)
 VARIANT_CODEBOOKS = {"avq": "avq-4x6", "rvq": "rvq-4x6", "pvq": "pvq-4x6", "vq": "vq-1x12"}
+_PF_LAG0 = 160  # the post-filter comb's lag before the pitch tool sent one (100 Hz)
 ALGORITHMIC_DELAY = FRAME_LENGTH + mdct.DEFAULT_OVERLAP + (WINDOW_LENGTH - FRAME_LENGTH) // 2
 """Samples from an input sample's arrival to its decoded output (480 = 30 ms): the
 frame (20 ms), the MDCT overlap (5 ms) and the LPC window's look-ahead (5 ms).
@@ -119,6 +123,10 @@ def _residual_coder(coder_id: int, mode: Mode, tools: Tools) -> TCX:
 
 
 BLOCK_FRAMES = 100
+# The decoder's default block: longer, since the residual's range decoding runs
+# for all frames of a block at once in numpy (rangecoder.decode_values_many);
+# 10 s of audio, still flat memory in the duration.
+DECODE_BLOCK_FRAMES = 500
 """Default number of frames the encoder and decoder process together (2 s):
 memory is bounded by this block, not by the length of the signal. Any block
 size from 1 to this gives the same output (``block_frames=``); smaller blocks
@@ -133,11 +141,11 @@ Conceal = Literal["causal", "interpolate"]
 """Concealment of lost frames: extrapolation only, or interpolation with look-ahead."""
 
 
-def _check_block(block_frames: int) -> int:
+def _check_block(block_frames: int, most: int = BLOCK_FRAMES) -> int:
     if isinstance(block_frames, bool) or not isinstance(block_frames, (int, np.integer)):
         raise ParameterError(f"block_frames must be an integer, got {block_frames!r}")
-    if not 1 <= block_frames <= BLOCK_FRAMES:
-        raise ParameterError(f"block_frames must be in [1, {BLOCK_FRAMES}], got {block_frames}")
+    if not 1 <= block_frames <= most:
+        raise ParameterError(f"block_frames must be in [1, {most}], got {block_frames}")
     return int(block_frames)
 
 
@@ -408,7 +416,7 @@ class StreamDecoder:
         Extra codebook files to search for the one named in the header.
 
     block_frames : int, optional
-        Most frames decoded together, 1 to :data:`BLOCK_FRAMES` (default): a
+        Most frames decoded together, 1 to :data:`DECODE_BLOCK_FRAMES` (default): a
         longer list given to :meth:`decode` is decoded in blocks of this size.
     conceal : {'causal', 'interpolate'}
         How lost frames are concealed. ``'causal'`` (default, for real time):
@@ -436,10 +444,12 @@ class StreamDecoder:
         codebooks: Iterable[str | os.PathLike[str]] = (),
         *,
         tools: Tools = Tools(),
-        block_frames: int = BLOCK_FRAMES,
+        block_frames: int = DECODE_BLOCK_FRAMES,
         conceal: Conceal = "causal",
+        enhance: bool | None = None,
+        record_features: bool = False,
     ) -> None:
-        self.block_frames = _check_block(block_frames)
+        self.block_frames = _check_block(block_frames, DECODE_BLOCK_FRAMES)
         _check_header(header)
         if conceal not in ("causal", "interpolate"):
             raise ParameterError(f"conceal must be 'causal' or 'interpolate', got {conceal!r}")
@@ -463,6 +473,13 @@ class StreamDecoder:
         self.frames_done = 0
         self.lost_frames = 0
         self._left = header.sample_count  # samples still to output before the postfilter
+        # the trained post-filter (codec.postfilter): decoder side only
+        self._bitrate = header.bitrate_bps / 1000.0
+        self.enhancer = _enhancer(self._bitrate, enhance)
+        self.features: list[FloatArray] | None = [] if record_features else None
+        self.comb_lags: list[npt.NDArray[np.int64]] | None = [] if record_features else None
+        self._pitch_of: dict[int, tuple[int, float]] = {}
+        self._comb_lag = _PF_LAG0
 
     def decode(self, frames: Sequence[bytes | None]) -> FloatArray:
         """Decode the next frames; returns the samples now final (possibly none)."""
@@ -527,7 +544,37 @@ class StreamDecoder:
         self._left -= y.size
         y = self._comb.process(y)
         x, self._de_state = de_emphasis(y, state=self._de_state)
+        if self.enhancer is not None:
+            x = self.enhancer.process(x)
         return _full_scale(x)
+
+    def _push_pitch(self, k: int, lag: int, gain: float) -> None:
+        """Frame ``k``'s pitch post-filter parameters (kept for the post-filter's features)."""
+        self._comb.push_params(k, lag, gain)
+        if self.enhancer is not None or self.features is not None:
+            self._pitch_of[k] = (lag, gain)
+
+    def _ola(self, block: FloatArray, k: int, lost: bool) -> FloatArray:
+        """Synthesize frames ``k ..`` of ``block``; hand their features to the post-filter."""
+        out = self._synth.process_block(block)
+        if self.enhancer is None and self.features is None:
+            return out
+        n = block.shape[0]
+        lags = np.empty(n, dtype=np.int64)
+        gains = np.empty(n)
+        comb = np.empty(n, dtype=np.int64)
+        for i in range(n):
+            lags[i], gains[i] = self._pitch_of.pop(k + i, (self._comb_lag, 0.0))
+            if gains[i] > 0.0:  # the comb keeps the last lag the pitch tool sent
+                self._comb_lag = int(lags[i])
+            comb[i] = self._comb_lag
+        feats = frame_features(block, comb, gains, np.full(n, lost), self._bitrate)
+        if self.enhancer is not None:
+            self.enhancer.push(feats, comb)
+        if self.features is not None and self.comb_lags is not None:
+            self.features.append(feats)
+            self.comb_lags.append(comb)
+        return out
 
     def _synthesize(self, coefs: FloatArray, lost: npt.NDArray[np.bool_], k0: int) -> FloatArray:
         """Overlap-add the frames, substituting lost ones as the output reaches them."""
@@ -541,7 +588,7 @@ class StreamDecoder:
                 j = i + 1 + int(np.argmax(np.r_[lost[i + 1 :], True]))
                 block = coefs[i:j]
                 self._concealer.good(block[-1])
-            parts.append(self._synth.process_block(block))
+            parts.append(self._ola(block, k0 + i, bool(lost[i])))
             self._concealer.observe(parts[-1])
             i = j
         return np.concatenate(parts)
@@ -552,12 +599,12 @@ class StreamDecoder:
         self._lost_run += 1
         lag, gain = self._last_pitch
         self._last_pitch = (lag, gain * FADE if self._lost_run < MUTE_AFTER else 0.0)
-        self._comb.push_params(k, *self._last_pitch)
+        self._push_pitch(k, *self._last_pitch)
 
     def _good_pitch(self, k: int, lag: int, gain_index: int) -> None:
         self._lost_run = 0
         self._last_pitch = (lag, float(pitch_gain(gain_index)))
-        self._comb.push_params(k, *self._last_pitch)
+        self._push_pitch(k, *self._last_pitch)
 
     def _synthesize_interpolating(
         self,
@@ -596,7 +643,7 @@ class StreamDecoder:
                     self._good_pitch(base + k, int(lags[k]), int(gains[k]))
                 block = coefs[i:j]
                 self._concealer.good(block[-1])
-                parts.append(self._synth.process_block(block))
+                parts.append(self._ola(block, base + i, False))
                 self._concealer.observe(parts[-1])
             elif j < n and j - i <= MUTE_AFTER and not (i == 0 and causal_first):
                 length = j - i
@@ -604,17 +651,16 @@ class StreamDecoder:
                 lag_n, g_n = int(lags[j]), float(pitch_gain(gains[j]))
                 for t in range(1, length + 1):
                     w = t / (length + 1)
-                    self._comb.push_params(base + i + t - 1, *_mix_pitch(lag_p, g_p, lag_n, g_n, w))
+                    self._push_pitch(base + i + t - 1, *_mix_pitch(lag_p, g_p, lag_n, g_n, w))
                     sub = self._concealer.interpolate(base + i + t - 1, coefs[j], t, length)
-                    parts.append(self._synth.process_block(sub[None, :]))
+                    parts.append(self._ola(sub[None, :], base + i + t - 1, True))
                     self._concealer.observe(parts[-1])
             else:
                 j = min(j, m)
                 for k in range(i, j):
                     self._conceal_pitch(base + k)
-                    parts.append(
-                        self._synth.process_block(self._concealer.substitute(base + k)[None, :])
-                    )
+                    sub = self._concealer.substitute(base + k)[None, :]
+                    parts.append(self._ola(sub, base + k, True))
                     self._concealer.observe(parts[-1])
             i = j
         self._held = hold
@@ -652,6 +698,20 @@ class StreamDecoder:
         if np.any(idx >= limit):  # pragma: no cover - raw bits cannot exceed the width
             raise BitstreamError("corrupt frame: envelope index out of range")
         return lsf_to_lpc(self.env.decode(idx))
+
+
+def _enhancer(bitrate_kbps: float, enhance: bool | None) -> Enhancer | None:
+    """The post-filter of a stream: on where shipped as default (``None``), or as asked."""
+    if enhance is False:
+        return None
+    if enhance is None and not postfilter.default_on(bitrate_kbps):
+        return None
+    w = postfilter.shipped_weights()
+    if w is None:
+        if enhance:
+            raise ParameterError("no post-filter weights are shipped with this svq (codec/data)")
+        return None
+    return Enhancer(w)
 
 
 def _mix_pitch(lag_p: int, g_p: float, lag_n: int, g_n: float, w: float) -> tuple[int, float]:
@@ -709,6 +769,7 @@ def decode(
     tools: Tools = Tools(),
     on_damage: OnDamage = "raise",
     conceal: Conceal = "interpolate",
+    enhance: bool | None = None,
 ) -> tuple[FloatArray, int]:
     """Decode a ``.svq`` byte string.
 
@@ -733,6 +794,10 @@ def decode(
         at hand, so by default a run of lost frames is interpolated between its
         neighbours; ``'causal'`` gives what a real-time decoder without look-ahead
         (``StreamDecoder``'s default) outputs. Without loss both are the same.
+    enhance : bool, optional
+        The trained post-filter (:mod:`codec.postfilter`): ``None`` (default)
+        runs it at the bitrates where it is on by default, ``False`` never
+        (the plain decoder's output), ``True`` at every bitrate.
 
     Returns
     -------
@@ -746,14 +811,15 @@ def decode(
     header, frames, damaged = check_file(bytes(data))
     if damaged and on_damage == "raise":
         raise damage_error(header, damaged)
-    dec = StreamDecoder(header, codebooks, tools=tools, conceal=conceal)
+    dec = StreamDecoder(header, codebooks, tools=tools, conceal=conceal, enhance=enhance)
     mask = _loss_mask(lost, header.frame_count).copy()
     for k in damaged:
         mask[k * CHECK_FRAMES : (k + 1) * CHECK_FRAMES] = True
     out = []
-    for k0 in range(0, header.frame_count, BLOCK_FRAMES):
-        block: list[bytes | None] = list(frames[k0 : k0 + BLOCK_FRAMES])
-        for i in np.flatnonzero(mask[k0 : k0 + BLOCK_FRAMES]):
+    step = DECODE_BLOCK_FRAMES
+    for k0 in range(0, header.frame_count, step):
+        block: list[bytes | None] = list(frames[k0 : k0 + step])
+        for i in np.flatnonzero(mask[k0 : k0 + step]):
             block[i] = None
         out.append(dec.decode(block))
     out.append(dec.flush())

@@ -214,14 +214,14 @@ def data_content_key(files: Sequence[Path], source: str | Path) -> str:
 
 
 def codec_fingerprint() -> str:
-    """SHA-256 prefix over the codec package's sources and shipped codebooks.
+    """SHA-256 prefix over the codec package's sources, shipped codebooks and post-filter.
 
     Results computed by other codec code are stale (the recipes recompute or flag them).
     """
     root = Path(codec.__file__).resolve().parent
     h = hashlib.sha256(codec.__version__.encode())
     for p in sorted(root.rglob("*")):
-        if p.suffix in (".py", ".cb") and "__pycache__" not in p.parts:
+        if p.suffix in (".py", ".cb", ".npz", ".json") and "__pycache__" not in p.parts:
             try:
                 data = p.read_bytes()
             except OSError:  # a file replaced while we read: fingerprint what is there

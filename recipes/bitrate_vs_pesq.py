@@ -51,7 +51,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,8 @@ BITS = 4
 """Bits per codebook in the papers' setting (16 bits per frame in all)."""
 PAPER_VARIANTS = ("avq", "rvq", "pvq")
 DEFAULT_CONFIG = "default"
+PLAIN_CONFIG = "default-plain"  # the default decoded without the post-filter (--post-filter)
+ENHANCED_CONFIG = "default-enhanced"  # ... and with it at every bitrate (--post-filter)
 METRICS = {
     "pesq": "pesq_wb",
     "psnr": "psnr_db",
@@ -167,9 +169,11 @@ class Config:
     ops_per_vector: int | None = None
     encode_us: float | None = None
     given: bool = False
-    """A ``--codebook NAME=FILE`` configuration (not one of the trained grid)."""
+    """A ``--codebook NAME=FILE`` or ``--post-filter`` configuration (not the trained grid)."""
     rates: tuple[float, ...] | None = None
     """An anchor's operating points (kbit/s); ``None``: svq's requested bitrates."""
+    enhance: bool | None = None
+    """svq's decoder post-filter: ``None`` as shipped, ``False`` the plain decoder."""
 
 
 @dataclass(frozen=True)
@@ -459,7 +463,9 @@ def _svq_round_trip(
     t0 = time.perf_counter()
     data = pipeline.encode(audio, rate, cell.bitrate_kbps, codebook=cb)
     t1 = time.perf_counter()
-    y, _ = pipeline.decode(data, codebooks=[cb] if cb is not None else ())
+    y, _ = pipeline.decode(
+        data, codebooks=[cb] if cb is not None else (), enhance=cell.config.enhance
+    )
     t2 = time.perf_counter()
     st = pipeline.info(data)
     payload_bits = 8.0 * st.frame_count * st.frame_bytes
@@ -1295,6 +1301,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-opus", action="store_true", help="leave out the Opus anchors")
     p.add_argument(
+        "--post-filter",
+        action="store_true",
+        help=f"add {PLAIN_CONFIG!r} and {ENHANCED_CONFIG!r}: the shipped configuration decoded "
+        "without and with the trained post-filter at every bitrate (enhance=False / True)",
+    )
+    p.add_argument(
         "--metrics",
         default=",".join(METRICS),
         help="metrics, comma-separated, from %(default)s (ViSQOL takes ~13 s per file and cell)",
@@ -1372,6 +1384,10 @@ def main(argv: list[str] | None = None) -> int:
     except ParameterError as exc:
         print(f"error: the codec's default configuration: {exc}", file=sys.stderr)
         return 2
+    if args.post_filter:
+        base = default_config(code_fp, timing_lsf, args.bitrates)
+        configs.append(replace(base, name=PLAIN_CONFIG, enhance=False, given=True))
+        configs.append(replace(base, name=ENHANCED_CONFIG, enhance=True, given=True))
     try:
         configs += train_configs(args, out, cache, code_fp, timing_lsf)
     except ParameterError as exc:

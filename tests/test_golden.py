@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 
 import codec
+from codec import postfilter
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 CASES = [("golden_8k", 8.0), ("golden_24p4k", 24.4)]
@@ -27,7 +28,21 @@ def test_encoder_reproduces_golden_bytes(name, rate):
 
 @pytest.mark.parametrize(("name", "rate"), CASES)
 def test_decoder_reproduces_golden_audio(name, rate):
-    y, sr = codec.decode((GOLDEN / f"{name}.svq").read_bytes())
+    """The plain decoder (the format's): no post-filter."""
+    y, sr = codec.decode((GOLDEN / f"{name}.svq").read_bytes(), enhance=False)
     ref = np.load(GOLDEN / f"{name}_decoded.npy")
     assert sr == 16000 and y.shape == ref.shape
+    np.testing.assert_allclose(y, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize(("name", "rate"), CASES)
+def test_post_filtered_decoder_reproduces_golden_audio(name, rate):
+    """The shipped post-filter's output (decoder side; regenerated with its weights)."""
+    path = GOLDEN / f"{name}_enhanced.npy"
+    if postfilter.shipped_weights() is None:
+        pytest.skip("no post-filter weights shipped")
+    y, _ = codec.decode((GOLDEN / f"{name}.svq").read_bytes(), enhance=True)
+    ref = np.load(path)
+    assert y.shape == ref.shape
+    assert not np.allclose(ref, np.load(GOLDEN / f"{name}_decoded.npy"), atol=1e-3)
     np.testing.assert_allclose(y, ref, atol=1e-5)

@@ -1,0 +1,156 @@
+"""The post-filter's adaptive filters: a pitch comb and a shaping FIR per 5 ms.
+
+For each subframe ``s`` of 80 samples the network gives (:func:`kernels`) a
+comb gain ``g``, five comb taps ``c`` (summing to 1) and a 16-tap causal FIR
+``h`` (its norm is the subframe's gain). With ``T`` the frame's pitch lag
+(the pitch post-filter's, transmitted or concealed)::
+
+    z[m] = x[m] + g Σ_d c_d x[m - T + d - 2]         d = 0 .. 4
+    y[n] = Σ_j h_j z[n - j]                           j = 0 .. 15
+
+The comb adds a pitch-period echo whose five taps let it fall off, or not,
+with frequency; the FIR reshapes the subframe's spectrum (formants, tilt,
+level). Both read only past and present input samples (``T >= 32``), so the
+filter is causal and adds no delay. Over the first :data:`FADE` samples of a
+subframe the output cross-fades from the previous subframe's filters.
+
+Everything is numpy on float64; the state (past input, pending parameters)
+is explicit, so filtering in chunks of any size equals filtering at once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from numpy.lib.stride_tricks import sliding_window_view
+
+from codec.postfilter.network import COMB_TAPS, FIR_TAPS, N_RAW, SUBFRAMES
+from codec.residual.pitch import FRAME, LAG_MAX, LAG_MIN
+
+__all__ = ["SUB", "FADE", "G_MAX", "Kernels", "kernels", "AdaptiveFilter"]
+
+FloatArray = npt.NDArray[np.float64]
+
+SUB = FRAME // SUBFRAMES  # 80 samples
+FADE = 40
+G_MAX = 0.75  # largest comb gain
+_REACH = COMB_TAPS // 2  # taps reach T - 2 .. T + 2
+HIST = LAG_MAX + _REACH + FIR_TAPS - 1 + SUB  # past samples a subframe can read: 383
+_W = np.sin(0.5 * np.pi * (np.arange(FADE) + 0.5) / FADE) ** 2
+
+Kernels = tuple[FloatArray, FloatArray, FloatArray]  # g (...,), c (..., 5), h (..., 16)
+
+
+def kernels(raw: npt.ArrayLike) -> Kernels:
+    """Filter parameters from the network's raw output (..., N_RAW).
+
+    ``g = G_MAX * sigmoid(r_0)``; ``c = softmax(r_1..r_5)``; ``h`` is
+    ``e_0 + r_6..r_21`` scaled to the norm ``exp(r_22)``.
+    """
+    r = np.asarray(raw, dtype=np.float64)
+    if r.shape[-1] != N_RAW:
+        raise ValueError(f"raw parameters have {r.shape[-1]} values, not {N_RAW}")
+    g = G_MAX / (1.0 + np.exp(-r[..., 0]))
+    e = np.exp(r[..., 1 : 1 + COMB_TAPS] - r[..., 1 : 1 + COMB_TAPS].max(axis=-1, keepdims=True))
+    c = e / e.sum(axis=-1, keepdims=True)
+    h = r[..., 1 + COMB_TAPS : 1 + COMB_TAPS + FIR_TAPS].copy()
+    h[..., 0] += 1.0
+    h *= (np.exp(r[..., -1]) / np.sqrt((h * h).sum(axis=-1)))[..., None]
+    return g, c, h
+
+
+def identity_kernels(shape: tuple[int, ...] = ()) -> Kernels:
+    """Parameters that pass the input through unchanged."""
+    h = np.zeros((*shape, FIR_TAPS))
+    h[..., 0] = 1.0
+    return np.zeros(shape), np.full((*shape, COMB_TAPS), 1.0 / COMB_TAPS), h
+
+
+def run(
+    buf: FloatArray,
+    start: npt.NDArray[np.int64],
+    lag: npt.NDArray[np.int64],
+    k: Kernels,
+    length: int,
+) -> FloatArray:
+    """Filter ``length`` samples from each ``buf[start[i]]`` with the i-th kernels.
+
+    ``buf`` must hold :data:`HIST` samples before every start. Returns (S, length).
+    The sums run tap by tap in a fixed order, so the result does not depend on
+    how many subframes are filtered together.
+    """
+    g, c, h = k
+    span = length + FIR_TAPS - 1
+    x = sliding_window_view(buf, span)[start - (FIR_TAPS - 1)]
+    base = start - (FIR_TAPS - 1) - lag - _REACH
+    xl = sliding_window_view(buf, span + COMB_TAPS - 1)[base]
+    comb = c[:, :1] * xl[:, :span]
+    for d in range(1, COMB_TAPS):
+        comb += c[:, d : d + 1] * xl[:, d : d + span]
+    z = x + g[:, None] * comb
+    last = FIR_TAPS - 1
+    y = h[:, :1] * z[:, last : last + length]
+    for j in range(1, FIR_TAPS):
+        y += h[:, j : j + 1] * z[:, last - j : last - j + length]
+    return y
+
+
+class AdaptiveFilter:
+    """The streaming filter: :meth:`push` frames' parameters before their samples
+    reach :meth:`process`; samples of frames without parameters pass unchanged."""
+
+    def __init__(self) -> None:
+        self._hist = np.zeros(HIST)
+        self._pos = 0  # absolute index of the next input sample
+        self._first = 0  # frame index of row 0 of the arrays below
+        g, c, h = identity_kernels((0, SUBFRAMES))
+        self._lag = np.zeros(0, dtype=np.int64)
+        self._k = (g, c, h)
+
+    def push(self, frame: int, lags: npt.ArrayLike, raw: npt.ArrayLike) -> None:
+        """Pitch lags (n,) and raw parameters (n, SUBFRAMES, N_RAW) of frames ``frame ..``."""
+        lag = np.asarray(lags, dtype=np.int64).reshape(-1)
+        if lag.size and not (LAG_MIN <= lag.min() and lag.max() <= LAG_MAX):
+            raise ValueError(f"pitch lags outside {LAG_MIN} .. {LAG_MAX}")
+        if frame != self._first + self._lag.size:
+            raise ValueError(f"frame {frame} pushed; the next is {self._first + self._lag.size}")
+        g, c, h = kernels(raw)
+        self._lag = np.concatenate((self._lag, lag))
+        self._k = tuple(np.concatenate(p) for p in zip(self._k, (g, c, h), strict=True))  # type: ignore[assignment]
+
+    def _params(self, subs: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], Kernels]:
+        s = subs.size
+        frame = subs // SUBFRAMES - self._first
+        have = (subs >= 0) & (frame >= 0) & (frame < self._lag.size)
+        lag = np.full(s, LAG_MIN, dtype=np.int64)
+        g, c, h = identity_kernels((s,))
+        f, j = frame[have], subs[have] % SUBFRAMES
+        lag[have] = self._lag[f]
+        g[have], c[have], h[have] = self._k[0][f, j], self._k[1][f, j], self._k[2][f, j]
+        return lag, (g, c, h)
+
+    def process(self, x: npt.ArrayLike) -> FloatArray:
+        """Filter the next samples; returns as many."""
+        xa = np.asarray(x, dtype=np.float64).reshape(-1)
+        m = xa.size
+        if m == 0:
+            return np.zeros(0)
+        n0 = self._pos
+        s_a, s_b = n0 // SUB, (n0 + m - 1) // SUB
+        subs = np.arange(s_a, s_b + 1, dtype=np.int64)
+        buf = np.concatenate((self._hist, xa, np.zeros(SUB)))
+        start = subs * SUB - n0 + HIST
+        lag, k = self._params(subs)
+        y = run(buf, start, lag, k, SUB)
+        lag_p, k_p = self._params(subs - 1)
+        y[:, :FADE] = _W * y[:, :FADE] + (1.0 - _W) * run(buf, start, lag_p, k_p, FADE)
+        off = n0 - s_a * SUB
+        out = y.reshape(-1)[off : off + m]
+        self._hist = buf[m : m + HIST].copy()
+        self._pos = n0 + m
+        drop = min(max((self._pos // SUB - 1) // SUBFRAMES - self._first, 0), self._lag.size)
+        if drop:
+            self._first += drop
+            self._lag = self._lag[drop:]
+            self._k = tuple(p[drop:] for p in self._k)  # type: ignore[assignment]
+        return np.asarray(out, dtype=np.float64)

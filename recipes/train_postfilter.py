@@ -1,0 +1,567 @@
+"""Train the decoder post-filter (issue 11) on svq's own output.
+
+Three stages, each resumable (``--stage data`` stops after the first):
+
+1. **data**: every file of the train split is encoded and decoded by svq at
+   every bitrate (half of the decodes with 10 % simulated frame loss, under
+   either concealment), recording what the decoder knows per frame
+   (:mod:`codec.postfilter.features`). One ``.npz`` per (file, bitrate) in
+   ``OUT/data``; existing ones are kept.
+2. **train**: the network of :mod:`codec.postfilter.network` and the filters
+   of :mod:`codec.postfilter.filters`, written again in torch below (the same
+   function), trained on random 1 s segments against the clean signal with a
+   multi-resolution STFT loss (spectral convergence + log magnitude; not
+   PESQ). Seeded; a checkpoint every ``--checkpoint-every`` steps; a rerun
+   resumes from ``OUT/checkpoint.pt``.
+3. **export**: the weights as ``OUT/postfilter.npz`` (float32, no pickle) with
+   its SHA-256, and with ``--install`` into ``codec/data`` (weights plus
+   ``POSTFILTER.json``, whose ``default_on`` lists the bitrates where the
+   post-filter is on by default: ``--default-on``).
+
+Usage::
+
+    python -m recipes.train_postfilter --out out/postfilter
+    python -m recipes.train_postfilter --out out/postfilter --install --default-on 8,9.6,13.2
+
+(the second run finds the data and the finished checkpoint and only exports).
+
+Needs the ``train`` extra (torch). The decoder itself runs the weights in numpy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import codec
+from codec.audio import read_audio, to_mono_16k
+from codec.bitstream import check_file
+from codec.errors import ParameterError
+from codec.modes import BITRATES_KBPS, mode_for
+from codec.pipeline import StreamDecoder, simulate_loss
+from codec.postfilter import N_FEATURES, SHIPPED_INDEX, Weights, save_weights
+from codec.postfilter.filters import FADE, G_MAX, HIST, SUB
+from codec.postfilter.network import COMB_TAPS, CONTEXT, FIR_TAPS, N_RAW, SUBFRAMES
+from recipes._common import (
+    DEFAULT_MANIFEST,
+    audio_files,
+    display_name,
+    mel_filterbank,
+    parse_floats,
+)
+
+FRAME = SUB * SUBFRAMES
+SEGMENT_FRAMES = 50  # 1 s training segments
+PAST = 2 * CONTEXT + 1  # feature frames before a segment: the convolutions and the fade
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _decode_item(job: tuple[str, str, float, float, str, int, str]) -> str:
+    path, name, bitrate, loss, conceal, seed, out = job
+    target = Path(out)
+    if target.exists():
+        return "kept"
+    x, sr = read_audio(path)
+    data = codec.encode(x, sr, bitrate)
+    header, frames, _ = check_file(data)
+    mask = simulate_loss(header.frame_count, loss, seed=seed) if loss > 0 else None
+    dec = StreamDecoder(header, conceal=conceal, enhance=False, record_features=True)  # type: ignore[arg-type]
+    parts = []
+    for k0 in range(0, header.frame_count, 100):
+        block: list[bytes | None] = list(frames[k0 : k0 + 100])
+        if mask is not None:
+            for i in np.flatnonzero(mask[k0 : k0 + 100]):
+                block[i] = None
+        parts.append(dec.decode(block))
+    parts.append(dec.flush())
+    y = np.concatenate(parts)
+    assert dec.features is not None and dec.comb_lags is not None
+    feats = np.concatenate(dec.features)
+    lags = np.concatenate(dec.comb_lags)
+    clean = to_mono_16k(x, sr)
+    tmp = target.with_suffix(".part.npz")
+    np.savez(
+        tmp,
+        clean=np.asarray(clean, dtype=np.float32),
+        decoded=y.astype(np.float32),
+        feats=feats.astype(np.float32),
+        lags=lags.astype(np.int16),
+        bitrate=np.float64(bitrate),
+        loss=np.float64(loss),
+    )
+    tmp.replace(target)
+    return "made"
+
+
+def prepare(
+    files: Sequence[Path],
+    source: str | Path,
+    out: Path,
+    bitrates: Sequence[float],
+    *,
+    seed: int,
+    workers: int,
+    quiet: bool,
+) -> list[Path]:
+    """Decode every (file, bitrate) once; returns the item files."""
+    from tqdm import tqdm
+
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    jobs = []
+    for f in files:
+        stem = display_name(f, source).replace("/", "__").rsplit(".", 1)[0]
+        for b in bitrates:
+            lossy = rng.random() < 0.5
+            conceal = "interpolate" if rng.random() < 0.5 else "causal"
+            s = int(rng.integers(1 << 30))
+            jobs.append(
+                (str(f), stem, b, 0.1 if lossy else 0.0, conceal, s, str(out / f"{stem}@{b:g}.npz"))
+            )
+    bar = tqdm(total=len(jobs), desc="decode train", unit="item", disable=quiet)
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as ex:
+            for _ in ex.map(_decode_item, jobs, chunksize=4):
+                bar.update()
+    else:
+        for j in jobs:
+            _decode_item(j)
+            bar.update()
+    bar.close()
+    return [Path(j[-1]) for j in jobs]
+
+
+class Items:
+    """The decoded training items in memory, and random segments of them."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.items = []
+        for p in paths:
+            with np.load(p) as z:
+                item = {k: z[k] for k in ("clean", "decoded", "feats", "lags")}
+            n = min(item["clean"].size, item["decoded"].size) // FRAME
+            if n >= SEGMENT_FRAMES:
+                self.items.append(item)
+        if not self.items:
+            raise SystemExit("error: no decoded training items of at least 1 s")
+        feats = np.concatenate([it["feats"] for it in self.items]).astype(np.float64)
+        self.mean = feats.mean(axis=0)
+        self.std = np.maximum(feats.std(axis=0), 1e-3)
+        self.frames = np.array(
+            [min(it["clean"].size, it["decoded"].size) // FRAME for it in self.items]
+        )
+
+    def batch(self, rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
+        """``size`` random segments of :data:`SEGMENT_FRAMES` frames with their context."""
+        k_seg = SEGMENT_FRAMES
+        p = (self.frames - k_seg + 1).astype(np.float64)
+        which = rng.choice(len(self.items), size=size, p=p / p.sum())
+        feats = np.zeros((size, PAST + k_seg, N_FEATURES), dtype=np.float32)
+        valid = np.zeros((size, PAST + k_seg), dtype=np.float32)
+        lags = np.full((size, 1 + k_seg), 160, dtype=np.int64)
+        x = np.zeros((size, HIST + k_seg * FRAME), dtype=np.float32)
+        target = np.zeros((size, k_seg * FRAME), dtype=np.float32)
+        for b, i in enumerate(which):
+            it = self.items[i]
+            k0 = int(rng.integers(0, self.frames[i] - k_seg + 1))
+            lo = k0 - PAST
+            src = slice(max(lo, 0), k0 + k_seg)
+            feats[b, max(lo, 0) - lo :] = it["feats"][src]
+            valid[b, max(lo, 0) - lo :] = 1.0
+            if k0 >= 1:
+                lags[b, 0] = it["lags"][k0 - 1]
+            lags[b, 1:] = it["lags"][k0 : k0 + k_seg]
+            s0 = k0 * FRAME
+            h0 = max(s0 - HIST, 0)
+            x[b, HIST - (s0 - h0) :] = it["decoded"][h0 : s0 + k_seg * FRAME]
+            target[b] = it["clean"][s0 : s0 + k_seg * FRAME]
+        return {"feats": feats, "valid": valid, "lags": lags, "x": x, "target": target}
+
+
+# --------------------------------------------------------------------------- torch model
+
+
+def torch_model(hidden: int, mean: np.ndarray, std: np.ndarray, comb_gain: float = 0.035) -> Any:
+    """The post-filter in torch: the same function as :class:`codec.postfilter.Enhancer`."""
+    import torch
+    from torch import nn
+
+    class PostFilterNet(nn.Module):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("mean", torch.tensor(mean, dtype=torch.float64))
+            self.register_buffer("std", torch.tensor(std, dtype=torch.float64))
+            self.l1 = nn.Linear(N_FEATURES, hidden)
+            self.l2 = nn.Linear(3 * hidden, hidden)
+            self.l3 = nn.Linear(3 * hidden, hidden)
+            self.l4 = nn.Linear(hidden, SUBFRAMES * N_RAW)
+            with torch.no_grad():
+                self.l4.weight.mul_(0.05)
+                self.l4.bias.zero_()
+                # the comb's initial gain: G_MAX * sigmoid(bias)
+                self.l4.bias.view(SUBFRAMES, N_RAW)[:, 0] = math.log(
+                    comb_gain / (G_MAX - comb_gain)
+                )
+
+        def raw(self, feats: Any, valid: Any) -> Any:
+            """Raw parameters of the last ``n - 2 * CONTEXT`` frames (B, m, SUBFRAMES, N_RAW)."""
+            u = (feats.to(self.mean.dtype) - self.mean) / self.std
+            u = u.to(self.l1.weight.dtype)
+            h1 = torch.tanh(self.l1(u)) * valid[..., None]
+            h2 = torch.tanh(self.l2(_taps_t(h1))) * valid[:, CONTEXT:, None]
+            h3 = torch.tanh(self.l3(_taps_t(h2)))
+            r = self.l4(h3)
+            return r.view(r.shape[0], r.shape[1], SUBFRAMES, N_RAW)
+
+        def forward(self, feats: Any, valid: Any, lags: Any, x: Any) -> Any:
+            """Enhanced samples of the segment (B, m * 320); see :meth:`Items.batch`."""
+            r = self.raw(feats, valid)  # frames -1 .. m-1
+            g, c, h = _kernels_t(r)
+            first = valid[:, 2 * CONTEXT]  # is frame -1 in the stream?
+            ident = torch.zeros_like(h)
+            ident[..., 0] = 1.0
+            keep = first.reshape(-1, 1, 1).to(g.dtype)  # (B, 1, 1): frame -1's subframes
+            g0 = g[:, :1] * keep
+            h0 = h[:, :1] * keep[..., None] + ident[:, :1] * (1 - keep[..., None])
+            g = torch.cat((g0, g[:, 1:]), 1)
+            h = torch.cat((h0, h[:, 1:]), 1)
+            bsz, m1 = g.shape[:2]
+            m = m1 - 1
+            g = g.reshape(bsz, m1 * SUBFRAMES)
+            c = c.reshape(bsz, m1 * SUBFRAMES, COMB_TAPS)
+            h = h.reshape(bsz, m1 * SUBFRAMES, FIR_TAPS)
+            lag = lags.repeat_interleave(SUBFRAMES, dim=1)
+            s = m * SUBFRAMES
+            start = HIST + SUB * torch.arange(s)[None, :].expand(bsz, s)
+            cur = slice(SUBFRAMES, None)
+            prev = slice(SUBFRAMES - 1, m1 * SUBFRAMES - 1)
+            y = _run_t(x, start, lag[:, cur], g[:, cur], c[:, cur], h[:, cur], SUB)
+            yp = _run_t(x, start, lag[:, prev], g[:, prev], c[:, prev], h[:, prev], FADE)
+            w = torch.tensor(_fade(), dtype=y.dtype)
+            y = torch.cat((w * y[..., :FADE] + (1 - w) * yp, y[..., FADE:]), -1)
+            return y.reshape(bsz, s * SUB)
+
+    return PostFilterNet()
+
+
+def _fade() -> np.ndarray:
+    from codec.postfilter import filters
+
+    return np.asarray(filters._W)
+
+
+def _taps_t(h: Any) -> Any:
+    import torch
+
+    n = h.shape[1] - CONTEXT
+    return torch.cat([h[:, i : i + n] for i in range(CONTEXT + 1)], dim=-1)
+
+
+def _kernels_t(r: Any) -> Any:
+    import torch
+
+    g = G_MAX * torch.sigmoid(r[..., 0])
+    c = torch.softmax(r[..., 1 : 1 + COMB_TAPS], dim=-1)
+    h = r[..., 1 + COMB_TAPS : 1 + COMB_TAPS + FIR_TAPS]
+    h = h + torch.nn.functional.one_hot(torch.tensor(0), FIR_TAPS).to(h.dtype)
+    h = h * (torch.exp(r[..., -1]) / torch.sqrt((h * h).sum(-1)))[..., None]
+    return g, c, h
+
+
+def _run_t(x: Any, start: Any, lag: Any, g: Any, c: Any, h: Any, length: int) -> Any:
+    """:func:`codec.postfilter.filters.run` in torch, batched: x (B, L), the rest (B, S, ...).
+
+    The per-subframe filters are depthwise (grouped) convolutions, one group
+    per subframe."""
+    import torch
+    from torch.nn.functional import conv1d
+
+    bsz, s = start.shape
+    span = length + FIR_TAPS - 1
+    ar = torch.arange(span + COMB_TAPS - 1)
+    base = start - (FIR_TAPS - 1) - lag - COMB_TAPS // 2
+    xl = torch.gather(x, 1, (base[..., None] + ar).reshape(bsz, -1)).reshape(1, bsz * s, -1)
+    comb = conv1d(xl, c.reshape(bsz * s, 1, COMB_TAPS), groups=bsz * s)
+    xs = torch.gather(x, 1, ((start - (FIR_TAPS - 1))[..., None] + ar[:span]).reshape(bsz, -1))
+    z = xs.reshape(1, bsz * s, span) + g.reshape(1, bsz * s, 1) * comb
+    y = conv1d(z, h.flip(-1).reshape(bsz * s, 1, FIR_TAPS), groups=bsz * s)
+    return y.reshape(bsz, s, length)
+
+
+LOSSES = ("stft", "mel")
+
+
+def stft_loss(y: Any, t: Any, kind: str = "stft") -> Any:
+    """Multi-resolution spectral loss, averaged over FFT sizes 1024 / 512 / 256 / 128.
+
+    ``stft``: spectral convergence + mean |log magnitude difference| per FFT bin.
+    ``mel``: spectral convergence + mean |log mel-band energy difference| (HTK mel
+    bands, as many as the FFT resolves up to 80), which weights frequencies as
+    hearing does instead of bin by bin (half of the bins lie above 4 kHz).
+    """
+    import torch
+
+    total = y.new_zeros(())
+    for n_fft in (1024, 512, 256, 128):
+        win = torch.hann_window(n_fft, dtype=y.dtype)
+        sy = torch.stft(y, n_fft, n_fft // 4, window=win, return_complex=True).abs()
+        st = torch.stft(t, n_fft, n_fft // 4, window=win, return_complex=True).abs()
+        sc = torch.linalg.norm(sy - st) / torch.linalg.norm(st).clamp_min(1e-8)
+        if kind == "mel":
+            fb = _mel_t(min(80, n_fft // 8), n_fft, y.dtype)
+            my = torch.einsum("mf,bft->bmt", fb, sy * sy)
+            mt = torch.einsum("mf,bft->bmt", fb, st * st)
+            lm = 0.5 * (torch.log(my + 1e-9) - torch.log(mt + 1e-9)).abs().mean()
+        else:
+            lm = (torch.log(sy + 1e-5) - torch.log(st + 1e-5)).abs().mean()
+        total = total + sc + lm
+    return total / 4
+
+
+_MEL: dict[tuple[int, int], Any] = {}
+
+
+def _mel_t(n_mels: int, n_fft: int, dtype: Any) -> Any:
+    import torch
+
+    key = (n_mels, n_fft)
+    if key not in _MEL:
+        _MEL[key] = torch.from_numpy(mel_filterbank(n_mels, n_fft, 16000))
+    return _MEL[key].to(dtype)
+
+
+def to_weights(model: Any, info: dict[str, Any]) -> Weights:
+    """The torch model's parameters as numpy :class:`Weights`."""
+
+    def a(t: Any) -> np.ndarray:
+        return np.asarray(t.detach().cpu().numpy(), dtype=np.float64)
+
+    return Weights(
+        mean=a(model.mean),
+        std=a(model.std),
+        w1=a(model.l1.weight).T.copy(),
+        b1=a(model.l1.bias),
+        w2=a(model.l2.weight).T.copy(),
+        b2=a(model.l2.bias),
+        w3=a(model.l3.weight).T.copy(),
+        b3=a(model.l3.bias),
+        w4=a(model.l4.weight).T.copy(),
+        b4=a(model.l4.bias),
+        info=info,
+    )
+
+
+def train(
+    items: Items,
+    out: Path,
+    *,
+    steps: int,
+    batch: int,
+    hidden: int,
+    lr: float,
+    seed: int,
+    checkpoint_every: int,
+    quiet: bool,
+    comb_gain: float = 0.035,
+    loss_kind: str = "stft",
+    wave_weight: float = 0.0,
+) -> Any:
+    """Train (resuming from ``out/checkpoint.pt``); returns the model."""
+    import torch
+    from tqdm import tqdm
+
+    torch.manual_seed(seed)
+    model = torch_model(hidden, items.mean, items.std, comb_gain)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
+    )
+    rng = np.random.default_rng(seed)
+    step, log, elapsed = 0, [], 0.0
+    ck = out / "checkpoint.pt"
+    if ck.exists():
+        state = torch.load(ck, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        rng.bit_generator.state = state["rng"]
+        step, log, elapsed = state["step"], state["log"], state["elapsed"]
+    bar = tqdm(total=steps, initial=step, desc="train post-filter", unit="step", disable=quiet)
+    t0 = time.perf_counter() - elapsed
+    while step < steps:
+        b = {k: torch.from_numpy(v) for k, v in items.batch(rng, batch).items()}
+        y = model(b["feats"], b["valid"], b["lags"], b["x"])
+        loss = stft_loss(y, b["target"], loss_kind)
+        if wave_weight:  # the waveform error relative to the target's energy, per segment
+            err = ((y - b["target"]) ** 2).sum(-1) / (b["target"] ** 2).sum(-1).clamp_min(1e-6)
+            loss = loss + wave_weight * err.mean()
+        base = math.nan
+        if step % 10 == 0:  # the plain decoder's loss on the same segments, for the log
+            with torch.no_grad():
+                base = float(stft_loss(b["x"][:, HIST:], b["target"], loss_kind))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        step += 1
+        log.append((step, loss.item(), base))
+        bar.update()
+        if step % 10 == 0:
+            recent = np.array([r[1:] for r in log[-200:]])
+            bar.set_postfix(
+                loss=f"{recent[:, 0].mean():.4f}", plain=f"{np.nanmean(recent[:, 1]):.4f}"
+            )
+        if step % checkpoint_every == 0 or step == steps:
+            state = {
+                "model": model.state_dict(),
+                "opt": opt.state_dict(),
+                "sched": sched.state_dict(),
+                "rng": rng.bit_generator.state,
+                "step": step,
+                "log": log,
+                "elapsed": time.perf_counter() - t0,
+            }
+            torch.save(state, out / "checkpoint.part")
+            (out / "checkpoint.part").replace(ck)
+    bar.close()
+    model.train_seconds = time.perf_counter() - t0
+    model.train_log = log
+    return model
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m recipes.train_postfilter",
+        description="Train the decoder post-filter on svq's own decoded train split.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--data", default=str(DEFAULT_MANIFEST), help="folder or manifest .csv of speech"
+    )
+    p.add_argument("--split", default="train", help="manifest split to train on")
+    p.add_argument("--out", required=True, help="output folder (data, checkpoint, weights)")
+    p.add_argument(
+        "--stage",
+        choices=("data", "all"),
+        default="all",
+        help="data: only decode the train split; all: then train (resuming) and export",
+    )
+    p.add_argument("--bitrates", default=",".join(f"{b:g}" for b in BITRATES_KBPS))
+    p.add_argument("--limit", type=int, default=None, help="only the first N files")
+    p.add_argument("--steps", type=int, default=2000, help="training steps")
+    p.add_argument("--batch", type=int, default=12, help="segments of 1 s per step")
+    p.add_argument("--hidden", type=int, default=96, help="width of the feature network")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (cosine decay)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--loss", choices=LOSSES, default="stft", help="training loss (stft_loss)")
+    p.add_argument(
+        "--wave-weight",
+        type=float,
+        default=0.0,
+        help="weight of a waveform term (squared error / target energy) added to the loss",
+    )
+    p.add_argument(
+        "--comb-gain", type=float, default=0.035, help="initial gain of the pitch comb (0 .. 0.75)"
+    )
+    p.add_argument("--workers", type=int, default=2, help="processes for the data stage")
+    p.add_argument("--checkpoint-every", type=int, default=200)
+    p.add_argument(
+        "--install", action="store_true", help="export into codec/data (the shipped weights)"
+    )
+    p.add_argument(
+        "--default-on",
+        default="",
+        help="with --install: bitrates (kbit/s, comma-separated) where it is on by default",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    a = p.parse_args(argv)
+    try:
+        import torch
+    except ModuleNotFoundError:
+        print("error: training needs torch: pip install 'svq[train]'", file=sys.stderr)
+        return 2
+    out = Path(a.out)
+    try:
+        bitrates = [mode_for(b).bitrate_kbps for b in parse_floats(a.bitrates)]
+        on = [mode_for(b).bitrate_kbps for b in parse_floats(a.default_on)]
+        files = audio_files(a.data, split=a.split, limit=a.limit)
+    except (ParameterError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if a.steps < 1 or a.batch < 1 or a.hidden < 1:
+        print("error: --steps, --batch and --hidden must be >= 1", file=sys.stderr)
+        return 2
+    if not 0.0 < a.comb_gain < G_MAX:
+        print(f"error: --comb-gain must be in (0, {G_MAX})", file=sys.stderr)
+        return 2
+    torch.set_num_threads(2)
+    paths = prepare(
+        files, a.data, out / "data", bitrates, seed=a.seed, workers=a.workers, quiet=a.quiet
+    )
+    if a.stage == "data":
+        return 0
+    items = Items(paths)
+    model = train(
+        items,
+        out,
+        steps=a.steps,
+        batch=a.batch,
+        hidden=a.hidden,
+        lr=a.lr,
+        seed=a.seed,
+        checkpoint_every=a.checkpoint_every,
+        quiet=a.quiet,
+        comb_gain=a.comb_gain,
+        loss_kind=a.loss,
+        wave_weight=a.wave_weight,
+    )
+    log = model.train_log
+    info = {
+        "steps": a.steps,
+        "batch": a.batch,
+        "hidden": a.hidden,
+        "lr": a.lr,
+        "seed": a.seed,
+        "comb_gain": a.comb_gain,
+        "loss": a.loss,
+        "wave_weight": a.wave_weight,
+        "files": len(files),
+        "bitrates": bitrates,
+        "svq": codec.__version__,
+        "final_loss": float(np.mean([r[1] for r in log[-200:]])),
+        "plain_loss": float(np.nanmean([r[2] for r in log[-200:]])),
+        "train_seconds": round(float(model.train_seconds), 1),
+    }
+    w = to_weights(model, info)
+    digest = save_weights(w, out / "postfilter.npz")
+    (out / "train.json").write_text(
+        json.dumps({**info, "sha256": digest, "n_params": w.n_params}, indent=1)
+    )
+    print(
+        f"post-filter: {w.n_params} parameters, loss {info['final_loss']:.4f} "
+        f"(plain decoder {info['plain_loss']:.4f}), sha256 {digest[:12]}, "
+        f"-> {out / 'postfilter.npz'}"
+    )
+    if a.install:
+        target = SHIPPED_INDEX.parent / "postfilter.npz"
+        digest = save_weights(w, target)
+        on = sorted(on)
+        index = {"file": target.name, "sha256": digest, "default_on": on, "n_params": w.n_params}
+        SHIPPED_INDEX.write_text(json.dumps(index, indent=1) + "\n")
+        print(f"installed {target} and {SHIPPED_INDEX} (on by default at {on or 'no bitrate'})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

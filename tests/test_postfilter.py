@@ -1,0 +1,281 @@
+"""The trained decoder post-filter (codec.postfilter): numpy inference, streaming, switches.
+
+The numpy-against-torch test needs torch (skips cleanly without it); the rest
+run on a plain install.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import codec
+from codec import postfilter
+from codec.bitstream import check_file
+from codec.errors import WeightsError
+from codec.pipeline import StreamDecoder
+from codec.postfilter import Enhancer, Weights, frame_features, load_weights, save_weights
+from codec.postfilter.filters import AdaptiveFilter, identity_kernels, kernels
+from codec.postfilter.network import N_RAW, SUBFRAMES
+
+ROOT = Path(__file__).resolve().parents[1]
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed")
+F = postfilter.N_FEATURES
+
+
+def random_weights(hidden: int = 24, scale: float = 0.3, seed: int = 0) -> Weights:
+    rng = np.random.default_rng(seed)
+    h = hidden
+    return Weights(
+        mean=rng.normal(size=F),
+        std=rng.uniform(0.5, 2.0, size=F),
+        w1=rng.normal(size=(F, h)) * scale,
+        b1=rng.normal(size=h) * 0.1,
+        w2=rng.normal(size=(3 * h, h)) * scale / 2,
+        b2=rng.normal(size=h) * 0.1,
+        w3=rng.normal(size=(3 * h, h)) * scale / 2,
+        b3=rng.normal(size=h) * 0.1,
+        w4=rng.normal(size=(h, SUBFRAMES * N_RAW)) * scale,
+        b4=rng.normal(size=SUBFRAMES * N_RAW) * 0.1,
+        info={"test": True},
+    )
+
+
+@pytest.fixture(scope="module")
+def stream(speech: tuple[np.ndarray, int]) -> bytes:
+    x, sr = speech
+    return codec.encode(x[: 3 * sr], sr, 8.0)
+
+
+def decode_with(
+    data: bytes, w: Weights | None, chunk: int, lost: np.ndarray | None = None
+) -> np.ndarray:
+    h, frames, _ = check_file(data)
+    dec = StreamDecoder(h, enhance=False, conceal="causal")
+    if w is not None:
+        dec.enhancer = Enhancer(w)
+    parts = []
+    for k0 in range(0, len(frames), chunk):
+        block: list[bytes | None] = list(frames[k0 : k0 + chunk])
+        if lost is not None:
+            for i in np.flatnonzero(lost[k0 : k0 + chunk]):
+                block[i] = None
+        parts.append(dec.decode(block))
+    parts.append(dec.flush())
+    return np.concatenate(parts)
+
+
+# ----------------------------------------------------------------------------- filters
+
+
+def test_identity_kernels_pass_the_signal_through() -> None:
+    f = AdaptiveFilter()
+    x = np.random.default_rng(1).normal(size=2000)
+    np.testing.assert_allclose(f.process(x), x, rtol=0, atol=1e-14)  # nothing pushed: identity
+
+
+def test_kernels_shapes_and_constraints() -> None:
+    raw = np.random.default_rng(2).normal(size=(7, SUBFRAMES, N_RAW))
+    g, c, h = kernels(raw)
+    assert g.shape == (7, SUBFRAMES) and np.all((g > 0) & (g < 0.75))
+    np.testing.assert_allclose(c.sum(-1), 1.0)
+    np.testing.assert_allclose(np.linalg.norm(h, axis=-1), np.exp(raw[..., -1]))
+    g0, c0, h0 = identity_kernels((3,))
+    assert np.all(g0 == 0) and np.all(h0[:, 0] == 1) and np.all(h0[:, 1:] == 0)
+
+
+def test_comb_and_fir_match_direct_formula() -> None:
+    """One frame of known kernels against the formula written out sample by sample."""
+    rng = np.random.default_rng(3)
+    raw = rng.normal(size=(1, SUBFRAMES, N_RAW))
+    lag = 100
+    f = AdaptiveFilter()
+    f.push(0, [lag], raw)
+    x = rng.normal(size=320)
+    y = f.process(x)
+    g, c, h = kernels(raw[0])
+    xp = np.r_[np.zeros(400), x]
+    o = 400
+
+    def one(n: int, s: int) -> float:
+        def z(m: int) -> float:
+            return float(
+                xp[o + m] + g[s] * sum(c[s, d] * xp[o + m - lag + d - 2] for d in range(5))
+            )
+
+        return sum(h[s, j] * z(n - j) for j in range(16))
+
+    w = np.sin(0.5 * np.pi * (np.arange(40) + 0.5) / 40) ** 2
+    for n in (0, 5, 39, 40, 79, 80, 100, 161, 250, 319):
+        s, p = divmod(n, 80)
+        want = one(n, s)
+        if p < 40:
+            prev = x[n] if s == 0 else one(n, s - 1)  # subframe -1: identity
+            want = w[p] * want + (1 - w[p]) * prev
+        assert abs(y[n] - want) < 1e-12, n
+
+
+# ----------------------------------------------------------------------------- decoder
+
+
+def test_chunked_decoding_equals_whole_file(stream: bytes) -> None:
+    w = random_weights()
+    whole = decode_with(stream, w, 100)
+    assert not np.allclose(whole, decode_with(stream, None, 100))  # the filter does something
+    for chunk in (1, 7, 33):
+        assert np.array_equal(decode_with(stream, w, chunk), whole), chunk
+
+
+def test_chunked_decoding_equals_whole_file_with_loss(stream: bytes) -> None:
+    w = random_weights(seed=4)
+    lost = codec.pipeline.simulate_loss(len(check_file(stream)[1]), 0.2, seed=3)
+    whole = decode_with(stream, w, 100, lost)
+    assert np.array_equal(decode_with(stream, w, 3, lost), whole)
+
+
+def test_no_enhance_is_the_plain_decoder(stream: bytes) -> None:
+    plain = decode_with(stream, None, 100)
+    y, _ = codec.decode(stream, enhance=False, conceal="causal")
+    assert np.array_equal(y, plain)
+
+
+def test_enhance_true_uses_shipped_weights(stream: bytes) -> None:
+    if postfilter.shipped_weights() is None:
+        with pytest.raises(codec.errors.ParameterError, match="no post-filter weights"):
+            codec.decode(stream, enhance=True)
+        return
+    y, _ = codec.decode(stream, enhance=True, conceal="causal")
+    assert np.array_equal(y, decode_with(stream, postfilter.shipped_weights(), 100))
+
+
+def test_default_follows_the_shipped_list(stream: bytes) -> None:
+    y, _ = codec.decode(stream)
+    plain, _ = codec.decode(stream, enhance=False)
+    on = postfilter.shipped_weights() is not None and postfilter.default_on(8.0)
+    assert np.array_equal(y, plain) != on
+
+
+def test_features_record_every_frame(stream: bytes) -> None:
+    h, frames, _ = check_file(stream)
+    dec = StreamDecoder(h, enhance=False, record_features=True)
+    lost = [None if i % 5 == 2 else fr for i, fr in enumerate(frames)]
+    dec.decode(lost)
+    assert dec.features is not None and dec.comb_lags is not None
+    feats = np.concatenate(dec.features)
+    assert feats.shape == (h.frame_count, F)
+    np.testing.assert_array_equal(feats[:, -1], [i % 5 == 2 for i in range(h.frame_count)])
+    assert np.all(feats[:, 23 + 0] == 1.0)  # 8 kbit/s one-hot
+    lags = np.concatenate(dec.comb_lags)
+    assert lags.min() >= 32 and lags.max() <= 287
+
+
+def test_frame_features_bands() -> None:
+    coefs = np.zeros((2, 320))
+    coefs[0, :4] = 1.0  # band 0 only
+    coefs[1, 300] = 2.0  # last band (240..320)
+    f = frame_features(coefs, [40, 287], [0.0, 0.5], [False, True], 13.2)
+    assert f[0, 0] == pytest.approx(0.0, abs=1e-6) and f[0, 1] < -20
+    assert f[1, 19] == pytest.approx(np.log(4.0 / 80 + 1e-9))
+    assert list(f[:, 20]) == [0.0, 1.0] and list(f[:, 29]) == [0.0, 1.0]
+    assert f[1, 22] == pytest.approx((287 - 32) / 256)
+    assert f[0, 23 + 2] == 1.0 and f[0, 23:29].sum() == 1.0
+
+
+# ----------------------------------------------------------------------------- weights
+
+
+def test_weights_round_trip_and_hash(tmp_path: Path) -> None:
+    w = random_weights()
+    digest = save_weights(w, tmp_path / "pf.npz")
+    back = load_weights(tmp_path / "pf.npz", sha256=digest)
+    assert back.sha256 == digest and back.info == {"test": True}
+    for name in ("w1", "w2", "b4", "mean"):
+        np.testing.assert_allclose(getattr(back, name), getattr(w, name), rtol=1e-6, atol=1e-7)
+    with pytest.raises(WeightsError, match="do not match their hash"):
+        load_weights(tmp_path / "pf.npz", sha256="0" * 64)
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(WeightsError, match="not post-filter weights"):
+        load_weights(tmp_path / "bad.npz")
+    with pytest.raises(WeightsError, match="cannot read"):
+        load_weights(tmp_path / "missing.npz")
+
+
+def test_npz_holds_no_pickle(tmp_path: Path) -> None:
+    save_weights(random_weights(), tmp_path / "pf.npz")
+    with np.load(tmp_path / "pf.npz", allow_pickle=False) as z:  # raises on object arrays
+        assert all(z[k].dtype != object for k in z.files)
+
+
+def test_shipped_weights_are_small_and_named_by_hash() -> None:
+    index = postfilter.SHIPPED_INDEX
+    if not index.exists():
+        pytest.skip("no post-filter weights shipped")
+    meta = json.loads(index.read_text())
+    path = index.parent / meta["file"]
+    assert path.stat().st_size < 2 * 1024 * 1024
+    w = postfilter.shipped_weights()
+    assert w is not None and w.sha256 == meta["sha256"] and w.n_params == meta["n_params"]
+    assert all(b in codec.modes.BITRATES_KBPS for b in meta["default_on"])
+
+
+# ----------------------------------------------------------------------------- numpy == torch
+
+
+@needs_torch
+def test_numpy_inference_matches_torch() -> None:
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from recipes import train_postfilter as recipe
+
+    rng = np.random.default_rng(5)
+    w0 = random_weights(hidden=16)
+    model = recipe.torch_model(16, w0.mean, w0.std).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+    w = recipe.to_weights(model, {})
+    k = 30
+    feats = rng.normal(size=(k, F))
+    lags = rng.integers(32, 288, size=k)
+    x = rng.normal(size=k * 320) * 0.1
+    e = Enhancer(w)
+    e.push(feats, lags)
+    want = e.process(x)
+    past = recipe.PAST
+    tf = np.zeros((1, past + k, F))
+    tf[0, past:] = feats
+    valid = np.zeros((1, past + k))
+    valid[0, past:] = 1.0
+    tl = np.r_[160, lags][None]
+    tx = np.r_[np.zeros(recipe.HIST), x][None]
+    got = model(*(torch.from_numpy(a) for a in (tf, valid, tl, tx))).detach().numpy()[0]
+    assert np.max(np.abs(got - want)) < 1e-5
+    assert np.max(np.abs(want - x)) > 1e-2  # not the identity
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_cli_no_enhance(tmp_path: Path, stream: bytes) -> None:
+    src = tmp_path / "s.svq"
+    src.write_bytes(stream)
+    out = tmp_path / "o.wav"
+    r = subprocess.run(
+        [sys.executable, "-m", "codec", "decode", "-q", "--no-enhance", str(src), str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    y, _ = sf.read(out, dtype="int16")
+    plain, _ = codec.decode(stream, enhance=False)
+    want = np.clip(np.round(plain * 32767), -32768, 32767).astype(np.int16)
+    assert np.abs(y.astype(int) - want).max() <= 1

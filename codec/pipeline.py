@@ -16,12 +16,11 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from codec import postfilter
 from codec.analysis import (
     FRAME_LENGTH,
     LOOKAHEAD,
@@ -40,13 +39,15 @@ from codec.concealment import FADE, MUTE_AFTER, Concealer
 from codec.envelope import EnvelopeCoder
 from codec.errors import BitstreamError, ParameterError
 from codec.modes import Mode, mode_for
-from codec.postfilter import Enhancer, frame_features
 from codec.registry import find_envelope, hash_bytes, load_envelope
 from codec.residual import mdct
 from codec.residual.pitch import LAG_MAX, PitchAnalyzer, PitchParams, PostFilter, PreFilter
 from codec.residual.pitch import gain_value as pitch_gain
 from codec.residual.rangecoder import RangeDecoder
 from codec.residual.tcx import N_BINS, TCX, TcxConfig
+
+if TYPE_CHECKING:  # imported when a stream uses it (decoder start-up)
+    from codec.postfilter import Enhancer
 
 __all__ = [
     "encode",
@@ -568,6 +569,8 @@ class StreamDecoder:
             if gains[i] > 0.0:  # the comb keeps the last lag the pitch tool sent
                 self._comb_lag = int(lags[i])
             comb[i] = self._comb_lag
+        from codec.postfilter import frame_features
+
         feats = frame_features(block, comb, gains, np.full(n, lost), self._bitrate)
         if self.enhancer is not None:
             self.enhancer.push(feats, comb)
@@ -704,6 +707,9 @@ def _enhancer(bitrate_kbps: float, enhance: bool | None) -> Enhancer | None:
     """The post-filter of a stream: on where shipped as default (``None``), or as asked."""
     if enhance is False:
         return None
+    from codec import postfilter
+    from codec.postfilter import Enhancer
+
     if enhance is None and not postfilter.default_on(bitrate_kbps):
         return None
     w = postfilter.shipped_weights()

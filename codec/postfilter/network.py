@@ -20,7 +20,6 @@ SHA-256 (:func:`load_weights` checks it).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from dataclasses import dataclass, field
@@ -83,6 +82,8 @@ def save_weights(w: Weights, path: str | Path) -> str:
     arrays["info"] = info
     np.savez(buf, **arrays)  # type: ignore[arg-type]  # (numpy stubs: allow_pickle)
     data = buf.getvalue()
+    import hashlib  # (not at import: the decoder's start-up)
+
     tmp = Path(str(path) + ".part")
     tmp.write_bytes(data)
     tmp.replace(path)
@@ -96,6 +97,8 @@ def load_weights(path: str | Path, sha256: str | None = None) -> Weights:
         data = p.read_bytes()
     except OSError as e:
         raise WeightsError(f"{p}: cannot read post-filter weights ({e.strerror})") from None
+    import hashlib
+
     digest = hashlib.sha256(data).hexdigest()
     if sha256 is not None and digest != sha256:
         raise WeightsError(f"{p}: post-filter weights do not match their hash {sha256[:12]}")

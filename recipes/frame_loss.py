@@ -15,6 +15,9 @@ Decoders (``--decoders``)
                       ``codec.decode``)
     ``causal``        svq, ``conceal="causal"`` (what a real-time
                       ``StreamDecoder`` without look-ahead outputs)
+    ``interpolate+pf``, ``causal+pf``
+                      the same with the trained decoder post-filter on
+                      (``enhance=True``, :mod:`codec.postfilter`)
     ``opus``          Opus anchor: ``opusenc --hard-cbr --bitrate B --framesize 20
                       --comp 10`` once per file, then decoded at 16 kHz by libopus
                       (ctypes, :func:`opus_decode_lost`), the packets that the
@@ -130,7 +133,7 @@ __all__ = [
 PESQ_GOAL = 2.0
 """PESQ-WB the concealment should keep (dashed line in the plot)."""
 DEFAULT_LOSS = (0.0, 0.03, 0.1)
-DECODERS = ("interpolate", "causal", "opus", "opusdec-loss")
+DECODERS = ("interpolate", "causal", "interpolate+pf", "causal+pf", "opus", "opusdec-loss")
 """What ``--decoders`` accepts (see the module docstring)."""
 OPUS_DECODERS = ("opus", "opusdec-loss")
 CSV_COLUMNS = (
@@ -370,7 +373,10 @@ def _run_svq(
         return [{**r, "error": _error("encode", exc)} for r in rows]
 
     def decode(mask: np.ndarray, row: dict[str, Any]) -> np.ndarray:
-        y, sr = codec.decode(data, lost=mask, conceal=row["decoder"])
+        name = str(row["decoder"])
+        conceal = name.removesuffix("+pf")
+        enhance = True if name.endswith("+pf") else None
+        y, sr = codec.decode(data, lost=mask, conceal=conceal, enhance=enhance)  # type: ignore[arg-type]
         if sr != SAMPLE_RATE:
             raise ParameterError(f"decoder returned {sr} Hz, expected {SAMPLE_RATE} Hz")
         return np.asarray(y)

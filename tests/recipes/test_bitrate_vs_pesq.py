@@ -285,3 +285,19 @@ def test_given_codebook_errors(bad: str, why: str, capsys: pytest.CaptureFixture
         recipe.main(["--out", "/tmp/unused-out", "--codebook", bad])
     assert exc.value.code == 2
     assert why in capsys.readouterr().err
+
+
+def test_post_filter_configurations(tmp_path: Path) -> None:
+    """``--post-filter``: the shipped configuration decoded without and with the post-filter."""
+    out = tmp_path / "out"
+    args = [
+        "--data", str(SAMPLES), "--limit", "1", "--variants", "", "--no-default",
+        "--no-anchors", "--metrics", "pesq,psnr", "--jobs", "1", "--quiet",
+        "--bitrates", "8", "--out", str(out), "--post-filter",
+    ]  # fmt: skip
+    assert recipe.main(args) == 0
+    s = _summary(out)
+    assert {c["name"] for c in s["configs"]} == {recipe.PLAIN_CONFIG, recipe.ENHANCED_CONFIG}
+    plain = s["results"][recipe.PLAIN_CONFIG]["8"]["psnr_db"]["mean"]
+    enhanced = s["results"][recipe.ENHANCED_CONFIG]["8"]["psnr_db"]["mean"]
+    assert plain != enhanced  # the post-filter changed the decoded signal

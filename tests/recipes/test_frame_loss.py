@@ -204,3 +204,14 @@ def test_visqol_column(tmp_path: Path) -> None:
     with (out / "per_file.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert all(float(r["visqol"]) > 1.0 for r in rows)
+
+
+def test_post_filter_decoder(tmp_path: Path) -> None:
+    """``interpolate+pf`` decodes the same masks with the trained post-filter on."""
+    out = tmp_path / "out"
+    args = [*FAST, "--limit", "1", "--decoders", "interpolate,interpolate+pf", "--out", str(out)]
+    assert recipe.main(args) == 0
+    by = {(r["decoder"], r["loss_rate"]): r for r in _rows(out)}
+    assert by[("interpolate", "0.1")]["lost_frames"] == by[("interpolate+pf", "0.1")]["lost_frames"]
+    assert by[("interpolate", "0.0")]["psnr_db"] != by[("interpolate+pf", "0.0")]["psnr_db"]
+    assert set(_summary(out)["results"]) == {"interpolate", "interpolate+pf"}

@@ -22,6 +22,7 @@ from codec.residual.rangecoder import (
     RangeEncoder,
     cost_bits,
     decode_values_many,
+    encode_many,
     escape_fields,
     laplace_cdf,
     laplace_cdfs,
@@ -924,3 +925,233 @@ def test_tcx_decode_numpy_path_equals_scalar_path(monkeypatch, speech) -> None:
         else:
             assert np.array_equal(a[0], b[0]) and np.array_equal(a[1].lag, b[1].lag)
     assert 0 < n_errors < 12
+
+
+# ---------------------------------------------------------------- encode_many
+
+
+def _scalar_encoders(values, widths, cums, freqs, counts, total_bits, after) -> list[RangeEncoder]:
+    """What encode_many must equal: encode_fields + encode_intervals per frame."""
+    widths = np.broadcast_to(np.asarray(widths), np.shape(values))
+    out = []
+    for i in range(len(values)):
+        enc = RangeEncoder()
+        enc.encode_fields(
+            list(zip(np.asarray(values[i]).tolist(), widths[i].tolist(), strict=True))
+        )
+        c = int(counts[i])
+        mine = [(p, f) for fr, p, f in after if fr == i]
+        enc.encode_intervals(cums[i][:c].tolist(), freqs[i][:c].tolist(), total_bits, mine)
+        out.append(enc)
+    return out
+
+
+def _assert_same_encoders(got: list[RangeEncoder], ref: list[RangeEncoder]) -> None:
+    assert len(got) == len(ref)
+    for i, (g, r) in enumerate(zip(got, ref, strict=True)):
+        assert (g._low, g._rng, bytes(g._buf)) == (r._low, r._rng, bytes(r._buf)), i
+        assert g.tell() == r.tell() and g.finish() == r.finish(), i
+
+
+def _random_many(rng: np.random.Generator, n: int, width: int, total_bits: int):
+    total = 1 << total_bits
+    k = int(rng.integers(0, 7))
+    widths = rng.integers(0, 40, (n, k) if rng.random() < 0.5 else k)
+    w = np.broadcast_to(widths, (n, k))
+    values = rng.integers(0, 1 << 62, (n, k)) >> (62 - np.minimum(w, 62))
+    a, b = rng.integers(0, total, (2, n, width))
+    cums = np.minimum(a, b)
+    freqs = np.maximum(np.abs(a - b), 1)
+    freqs = np.minimum(freqs, total - cums)
+    counts = rng.integers(0, width + 1, n)
+    counts[rng.random(n) < 0.1] = 0  # frames with no intervals
+    after = []
+    for i in range(n):
+        if counts[i] and rng.random() < 0.5:
+            for p in sorted(set(rng.integers(0, counts[i], 3).tolist())):
+                v = int(rng.integers(16, 200000)) * int(rng.choice([-1, 1]))
+                after.append((i, p, escape_fields(v, 15)))
+    return values, widths, cums, freqs, counts, after
+
+
+def test_encode_many_equals_scalar_encoders() -> None:
+    """Random fields (0 to 39 bits, shared or per-frame widths), intervals of random
+    lengths (0 included) and escapes: state, tell() and finish() of every frame."""
+    rng = np.random.default_rng(21)
+    for _ in range(60):
+        n = int(rng.integers(1, 40))
+        tb = int(rng.integers(1, 17))
+        args = _random_many(rng, n, int(rng.integers(0, 60)), tb)
+        values, widths, cums, freqs, counts, after = args
+        got = encode_many(values, widths, cums, freqs, counts, tb, after)
+        _assert_same_encoders(got, _scalar_encoders(values, widths, cums, freqs, counts, tb, after))
+    assert (
+        encode_many(
+            np.zeros((0, 2), dtype=np.int64), [3, 4], np.zeros((0, 5)), np.zeros((0, 5)), [], 15
+        )
+        == []
+    )
+
+
+def test_encode_many_laplace_frames_and_byte_boundaries() -> None:
+    """TCX-like frames (Laplace tables, escapes); some end exactly on a byte."""
+    rng = np.random.default_rng(22)
+    n, width, m = 600, 40, 15
+    grid = laplace_cdfs_from_index(np.arange(129), m, 15)
+    rows = rng.integers(0, 129, (n, width))
+    q = np.rint(rng.laplace(0.0, 0.2 + 6 * rng.random((n, 1)), (n, width))).astype(np.int64)
+    sym = np.where(np.abs(q) > m, 2 * m + 1, q + m)
+    cums = grid[rows, sym]
+    freqs = grid[rows, sym + 1] - cums
+    counts = rng.integers(0, width + 1, n)
+    after = [
+        (i, j, escape_fields(int(q[i, j]), m))
+        for i, j in np.argwhere(sym == 2 * m + 1).tolist()
+        if j < counts[i]
+    ]
+    assert after
+    widths = [1, 7, 5, 6, 3]
+    values = rng.integers(0, 1 << np.array(widths), (n, len(widths)))
+    got = encode_many(values, widths, cums, freqs, counts, 15, after)
+    ref = _scalar_encoders(values, widths, cums, freqs, counts, 15, after)
+    _assert_same_encoders(got, ref)
+    # frames whose last interval ends on a byte boundary (nothing pending in low)
+    assert any(e._low == 0 and e._rng == 1 << PRECISION for e in ref) or any(
+        e.tell() == 8 * len(e.finish()) for e in ref
+    )
+    assert sum(e.tell() % 8 == 0 for e in ref) >= 10
+
+
+def test_encode_many_carries_across_long_ff_runs(monkeypatch) -> None:
+    """Intervals at the top of the range make runs of 0xff bytes that a later carry
+    turns into zeros (the scalar _carry walks over several bytes)."""
+    walked: list[int] = []
+    original = RangeEncoder._carry
+
+    def counting_carry(self: RangeEncoder) -> None:
+        before = bytes(self._buf)
+        original(self)
+        walked.append(sum(a != b for a, b in zip(before, self._buf, strict=True)))
+
+    monkeypatch.setattr(RangeEncoder, "_carry", counting_carry)
+    rng = np.random.default_rng(23)
+    n, width = 60, 400
+    values = rng.integers(0, 1 << 16, (n, 2))
+    cums = np.zeros((n, width), dtype=np.int64)
+    freqs = np.ones((n, width), dtype=np.int64)
+    for i in range(n):  # each interval chosen from the scalar coder's state
+        sim = RangeEncoder()
+        sim.encode_fields([(int(v), 16) for v in values[i]])
+        for j in range(width):
+            r = sim._rng >> 16
+            t = (sim._low + sim._rng - 1) >> 48 << 48  # a byte boundary inside, if any
+            if sim._low + sim._rng > 1 << PRECISION:
+                t = ((1 << PRECISION) - sim._low) // r  # the carry boundary, in units of r
+            elif t > sim._low:
+                t = (t - sim._low) // r
+            else:
+                t = 1 << 16
+            if t < (1 << 16) - 1 and rng.random() < 0.95:  # straddle it: 0xff bytes out
+                a = int(rng.integers(0, min(t, 3) + 1))
+                cums[i, j] = t - a
+                freqs[i, j] = min(a + 1 + int(rng.integers(0, 3)), (1 << 16) - t + a)
+            elif t < (1 << 16) - 1:  # just above it: a carry over all those bytes
+                cums[i, j] = t + 1
+            else:
+                cums[i, j] = int(rng.integers(0, 1 << 15))
+                freqs[i, j] = int(rng.integers(1, 1 << 15))
+            sim.encode_intervals([int(cums[i, j])], [int(freqs[i, j])], 16)
+    counts = rng.integers(0, width + 1, n)
+    counts[:5] = width
+    after = [(i, int(counts[i]) - 1, [(0xFFFF, 16)]) for i in range(0, n, 3) if counts[i]]
+    walked.clear()
+    got = encode_many(values, [16, 16], cums, freqs, counts, 16, after)
+    ref = _scalar_encoders(values, [16, 16], cums, freqs, counts, 16, after)
+    assert max(walked) >= 8  # carries rippled back over several 0xff bytes
+    _assert_same_encoders(got, ref)
+
+
+def test_encode_many_argument_errors() -> None:
+    """Invalid arguments raise ParameterError, with the scalar methods' messages."""
+    cums = np.zeros((2, 3), dtype=np.int64)
+    freqs = np.ones((2, 3), dtype=np.int64)
+    ok = (np.zeros((2, 2), dtype=np.int64), [4, 4], cums, freqs, [3, 3], 15)
+    encode_many(*ok)
+    for values, widths in [
+        ([[0, 0], [16, 0]], [4, 4]),
+        ([[0, -1], [0, 0]], [4, 4]),
+        ([[0, 0], [0, 0]], [4, -2]),
+    ]:
+        vals = np.array(values)
+        w = np.broadcast_to(widths, vals.shape)
+        with pytest.raises(ParameterError) as exc:
+            encode_many(vals, widths, cums, freqs, [3, 3], 15)
+        with pytest.raises(ParameterError) as ref:
+            for i in range(2):
+                RangeEncoder().encode_fields(
+                    list(zip(vals[i].tolist(), w[i].tolist(), strict=True))
+                )
+        assert str(exc.value) == str(ref.value)
+    bad_after = [
+        [(0, 3, [(0, 1)])],  # position past the count
+        [(0, 1, [(0, 1)]), (0, 1, [(0, 1)])],  # repeated
+        [(1, 2, [(0, 1)]), (1, 0, [(0, 1)])],  # decreasing
+    ]
+    for after in bad_after:
+        with pytest.raises(ParameterError) as exc:
+            encode_many(*ok, after)
+        with pytest.raises(ParameterError) as ref:
+            _scalar_encoders(*ok, after)
+        assert str(exc.value) == str(ref.value)
+    for args in [
+        (np.zeros(2, dtype=np.int64), [4], cums, freqs, [3, 3], 15),  # values not 2-D
+        (ok[0], [4, 4, 4], cums, freqs, [3, 3], 15),  # widths of another length
+        (ok[0], [4, 4], cums, freqs[:, :2], [3, 3], 15),  # shapes differ
+        (ok[0], [4, 4], cums, freqs, [3, 4], 15),  # count above the width
+        (ok[0], [4, 4], cums, freqs, [3], 15),
+        (ok[0], [4, 4], cums, freqs, [3, 3], 17),  # total above MAX_TOTAL
+        (ok[0], [4, 4], cums, freqs, [3, 3], -1),
+        (ok[0], [4, 4], cums, freqs * 0, [3, 3], 15),  # empty interval
+        (ok[0], [4, 4], cums + (1 << 15), freqs, [3, 3], 15),  # outside the total
+        (ok[0].astype(float), [4, 4], cums, freqs, [3, 3], 15),
+        (ok[0], [64, 4], cums, freqs, [3, 3], 15),  # wider than int64
+    ]:
+        with pytest.raises(ParameterError):
+            encode_many(*args)
+    with pytest.raises(ParameterError):
+        encode_many(*ok, [(2, 0, [(0, 1)])])  # no such frame
+    with pytest.raises(ParameterError):
+        encode_many(*ok, [(0, 0, [(2, 1)])])  # field value too large
+    with pytest.raises(ParameterError):
+        encode_many(*ok, [(0, 0, [(0, 17)])])  # field over 16 bits
+
+
+def test_tcx_code_frames_numpy_path_equals_scalar_path(monkeypatch, speech) -> None:
+    """TCX._code_frames gives the same frames with encode_many and with the scalar loop."""
+    import codec
+    from codec.residual import tcx
+
+    calls = []
+    original = tcx.TCX._code_frames
+
+    def spy(self, *args):
+        calls.append((self, args))
+        return original(self, *args)
+
+    x, sr = speech
+    monkeypatch.setattr(tcx.TCX, "_code_frames", spy)
+    for kbps in (8, 13.2, 32):
+        codec.encode(x[: 3 * sr], sr, kbps)
+    monkeypatch.setattr(tcx.TCX, "_code_frames", original)
+    assert len(calls) >= 3
+    n_many = 0
+    for self, args in calls:
+        xs, gains, coded = args[0], args[2], args[3]
+        todo = sum(coded.get((i, int(gains[i]))) is None for i in range(xs.shape[0]))
+        n_many += todo >= 2
+        monkeypatch.setattr(tcx, "ENCODE_MANY_MIN_STREAMS", 2)
+        many = original(self, *args)
+        monkeypatch.setattr(tcx, "ENCODE_MANY_MIN_STREAMS", 10**9)
+        scalar = original(self, *args)
+        assert many == scalar
+    assert n_many >= 3

@@ -124,14 +124,15 @@ def _residual_coder(coder_id: int, mode: Mode, tools: Tools) -> TCX:
 
 
 BLOCK_FRAMES = 100
-# The decoder's default block: longer, since the residual's range decoding runs
-# for all frames of a block at once in numpy (rangecoder.decode_values_many);
-# 10 s of audio, still flat memory in the duration.
+"""Default number of frames the encoder processes together (2 s): memory is
+bounded by this block, not by the length of the signal. Any block size from 1
+to this gives the same output (``block_frames=``); smaller blocks mean lower
+latency, larger ones less work per frame."""
 DECODE_BLOCK_FRAMES = 500
-"""Default number of frames the encoder and decoder process together (2 s):
-memory is bounded by this block, not by the length of the signal. Any block
-size from 1 to this gives the same output (``block_frames=``); smaller blocks
-mean lower latency, larger ones less work per frame."""
+"""The decoder's default and largest block (10 s; any size gives the same
+output): longer than the encoder's, since the residual's range decoding runs
+for all frames of a block at once in numpy (``rangecoder.decode_values_many``);
+memory stays flat in the duration."""
 PITCH_GROUP = 100
 """The encoder's pitch analysis high-passes the signal in runs of this many
 frames (frames 0-99, 100-199, ...), whatever the block size, so that its

@@ -16,11 +16,7 @@ The many-frames part compares, on independent streams of 120 to 320 such bins
 (as the TCX frames), a loop of ``decode_values`` (one decoder and one table
 stack per frame) with :func:`codec.residual.rangecoder.decode_values_many`
 (all frames in lock-step with numpy), at 100 frames (``codec.pipeline``'s
-block) and 1000 frames; and, for the encoder, a loop of ``encode_fields`` +
-``encode_intervals`` (one encoder per frame, as ``TCX._code_frames`` below
-``ENCODE_MANY_MIN_STREAMS`` frames) with
-:func:`codec.residual.rangecoder.encode_many`, at 100 and 1500 frames (plus
-the small sizes that place the crossover), ``finish()`` included on both sides.
+block) and 1000 frames.
 """
 
 from __future__ import annotations
@@ -40,8 +36,6 @@ from codec.residual.rangecoder import (  # noqa: E402
     RangeDecoder,
     RangeEncoder,
     decode_values_many,
-    encode_many,
-    escape_fields,
     laplace_cdfs_from_index,
     laplace_tables,
     laplace_tables_from_index,
@@ -192,62 +186,6 @@ def bench_many_frames(sizes: tuple[int, ...] = (100, 1000), max_scale: float = 3
         )
 
 
-def bench_encode_many(
-    sizes: tuple[int, ...] = (8, 16, 32, 64, 100, 1500), max_scale: float = 8.0
-) -> None:
-    rng = np.random.default_rng(4)
-    n_max = max(sizes)
-    counts = rng.integers(120, BINS + 1, n_max)
-    scales = np.exp(rng.uniform(np.log(0.1), np.log(max_scale), (n_max, BINS)))
-    rows = scale_index(scales)
-    grid = laplace_cdfs_from_index(np.arange(int(rows.max()) + 1), MAX_ABS)
-    q = np.round(rng.laplace(0.0, scales)).astype(np.int64)
-    q[np.arange(BINS) >= counts[:, None]] = 0
-    escaped = np.abs(q) > MAX_ABS
-    sym = np.where(escaped, 2 * MAX_ABS + 1, q + MAX_ABS)
-    cums = grid[rows, sym]
-    freqs = grid[rows, sym + 1] - cums
-    widths = np.array([1, 7, 5, 6, 5, 4, 3, 5])  # about the TCX side info and fields
-    values = rng.integers(0, 1 << widths, (n_max, widths.size))
-    after = [(i, j, escape_fields(int(q[i, j]), MAX_ABS)) for i, j in np.argwhere(escaped).tolist()]
-    print(
-        f"many frames, encoder: {counts.min()}..{counts.max()} intervals per frame after "
-        f"{widths.size} raw fields ({widths.sum()} bits), scales 0.1..{max_scale:g} "
-        f"({escaped.sum() / counts.sum():.1%} escaped), finish() included, 1 core:"
-    )
-    for n in sizes:
-        n_val = int(counts[:n].sum())
-        esc_n = [(i, j, f) for i, j, f in after if i < n]
-
-        def scalar(n: int = n, esc_n: list = esc_n) -> list[bytes]:
-            out = []
-            by_frame: dict[int, list[tuple[int, list[tuple[int, int]]]]] = {}
-            for i, j, f in esc_n:
-                by_frame.setdefault(i, []).append((j, f))
-            for i in range(n):
-                c = int(counts[i])
-                enc = RangeEncoder()
-                enc.encode_fields(list(zip(values[i].tolist(), widths.tolist(), strict=True)))
-                enc.encode_intervals(
-                    cums[i, :c].tolist(), freqs[i, :c].tolist(), 15, by_frame.get(i, ())
-                )
-                out.append(enc.finish())
-            return out
-
-        def many(n: int = n, esc_n: list = esc_n) -> list[bytes]:
-            encs = encode_many(values[:n], widths, cums[:n], freqs[:n], counts[:n], 15, esc_n)
-            return [e.finish() for e in encs]
-
-        assert scalar() == many()
-        t_s = _best(scalar)
-        t_m = _best(many)
-        print(
-            f"  {n:5d} frames: encode_fields+encode_intervals loop {n_val / t_s:12,.0f} values/s "
-            f"({1e3 * t_s:7.2f} ms), encode_many {n_val / t_m:12,.0f} values/s "
-            f"({1e3 * t_m:7.2f} ms), x{t_s / t_m:.2f}"
-        )
-
-
 def bench_mdct() -> None:
     rng = np.random.default_rng(1)
     seconds = 60
@@ -279,7 +217,6 @@ def main() -> None:
     bench_rangecoder()
     bench_many_frames(max_scale=30.0)  # the streams above
     bench_many_frames(max_scale=8.0)  # about the codec's escape rate at 13.2 kbit/s
-    bench_encode_many()
     bench_mdct()
 
 

@@ -95,11 +95,7 @@ Laplacian bins per frame): about 1.5 million values/s for
 calls.  :func:`decode_values_many` decodes the values of many independent
 streams (frames) at once with numpy, in lock-step over the symbol position:
 faster than a loop over :meth:`RangeDecoder.decode_values` from a few tens of
-streams on, several times faster for a thousand; :func:`encode_many` is its
-encoder counterpart (raw fields then intervals of many frames, in lock-step;
-carries resolved after the loop), faster than a loop over
-:meth:`~RangeEncoder.encode_fields` / :meth:`~RangeEncoder.encode_intervals`
-from about 40 frames on, 1.5x at 100 and 2.4x at 1500.  :func:`symbol_costs` /
+streams on, several times faster for a thousand.  :func:`symbol_costs` /
 :func:`cost_bits` estimate the size of a frame without coding it (vectorised
 over candidate gains), for rate loops.
 """
@@ -110,7 +106,7 @@ import functools
 import math
 import operator
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -120,7 +116,6 @@ from codec.errors import BitstreamError, ParameterError
 
 __all__ = [
     "CdfTables",
-    "ENCODE_MANY_MIN_STREAMS",
     "MANY_MIN_STREAMS",
     "MAX_ESCAPE_BITS",
     "MAX_TOTAL",
@@ -132,7 +127,6 @@ __all__ = [
     "RangeEncoder",
     "cost_bits",
     "decode_values_many",
-    "encode_many",
     "escape_fields",
     "laplace_cdf",
     "laplace_cdfs",
@@ -153,11 +147,6 @@ MAX_TOTAL: int = 1 << 16
 #: :meth:`RangeDecoder.decode_values` (measured on the TCX frames: 120 to 320 values
 #: each; below, its per-position numpy overhead costs more than the Python loop).
 MANY_MIN_STREAMS: int = 32
-#: Streams from which :func:`encode_many` beats a loop of
-#: :meth:`RangeEncoder.encode_fields` / :meth:`RangeEncoder.encode_intervals`
-#: (measured on the TCX frames: about 8 fields and 120 to 320 intervals each;
-#: below, the fixed cost of its ~10 numpy operations per step dominates).
-ENCODE_MANY_MIN_STREAMS: int = 40
 #: Largest Elias-gamma prefix length accepted in escape codes
 #: (escaped excess magnitudes must be ``< 2**(MAX_ESCAPE_BITS+1)``).
 MAX_ESCAPE_BITS: int = 24
@@ -731,277 +720,6 @@ def escape_fields(v: int, m: int) -> list[tuple[int, int]]:
     elif nb:
         fields.append((low, nb))
     return fields
-
-
-def encode_many(
-    values: ArrayLike,
-    widths: ArrayLike,
-    cums: ArrayLike,
-    freqs: ArrayLike,
-    counts: ArrayLike,
-    total_bits: int,
-    fields_after: Iterable[tuple[int, int, Sequence[tuple[int, int]]]] = (),
-) -> list[RangeEncoder]:
-    """Raw fields, then intervals, of many independent streams at once.
-
-    For every stream (frame) ``i`` this codes what ::
-
-        enc = RangeEncoder()
-        enc.encode_fields(zip(values[i], widths[i]))
-        enc.encode_intervals(cums[i][:counts[i]], freqs[i][:counts[i]], total_bits, after_i)
-
-    codes (``after_i``: the ``(position, fields)`` of ``fields_after`` for
-    frame ``i``), in lock-step over the coding step with numpy uint64
-    registers, vectorised across streams: about ten array operations per
-    step instead of one pure-Python loop iteration per symbol, which pays off
-    from a few tens of streams on (``benchmarks/bench_rangecoder.py``,
-    :data:`ENCODE_MANY_MIN_STREAMS`).  The encoders returned are in exactly
-    the state the scalar calls leave (``_low``, ``_rng`` and the emitted
-    bytes), so :meth:`~RangeEncoder.tell` and :meth:`~RangeEncoder.finish`
-    give the scalar results.
-
-    Parameters
-    ----------
-    values : array_like of int, shape (n, k)
-        Raw field values of each stream, ``0 <= values[i, j] < 2**widths[i, j]``.
-    widths : array_like of int, shape (k,) or (n, k)
-        Field widths in bits, the same for every stream or one row per stream
-        (a zero-width field codes nothing: pad rows of fewer fields with
-        ``(0, 0)``).  At most 63 bits (int64 values).
-    cums, freqs : array_like of int, shape (n, width)
-        Intervals ``[cums[i, j], cums[i, j] + freqs[i, j])`` of ``2**total_bits``;
-        only the first ``counts[i]`` of each row are read.
-    counts : array_like of int, shape (n,)
-        Number of intervals of each stream, ``0 <= counts[i] <= width``.
-    total_bits : int
-        Every interval is out of ``2**total_bits`` (``<= MAX_TOTAL``).
-    fields_after : iterable of (int, int, fields)
-        ``(frame, position, fields)``: raw ``(value, nbits)`` fields (each of
-        at most 16 bits, as :func:`escape_fields` gives them) coded right
-        after the symbol at ``position`` of stream ``frame``; the positions of
-        a frame increasing, in ``[0, counts[frame])``.
-
-    Returns
-    -------
-    list of RangeEncoder, length n
-        One encoder per stream, in the state the scalar coding leaves.
-
-    Raises
-    ------
-    ParameterError
-        For the arguments the scalar methods reject, with their message (the
-        first offending field in stream order), and for malformed arrays.
-        Unlike :meth:`RangeEncoder.encode_intervals`, the intervals and the
-        ``fields_after`` fields are checked too (a uint64 register cannot
-        code an invalid interval the way an unbounded int does).
-
-    Notes
-    -----
-    Every operation is an interval ``[c, c+f)`` of ``2**s``: a symbol is
-    ``(cum, freq, total_bits)``, a raw chunk of ``nb <= 16`` bits is
-    ``(value, 1, nb)`` (``r = rng >> nb; low += r * value; rng = r``: the
-    arithmetic of :meth:`~RangeEncoder.encode_fields`), a zero-width field
-    ``(0, 1, 0)`` changes nothing.  Fields wider than 16 bits are split into
-    the chunks :meth:`~RangeEncoder.encode_bits` codes.  The operations of
-    every stream are laid out in a row (escape fields inserted), the streams
-    sorted by decreasing number of operations so that the active ones at a
-    step are a prefix.  A step needs at most three output bytes
-    (``rng > 2**48`` before it, ``r >= 2**(48 - 16)`` after it).  The output
-    bytes and the carries are not written inside the loop: each step logs
-    ``low`` (before renormalisation) and its number of output bytes, and the
-    bytes are assembled afterwards; see the comment on carries in the code.
-    """
-    vals = np.asarray(values)
-    if vals.ndim != 2:
-        raise ParameterError(f"values must have shape (n, k), got {vals.shape}")
-    n, k = vals.shape
-    try:
-        wid = np.broadcast_to(np.asarray(widths), (n, k))
-    except ValueError as exc:
-        raise ParameterError(f"widths must have shape ({k},) or ({n}, {k})") from exc
-    if vals.size and not (
-        np.issubdtype(vals.dtype, np.integer) and np.issubdtype(wid.dtype, np.integer)
-    ):
-        raise ParameterError("field values and widths must be integer arrays")
-    vals = vals.astype(np.int64)
-    wid = wid.astype(np.int64)
-    cu = np.asarray(cums)
-    fr = np.asarray(freqs)
-    cnt = np.asarray(counts)
-    if cu.ndim != 2 or cu.shape != fr.shape or cu.shape[0] != n or cnt.shape != (n,):
-        raise ParameterError("cums, freqs must have shape (n, width) and counts shape (n,)")
-    if cu.size and not (
-        np.issubdtype(cu.dtype, np.integer) and np.issubdtype(fr.dtype, np.integer)
-    ):
-        raise ParameterError("cums and freqs must be integer arrays")
-    if n and not np.issubdtype(cnt.dtype, np.integer):
-        raise ParameterError("counts must be integers")
-    tb = _int(total_bits)
-    if not 0 <= tb or not (1 << tb) <= MAX_TOTAL:
-        raise ParameterError("invalid intervals")
-    width = cu.shape[1]
-    cnt = cnt.astype(np.int64)
-    if n and (cnt.min() < 0 or cnt.max() > width):
-        raise ParameterError("invalid intervals")
-    # the fields, as encode_fields checks them (the first bad one in stream order)
-    bad = (wid < 0) | (vals < 0) | ((vals >> np.clip(wid, 0, 63)) != 0)
-    if bad.any():
-        i, j = np.argwhere(bad)[0].tolist()
-        _check_nbits(int(wid[i, j]))
-        raise ParameterError(f"value {int(vals[i, j])} does not fit in {int(wid[i, j])} bits")
-    if wid.size and wid.max() > 63:
-        raise ParameterError("encode_many codes fields of at most 63 bits")
-    used = np.arange(width) < cnt[:, None]
-    cu = cu.astype(np.int64)
-    fr = fr.astype(np.int64)
-    if np.any(used & ((cu < 0) | (fr < 1) | (cu + fr > 1 << tb))):
-        raise ParameterError("invalid intervals")
-    # the raw fields after symbols, one entry per field: frame, position, value,
-    # width and the number of such fields before it in its frame
-    ef: list[int] = []
-    ep: list[int] = []
-    ev: list[int] = []
-    eb: list[int] = []
-    eo: list[int] = []
-    seen: dict[int, tuple[int, int]] = {}  # frame: (last position, fields so far)
-    cnt_list = cnt.tolist()
-    for frame, pos, fields in fields_after:
-        frame, pos = _int(frame), _int(pos)
-        if not 0 <= frame < n:
-            raise ParameterError(f"fields_after frame {frame} out of range")
-        last, so_far = seen.get(frame, (-1, 0))
-        if not last < pos < cnt_list[frame]:
-            raise ParameterError("field positions must be increasing symbol positions")
-        m = len(fields)
-        ef += [frame] * m
-        ep += [pos] * m
-        ev += [v for v, _ in fields]
-        eb += [b for _, b in fields]
-        eo += range(so_far, so_far + m)
-        seen[frame] = (pos, so_far + m)
-    fx, px, vx, bx, ox = (np.array(e, dtype=np.int64) for e in (ef, ep, ev, eb, eo))
-    bad_x = (bx < 0) | (bx > 16) | (vx < 0) | (vx >> np.clip(bx, 0, 16) != 0)
-    if bad_x.any():
-        j = int(np.flatnonzero(bad_x)[0])
-        raise ParameterError(f"invalid raw field ({ev[j]}, {eb[j]})")
-    if n == 0:
-        return []
-
-    # --- the operations of every stream, (cum, freq, shift) per step, laid out
-    # step-major (streams in the order below: op[step, rank[i]] for stream i)
-    per_stream = cnt + np.bincount(fx, minlength=n)  # symbols and raw fields after them
-    # field j in n_chunks[j] chunks; chunk c of a w-bit field has clip(w - 16c, 0, 16) bits
-    n_chunks = np.maximum((wid.max(axis=0, initial=0) + 15) // 16, 1)
-    chunk_col = np.repeat(np.arange(k), n_chunks)
-    chunk_no = np.arange(chunk_col.size) - np.repeat(np.cumsum(n_chunks) - n_chunks, n_chunks)
-    kc = chunk_col.size
-    n_ops = kc + per_stream
-    steps = int(n_ops.max())
-    # streams by decreasing number of operations: the active ones at step s are the
-    # first active[s]
-    order = np.argsort(-n_ops, kind="stable")
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n)
-    active = np.searchsorted(-n_ops[order], -np.arange(steps), side="left").tolist()
-    w = wid[order][:, chunk_col]
-    before = np.clip(w - 16 * chunk_no, 0, None)  # bits of the field from this chunk on
-    nb = np.minimum(before, 16)
-    chunk = (vals[order][:, chunk_col] >> (before - nb)) & ((np.int64(1) << nb) - 1)
-    op_c = np.zeros((steps + 1, n), dtype=np.uint64)  # + 1: a row for unused entries
-    op_f = np.ones((steps + 1, n), dtype=np.uint64)
-    op_s = np.zeros((steps + 1, n), dtype=np.uint64)
-    op_c[:kc] = chunk.T
-    op_s[:kc] = nb.T
-    # symbol p of stream i at step kc + p + (raw fields after its positions < p)
-    moved = np.bincount(fx * (width + 1) + px + 1, minlength=n * (width + 1))
-    moved = moved.reshape(n, width + 1).cumsum(axis=1)
-    at = np.where(used, kc + np.arange(width) + moved[:, :width], steps) * n + rank[:, None]
-    np.put(op_c, at, cu)
-    np.put(op_f, at, fr)
-    op_s[kc:steps] = tb  # the raw fields' widths are put over it
-    # the raw field o of its stream, after position p: step kc + p + 1 + o
-    at = (kc + px + 1 + ox) * n + rank[fx]
-    np.put(op_c, at, vx)
-    np.put(op_f, at, 1)
-    np.put(op_s, at, bx)
-
-    # Carries.  The scalar coder keeps low < 2**56 by adding a carry (low >= 2**56)
-    # to the bytes already emitted at once (_carry).  Here low keeps its carry bit
-    # until the next output byte: low + rng never grows (low + r*cum + r*freq <=
-    # low + rng) and is < 2**57 after a renormalisation (low < 2**56, rng <= 2**56),
-    # so low < 2**57 always, and the first byte a step emits is the *digit*
-    # low >> 48 <= 511, i.e. the scalar byte plus 256 * carry.  Let V be the
-    # integer whose base-256 digits are the emitted bytes.  Emitting a byte b does
-    # V = 256 V + b on both sides and a carry adds 1 to V; the scalar coder adds it
-    # to V when it occurs, this one as 256 to the next digit (= 1 at the digit
-    # before it) or, at the end, to the last digit: so after the last digit both
-    # represent the same V, the scalar one with digits in [0, 255].  As the coded
-    # interval lies in [0, 1), V < 256**len (len: number of digits), so V has one
-    # base-256 expansion of len digits in [0, 255]; the carry pass from the last
-    # digit (d += c; c = d >> 8; d &= 255) computes it and ends with c = 0.  The
-    # registers themselves evolve as in the scalar coder (low modulo 2**56).
-    low = np.zeros(n, dtype=np.uint64)
-    rng = np.full(n, _TOP, dtype=np.uint64)
-    log_low = np.empty((steps, n), dtype=np.uint64)
-    log_below = np.full((steps, n), 3, dtype=np.int8)  # 3 - number of output bytes
-    thresholds = np.array([_BOT >> 16, _BOT >> 8, _BOT], dtype=np.uint64)
-    shl_of = np.array([24, 16, 8, 0], dtype=np.uint64)  # 8 * bytes out
-    mask_of = np.array([_TOP - 1] * 3 + [2**64 - 1], dtype=np.uint64)  # keep the carry bit
-    ops = zip(active, op_c[:steps], op_f[:steps], op_s[:steps], log_low, log_below, strict=True)
-    for a, c_s, f_s, s_s, log_lo, log_be in ops:
-        if a == n:  # (slices cost as much as a small operation)
-            lo, g = low, rng
-        else:
-            lo, g, c_s, f_s, s_s = low[:a], rng[:a], c_s[:a], f_s[:a], s_s[:a]
-            log_lo, log_be = log_lo[:a], log_be[:a]
-        # r <= rng >> s and cum + freq <= 2**s: r*cum <= rng <= 2**56, no overflow
-        r = g >> s_s
-        lo += r * c_s
-        np.multiply(r, f_s, out=g)
-        below = thresholds.searchsorted(g)  # renormalise: 3 - below bytes out
-        log_lo[:] = lo
-        log_be[:] = below
-        sh = shl_of[below]
-        g <<= sh
-        lo <<= sh  # bits above 2**64 are dropped, and those above 2**56 masked
-        lo &= mask_of[below]
-
-    # the output bytes, stream by stream (frame-major): the top (3 - below) of the
-    # digits low >> 48, (low >> 40) & 255, (low >> 32) & 255 of the steps that emit
-    fi, si = np.nonzero(np.ascontiguousarray(log_below.T) < 3)
-    lows = log_low[si, fi]
-    n_out = 3 - log_below[si, fi].astype(np.int64)
-    n_bytes = np.bincount(fi, weights=n_out, minlength=n).astype(np.int64)
-    n_max = int(n_bytes.max())
-    at_byte = np.cumsum(n_out) - n_out - (np.cumsum(n_bytes) - n_bytes)[fi]
-    buf = np.zeros((n, n_max + 1), dtype=np.int64)  # + 1: a column for empty streams
-    buf[fi, at_byte] = lows >> np.uint64(48)
-    for j in (1, 2):
-        sel = np.flatnonzero(n_out > j)
-        shift = np.uint64(48 - 8 * j)
-        buf[fi[sel], at_byte[sel] + j] = (lows[sel] >> shift) & np.uint64(255)
-    # the pending carries (0 where nothing was emitted: low + rng <= 2**56 there)
-    buf[np.arange(n), np.maximum(n_bytes - 1, 0)] += (low >> np.uint64(PRECISION)).astype(np.int64)
-    low &= np.uint64(_TOP - 1)
-    carry = np.zeros(n, dtype=np.int64)
-    for col in range(n_max - 1, -1, -1):
-        d = buf[:, col]
-        d += carry
-        carry = d >> 8
-        d &= 255
-    assert not carry.any()  # V < 256**len (see above)
-
-    out_bytes = buf.astype(np.uint8).tobytes()
-    stride = n_max + 1
-    encoders: list[RangeEncoder] = [RangeEncoder.__new__(RangeEncoder) for _ in range(n)]
-    for j, (i, lo_j, rng_j, nb_j) in enumerate(
-        zip(order.tolist(), low.tolist(), rng.tolist(), n_bytes.tolist(), strict=True)
-    ):
-        enc = encoders[i]
-        enc._low = lo_j
-        enc._rng = rng_j
-        enc._buf = bytearray(out_bytes[j * stride : j * stride + nb_j])
-    return encoders
 
 
 class RangeDecoder:

@@ -47,7 +47,6 @@ from codec.residual.harmonic import harmonic_shape
 from codec.residual.pitch import GAIN_BITS as PITCH_GAIN_BITS
 from codec.residual.pitch import GAIN_STEP, LAG_BITS, LAG_MIN, PitchParams
 from codec.residual.rangecoder import (
-    ENCODE_MANY_MIN_STREAMS,
     MANY_MIN_STREAMS,
     MAX_ESCAPE_BITS,
     SCALE_MAX_LOG2,
@@ -57,7 +56,6 @@ from codec.residual.rangecoder import (
     RangeDecoder,
     RangeEncoder,
     decode_values_many,
-    encode_many,
     escape_fields,
     laplace_cdfs_from_index,
     laplace_grid_rows,
@@ -525,54 +523,26 @@ class TCX:
         at = grid * width + np.where(escaped, 2 * _MAX_ABS + 1, qc + _MAX_ABS)
         table = _grid_table()
         cums = np.take(table, at)
-        freqs = np.take(table, at + 1) - cums
+        freqs = (np.take(table, at + 1) - cums).tolist()
+        cums = cums.tolist()
         escapes: dict[int, list[tuple[int, list[tuple[int, int]]]]] = {}
         for i, j in zip(*(idx.tolist() for idx in np.nonzero(escaped)), strict=True):
             escapes.setdefault(i, []).append((j, escape_fields(int(qc[i, j]), _MAX_ABS)))
-        # the frames not coded by trial (coded and fitting: their gain is final)
-        todo = [i for i in range(xs.shape[0]) if coded.get((i, int(gains[i]))) is None]
-        fields_of = [
-            [
-                *side[i],
-                (int(gains[i]), GAIN_BITS),
-                (int(kap[i]), KAPPA_BITS),
-                (int(nf[i]), NOISE_BITS),
-                (int(hf[i]), HF_BITS),
-                (int(last[i]) // LAST_UNIT, LAST_BITS),
-            ]
-            for i in todo
-        ]
-        encoders: dict[int, RangeEncoder] = {}
-        if len(todo) >= ENCODE_MANY_MIN_STREAMS:  # all at once with numpy
-            k = max(len(f) for f in fields_of)
-            pad = [(0, 0)] * k  # zero-width fields code nothing
-            packed = np.array([(f + pad)[:k] for f in fields_of], dtype=np.int64)  # (n, k, 2)
-            vals, widths = packed[..., 0], packed[..., 1]
-            rows = np.array(todo)
-            after = [(r, p, f) for r, i in enumerate(todo) for p, f in escapes.get(i, ())]
-            many = encode_many(
-                vals, widths, cums[rows], freqs[rows], last[rows], _TOTAL_BITS, after
-            )
-            encoders = dict(zip(todo, many, strict=True))
-        else:
-            for i, fields in zip(todo, fields_of, strict=True):
-                n_code = int(last[i])  # every nonzero value lies below it
-                enc = RangeEncoder()
-                enc.encode_fields(fields)
-                if n_code:
-                    enc.encode_intervals(
-                        cums[i, :n_code].tolist(),
-                        freqs[i, :n_code].tolist(),
-                        _TOTAL_BITS,
-                        escapes.get(i, ()),
-                    )
-                encoders[i] = enc
         frames: list[bytes] = []
         for i in range(xs.shape[0]):
             g = int(gains[i])
             data = coded.get((i, g))  # coded by trial (and fitting: g is final)
             if data is None:
-                enc = encoders[i]
+                n_code = int(last[i])  # every nonzero value lies below it
+                fields = list(side[i])
+                fields += [(g, GAIN_BITS), (int(kap[i]), KAPPA_BITS), (int(nf[i]), NOISE_BITS)]
+                fields += [(int(hf[i]), HF_BITS), (n_code // LAST_UNIT, LAST_BITS)]
+                enc = RangeEncoder()
+                enc.encode_fields(fields)
+                if n_code:
+                    enc.encode_intervals(
+                        cums[i][:n_code], freqs[i][:n_code], _TOTAL_BITS, escapes.get(i, ())
+                    )
                 if enc.tell() <= budget:
                     data = enc.finish()
                 else:  # pragma: no cover - cannot happen (see _rate_loop): code by trial

@@ -140,14 +140,22 @@ def make_clip(
     bitrates: Sequence[float],
     anchor_names: Sequence[str],
     metric_names: Sequence[str],
+    post_filter: bool = False,
 ) -> tuple[np.ndarray, list[Stimulus]]:
-    """The original excerpt and all its stimuli (svq, anchors, low-pass anchors), scored."""
+    """The original excerpt and all its stimuli (svq, anchors, low-pass anchors), scored.
+
+    With ``post_filter``, svq is also decoded with the trained post-filter on
+    (``svq+pf``; :mod:`codec.postfilter`)."""
     audio, rate = read_audio(path)
     ref = to_mono_16k(audio, rate)[: int(seconds * SAMPLE_RATE)]
     stimuli = [Stimulus("original", None, ref)]
     for b in bitrates:
-        y, _ = codec.decode(codec.encode(ref, SAMPLE_RATE, b))
+        data = codec.encode(ref, SAMPLE_RATE, b)
+        y, _ = codec.decode(data)
         stimuli.append(Stimulus("svq", b, np.asarray(y, dtype=np.float64)[: ref.size], b))
+        if post_filter:
+            y, _ = codec.decode(data, enhance=True)
+            stimuli.append(Stimulus("svq+pf", b, np.asarray(y, dtype=np.float64)[: ref.size], b))
     for name in anchor_names:
         for r in anchors.anchor_rates(name, list(bitrates)):
             out = anchors.run_anchor(name, ref, r)
@@ -380,6 +388,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="metrics per stimulus from pesq,psnr,dnsmos,visqol (default: %(default)s)",
     )
     p.add_argument(
+        "--post-filter",
+        action="store_true",
+        help="also svq with the trained decoder post-filter on (svq+pf), in the page and trials",
+    )
+    p.add_argument(
         "--blind-bitrates",
         default="8,13.2",
         help="bitrates with a blind trial per clip (default: %(default)s)",
@@ -446,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
             bitrates=bitrates,
             anchor_names=anchor_names,
             metric_names=metric_names,
+            post_filter=args.post_filter,
         )
         for st in stimuli:
             st.wav = f"audio/{cid}/{st.slug}.wav"
@@ -468,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
         by = {st.label: st for st in stimuli}
         for b in blind_rates:
             items = [by["original"], by["lp3.5k"], by["lp7k"], by[f"svq {fmt_kbps(b)}"]]
+            if args.post_filter:
+                items.append(by[f"svq+pf {fmt_kbps(b)}"])
             for name in anchor_names:
                 for r in anchors.anchor_rates(name, [b]):
                     if anchors.column_rate(name, r, [b]) is not None:

@@ -45,6 +45,7 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("listening")
     argv = ["--out", str(out), "--data", str(ROOT / "samples"), "--clips", "1", "--seconds", "3"]
     argv += ["--bitrates", "13.2", "--blind-bitrates", "13.2", "--metrics", "pesq,psnr"]
+    argv += ["--post-filter"]
     assert listening_page.main(argv) == 0
     return out
 
@@ -84,7 +85,8 @@ def _severe(driver) -> list[str]:  # type: ignore[no-untyped-def]
 def test_files_written(page: Path) -> None:
     clips = json.loads((page / "clips.json").read_text())["clips"]
     systems = {s["system"] for s in clips[0]["stimuli"]}
-    assert {"original", "svq", "lp3.5k", "lp7k"} <= systems
+    assert {"original", "svq", "svq+pf", "lp3.5k", "lp7k"} <= systems
+    assert '"system": "svq+pf"' in (page / "blind.html").read_text()  # in the blind trial
     for st in clips[0]["stimuli"]:
         assert (page / st["wav"]).stat().st_size > 1000
         assert (page / st["png"]).stat().st_size > 1000

@@ -1385,7 +1385,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: the codec's default configuration: {exc}", file=sys.stderr)
         return 2
     if args.post_filter:
-        base = default_config(code_fp, timing_lsf, args.bitrates)
+        # the default's config (timed once), also when --no-default leaves it out
+        base = configs[0] if configs else default_config(code_fp, timing_lsf, args.bitrates)
         configs.append(replace(base, name=PLAIN_CONFIG, enhance=False, given=True))
         configs.append(replace(base, name=ENHANCED_CONFIG, enhance=True, given=True))
     try:

@@ -47,9 +47,9 @@ from codec.audio import read_audio, to_mono_16k
 from codec.bitstream import check_file
 from codec.errors import ParameterError
 from codec.modes import BITRATES_KBPS, mode_for
-from codec.pipeline import StreamDecoder, simulate_loss
+from codec.pipeline import DECODE_BLOCK_FRAMES, StreamDecoder, simulate_loss
 from codec.postfilter import N_FEATURES, SHIPPED_INDEX, Weights, save_weights
-from codec.postfilter.filters import FADE, G_MAX, HIST, SUB
+from codec.postfilter.filters import FADE, FADE_WEIGHTS, G_MAX, HIST, SUB
 from codec.postfilter.network import COMB_TAPS, CONTEXT, FIR_TAPS, N_RAW, SUBFRAMES
 from recipes._common import (
     DEFAULT_MANIFEST,
@@ -78,10 +78,11 @@ def _decode_item(job: tuple[str, str, float, float, str, int, str]) -> str:
     mask = simulate_loss(header.frame_count, loss, seed=seed) if loss > 0 else None
     dec = StreamDecoder(header, conceal=conceal, enhance=False, record_features=True)  # type: ignore[arg-type]
     parts = []
-    for k0 in range(0, header.frame_count, 100):
-        block: list[bytes | None] = list(frames[k0 : k0 + 100])
+    step = DECODE_BLOCK_FRAMES
+    for k0 in range(0, header.frame_count, step):
+        block: list[bytes | None] = list(frames[k0 : k0 + step])
         if mask is not None:
-            for i in np.flatnonzero(mask[k0 : k0 + 100]):
+            for i in np.flatnonzero(mask[k0 : k0 + step]):
                 block[i] = None
         parts.append(dec.decode(block))
     parts.append(dec.flush())
@@ -248,17 +249,11 @@ def torch_model(hidden: int, mean: np.ndarray, std: np.ndarray, comb_gain: float
             prev = slice(SUBFRAMES - 1, m1 * SUBFRAMES - 1)
             y = _run_t(x, start, lag[:, cur], g[:, cur], c[:, cur], h[:, cur], SUB)
             yp = _run_t(x, start, lag[:, prev], g[:, prev], c[:, prev], h[:, prev], FADE)
-            w = torch.tensor(_fade(), dtype=y.dtype)
+            w = torch.tensor(FADE_WEIGHTS, dtype=y.dtype)
             y = torch.cat((w * y[..., :FADE] + (1 - w) * yp, y[..., FADE:]), -1)
             return y.reshape(bsz, s * SUB)
 
     return PostFilterNet()
-
-
-def _fade() -> np.ndarray:
-    from codec.postfilter import filters
-
-    return np.asarray(filters._W)
 
 
 def _taps_t(h: Any) -> Any:

@@ -44,6 +44,7 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 SHIPPED_INDEX = DATA / "POSTFILTER.json"
 
 
+@functools.lru_cache(maxsize=1)
 def _index() -> dict[str, object]:
     try:
         return dict(json.loads(SHIPPED_INDEX.read_text()))

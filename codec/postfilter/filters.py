@@ -27,7 +27,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from codec.postfilter.network import COMB_TAPS, FIR_TAPS, N_RAW, SUBFRAMES
 from codec.residual.pitch import FRAME, LAG_MAX, LAG_MIN
 
-__all__ = ["SUB", "FADE", "G_MAX", "Kernels", "kernels", "AdaptiveFilter"]
+__all__ = ["SUB", "FADE", "FADE_WEIGHTS", "G_MAX", "Kernels", "kernels", "AdaptiveFilter"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -36,7 +36,8 @@ FADE = 40
 G_MAX = 0.75  # largest comb gain
 _REACH = COMB_TAPS // 2  # taps reach T - 2 .. T + 2
 HIST = LAG_MAX + _REACH + FIR_TAPS - 1 + SUB  # past samples a subframe can read: 383
-_W = np.sin(0.5 * np.pi * (np.arange(FADE) + 0.5) / FADE) ** 2
+FADE_WEIGHTS = np.sin(0.5 * np.pi * (np.arange(FADE) + 0.5) / FADE) ** 2
+"""Weight of a subframe's own filters over its first FADE samples (the rest: the previous one's)."""
 
 Kernels = tuple[FloatArray, FloatArray, FloatArray]  # g (...,), c (..., 5), h (..., 16)
 
@@ -143,7 +144,8 @@ class AdaptiveFilter:
         lag, k = self._params(subs)
         y = run(buf, start, lag, k, SUB)
         lag_p, k_p = self._params(subs - 1)
-        y[:, :FADE] = _W * y[:, :FADE] + (1.0 - _W) * run(buf, start, lag_p, k_p, FADE)
+        w = FADE_WEIGHTS
+        y[:, :FADE] = w * y[:, :FADE] + (1.0 - w) * run(buf, start, lag_p, k_p, FADE)
         off = n0 - s_a * SUB
         out = y.reshape(-1)[off : off + m]
         self._hist = buf[m : m + HIST].copy()

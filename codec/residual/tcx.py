@@ -658,16 +658,20 @@ class TCX:
         cb = self.config.coded_bins
         grid_index = _grid_index(_frame_kappas()[kap][:, None] * ratio[:, :cb])
         q = np.zeros((n, N_BINS))
+
+        def check_end(i: int) -> None:
+            if decs[i].tell() > 8 * len(frames[i]):
+                raise BitstreamError(f"corrupt frame {int(index[i])}: reads past its end")
+
         if n >= MANY_MIN_STREAMS:
             # all frames in lock-step with numpy (the same numbers, see
             # decode_values_many); errors checked in frame order as below
             table = _grid_table().reshape(_N_GRID, -1)
             vals, errors = decode_values_many(decs, table, grid_index, last, collect_errors=True)
-            for i, (dec, err) in enumerate(zip(decs, errors, strict=True)):
+            for i, err in enumerate(errors):
                 if err is not None:
                     raise err
-                if dec.tell() > 8 * len(frames[i]):
-                    raise BitstreamError(f"corrupt frame {int(index[i])}: reads past its end")
+                check_end(i)
             q[:, :cb] = vals
         else:
             grid = grid_index.tolist()
@@ -678,8 +682,7 @@ class TCX:
                 if m:
                     tables = CdfTables._trusted(list(map(row_of, grid[i][:m])), nsym, _TOTAL_BITS)
                     values += dec.decode_values(tables)
-                if dec.tell() > 8 * len(frames[i]):
-                    raise BitstreamError(f"corrupt frame {int(index[i])}: reads past its end")
+                check_end(i)
             q[np.arange(N_BINS) < last[:, None]] = values  # row by row, bins below last
         if self.config.noise_fill:
             signs = frame_signs(index)

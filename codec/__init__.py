@@ -22,4 +22,4 @@ __all__ = [
     "__version__",
 ]
 
-__version__ = "0.3.1"
+__version__ = "0.4.0"

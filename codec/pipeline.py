@@ -112,12 +112,18 @@ class Tools:
     whole band is coded by value, as in format 1)."""
     harmonic: bool = True
     """Harmonic model in the entropy coder (needs the pitch tool's lag)."""
+    side_model: bool = True
+    """Side fields range-coded under the mode's trained tables (format 4,
+    :mod:`codec.residual.sidemodel`; off: raw bits, as in format 3). The tables
+    belong to the mode's coded band: without ``band_split`` the fields are raw."""
 
 
 def _residual_coder(coder_id: int, mode: Mode, tools: Tools) -> TCX:
     """The residual coder of a stream, configured for its mode."""
     bins = mode.coded_bins if tools.band_split else N_BINS
-    config = TcxConfig(coded_bins=bins)
+    # the tables are the mode's: they need its coded band
+    tables = tools.side_model and bins == mode.coded_bins
+    config = TcxConfig(coded_bins=bins, side_model=f"{mode.bitrate_kbps:g}" if tables else "")
     if not tools.harmonic:
         config = replace(config, harmonic_depth=0.0)
     return _RESIDUAL_CODERS[coder_id](config)

@@ -8,7 +8,7 @@ import pytest
 import codec
 from codec.residual import tcx as tcx_module
 from codec.residual.pitch import PitchParams
-from codec.residual.tcx import FIXED_FIELDS, TCX
+from codec.residual.tcx import TCX
 
 
 def _captured(speech, monkeypatch, rate):
@@ -28,12 +28,7 @@ def _captured(speech, monkeypatch, rate):
 
 
 def _setup(coder, coefs, a_q, env_idx, env_bits, frame_bytes, pitch):
-    n = coefs.shape[0]
-    side = [
-        [(int(v), nb) for v, nb in zip(env_idx[i], env_bits, strict=True)] + pitch.fields(i)
-        for i in range(n)
-    ]
-    fixed = np.array([sum(nb for _, nb in f) for f in side]) + sum(b for _, b in FIXED_FIELDS)
+    side, fixed = coder.side_info(env_idx, env_bits, pitch)
     shaping, ratio = coder.envelopes(a_q)
     ratio = coder._harmonic(ratio, pitch)
     return coefs * shaping, ratio, side, fixed, 8 * frame_bytes
@@ -57,7 +52,7 @@ def test_rate_loop_equals_trial_coding(speech, monkeypatch, rate, sure_bits):
     # the finest gain whose ideal cost fits, frame by frame
     estimate = np.full(n, 255)
     for g in range(254, -1, -1):
-        bits, _, _ = coder._cost(coder._quantize(xs, tcx_module._gain_step(np.full(n, g))), ratio)
+        bits = coder._total_cost(xs, ratio, np.full(n, g))
         estimate = np.where(fixed + bits <= budget - 2, g, estimate)
     for shift in (-6, -1, 0, 2):
         gain = np.clip(estimate + shift + rng.integers(-1, 2, n), 0, 255)

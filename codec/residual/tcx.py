@@ -63,6 +63,9 @@ from codec.residual.rangecoder import (
     scale_index,
 )
 from codec.residual.rdoq import rdo_magnitudes
+from codec.residual.sidemodel import FIELDS as SIDE_FIELDS
+from codec.residual.sidemodel import ModelSide, RawSide
+from codec.residual.sidemodel import shipped as shipped_side_model
 
 __all__ = ["TcxConfig", "TCX", "FIXED_FIELDS", "frame_signs"]
 
@@ -96,6 +99,8 @@ fewer bits on train at 13.2 kbit/s); the decoder only reads κ."""
 _NOISE_STEP = 0.035
 NOISE_SCALE = 0.35
 _HF_OFFSET = 10  # top-band level = 2 ** ((i - 10) / 2) in units of Δ (i = 0: silent)
+Side = tuple[list[tuple[int, int]], "dict[str, int] | None"]
+"""A frame's envelope fields (value, raw bits) and its pitch fields (None: no pitch tool)."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,9 @@ class TcxConfig:
     Encoder only: the decoder reads the values whatever chose them."""
     pitch: bool = True
     """Frames carry the pitch pre-/post-filter parameters (:mod:`codec.residual.pitch`)."""
+    side_model: str = ""
+    """The mode whose shipped side-field tables code the frame's side fields
+    (:mod:`codec.residual.sidemodel`, e.g. ``"13.2"``); empty: raw bits."""
 
 
 def _gain_step(index: npt.ArrayLike) -> FloatArray:
@@ -223,6 +231,12 @@ class TCX:
     def __init__(self, config: TcxConfig | None = None) -> None:
         self.config = config or TcxConfig()
         self._nf_start = int(np.ceil(NOISE_FILL_START_HZ / (8000.0 / N_BINS)))
+        cb = self.config.coded_bins
+        self.side: RawSide | ModelSide = (
+            shipped_side_model(self.config.side_model, cb)
+            if self.config.side_model
+            else RawSide(cb)
+        )
 
     # ------------------------------------------------------------------ envelopes
 
@@ -369,15 +383,11 @@ class TCX:
         budget = 8 * frame_bytes
         if self.config.pitch and pitch is None:
             pitch = PitchParams.off(n)
-        side = [
-            [(int(v), nb) for v, nb in zip(env_idx[i], env_field_bits, strict=True)]
-            + (pitch.fields(i) if self.config.pitch and pitch is not None else [])
-            for i in range(n)
-        ]
-        fixed = np.array([sum(nb for _, nb in f) for f in side]) + sum(b for _, b in FIXED_FIELDS)
-        if np.any(fixed + 8 > budget):
+        side, fixed = self.side_info(env_idx, env_field_bits, pitch)
+        most = sum(env_field_bits) + self.side.max_bits()
+        if most + 8 > budget:
             raise ParameterError(
-                f"{frame_bytes}-byte frames cannot hold {int(fixed.max())} side-info bits"
+                f"{frame_bytes}-byte frames cannot hold {int(np.ceil(most))} side-info bits"
             )
         shaping, ratio = self.envelopes(a_q)
         ratio = self._harmonic(ratio, pitch)
@@ -388,20 +398,70 @@ class TCX:
         hi = np.full(n, (1 << GAIN_BITS) - 1, dtype=np.int64)
         while np.any(lo < hi):
             mid = (lo + hi) // 2
-            bits, _, _ = self._cost(self._quantize(xs, _gain_step(mid), ratio), ratio)
-            fits = bits <= avail
+            fits = self._total_cost(xs, ratio, mid) <= avail
             hi = np.where(fits, mid, hi)
             lo = np.where(fits, lo, np.minimum(mid + 1, hi))
         gain = hi
         # The ideal cost (sum of -log2 p and raw bits) is a lower bound of the
         # coder's tell(): where it exceeds the budget one step finer than the
         # estimate, coding that step would fail, so it is not tried (speed only).
-        finer_bits, _, _ = self._cost(
-            self._quantize(xs, _gain_step(np.maximum(gain - 1, 0)), ratio), ratio
-        )
+        finer_bits = self._total_cost(xs, ratio, np.maximum(gain - 1, 0))
         cannot_fit = fixed + finer_bits > budget + 1e-6
         final, coded = self._rate_loop(xs, ratio, gain, cannot_fit, side, fixed, budget)
         return self._code_frames(xs, ratio, final, coded, gain, cannot_fit, side, frame_bytes)
+
+    def side_info(
+        self, env_idx: IntArray, env_field_bits: Sequence[int], pitch: PitchParams | None
+    ) -> tuple[list[Side], FloatArray]:
+        """Each frame's envelope and pitch fields, and their bits (envelope raw,
+        pitch as :attr:`side` codes it). ``pitch`` None: no pitch fields."""
+        n = len(env_idx)
+        on = (pitch.gain >= 0).astype(np.int64) if self.config.pitch and pitch is not None else None
+        side: list[Side] = [
+            (
+                [(int(v), nb) for v, nb in zip(env_idx[i], env_field_bits, strict=True)],
+                None
+                if on is None or pitch is None
+                else {
+                    "pitch_on": int(on[i]),
+                    "pitch_lag": int(pitch.lag[i]) - LAG_MIN if on[i] else 0,
+                    "pitch_gain": int(pitch.gain[i]) if on[i] else 0,
+                },
+            )
+            for i in range(n)
+        ]
+        fixed = np.full(n, float(sum(env_field_bits)))
+        if on is not None and pitch is not None:
+            lag = np.where(on > 0, pitch.lag - LAG_MIN, 0)
+            fixed += self.side.pitch_cost(on, lag, np.where(on > 0, pitch.gain, 0))
+        return side, fixed
+
+    def _side_values(
+        self, xs: FloatArray, ratio: FloatArray, g: IntArray, step: FloatArray, q: IntArray
+    ) -> dict[str, IntArray]:
+        """The gain, last (units), κ, noise and top-band fields of frames quantized
+        to ``q`` at gain indices ``g`` (steps ``step``)."""
+        last = self._last(q)
+        v = xs / step[..., None]
+        return {
+            "gain": g,
+            "last": last // LAST_UNIT,
+            "kappa": self._kappa_index(q, ratio, last),
+            "noise": self._noise_index(v, q, ratio),
+            "hf": self._hf_index(v, ratio),
+        }
+
+    def _total_cost(
+        self, xs: FloatArray, ratio: FloatArray, g: IntArray, *, coder_kappa: bool = False
+    ) -> FloatArray:
+        """Ideal bits of the values and of the gain-dependent side fields of each
+        frame at gain indices ``g`` (see :meth:`_cost`)."""
+        step = _gain_step(g)
+        q = self._quantize(xs, step, ratio)
+        bits, _, _ = self._cost(q, ratio, coder_kappa=coder_kappa)
+        if isinstance(self.side, RawSide):
+            return bits + self.side.cost({"gain": g})
+        return bits + self.side.cost(self._side_values(xs, ratio, g, step, q))
 
     def _rate_loop_frame(
         self,
@@ -409,7 +469,7 @@ class TCX:
         ratio: FloatArray,
         gain: int,
         cannot_fit: bool,
-        side: Sequence[tuple[int, int]],
+        side: Side,
         budget: int,
     ) -> bytes:
         """The rate loop of one frame by trial coding (the definition that
@@ -436,8 +496,8 @@ class TCX:
         ratio: FloatArray,
         gain: IntArray,
         cannot_fit: npt.NDArray[np.bool_],
-        side: Sequence[Sequence[tuple[int, int]]],
-        fixed: IntArray,
+        side: Sequence[Side],
+        fixed: FloatArray,
         budget: int,
     ) -> tuple[IntArray, dict[tuple[int, int], bytes | None]]:
         """The gain index :meth:`_rate_loop_frame` ends at, for every frame, mostly
@@ -460,8 +520,13 @@ class TCX:
         coded: dict[tuple[int, int], bytes | None] = {}
 
         def fits(rows: IntArray, g: IntArray) -> npt.NDArray[np.bool_]:
-            q = self._quantize(xs[rows], _frame_steps()[g], ratio[rows])
+            step = _frame_steps()[g]
+            q = self._quantize(xs[rows], step, ratio[rows])
             bits, _, last = self._cost(q, ratio[rows], coder_kappa=True)
+            if isinstance(self.side, RawSide):
+                bits = bits + self.side.cost({"gain": g})
+            else:
+                bits = bits + self.side.cost(self._side_values(xs[rows], ratio[rows], g, step, q))
             ideal = fixed[rows] + bits
             ok = ideal < budget - _SURE_BITS
             unsure = ~ok & (ideal <= budget + _SURE_BITS)
@@ -497,7 +562,7 @@ class TCX:
         coded: dict[tuple[int, int], bytes | None],
         gain: IntArray,
         cannot_fit: npt.NDArray[np.bool_],
-        side: Sequence[Sequence[tuple[int, int]]],
+        side: Sequence[Side],
         frame_bytes: int,
     ) -> list[bytes]:
         """Code every frame at its final gain (:meth:`_encode_frame`'s payload, the
@@ -534,11 +599,18 @@ class TCX:
             data = coded.get((i, g))  # coded by trial (and fitting: g is final)
             if data is None:
                 n_code = int(last[i])  # every nonzero value lies below it
-                fields = list(side[i])
-                fields += [(g, GAIN_BITS), (int(kap[i]), KAPPA_BITS), (int(nf[i]), NOISE_BITS)]
-                fields += [(int(hf[i]), HF_BITS), (n_code // LAST_UNIT, LAST_BITS)]
                 enc = RangeEncoder()
-                enc.encode_fields(fields)
+                env_fields, pitch_values = side[i]
+                enc.encode_fields(env_fields)
+                values = {
+                    **(pitch_values or {}),
+                    "gain": g,
+                    "kappa": int(kap[i]),
+                    "noise": int(nf[i]),
+                    "hf": int(hf[i]),
+                    "last": n_code // LAST_UNIT,
+                }
+                self.side.write(enc, values)
                 if n_code:
                     enc.encode_intervals(
                         cums[i][:n_code], freqs[i][:n_code], _TOTAL_BITS, escapes.get(i, ())
@@ -557,7 +629,7 @@ class TCX:
         xs: FloatArray,
         ratio: FloatArray,
         gain: int,
-        side: Sequence[tuple[int, int]],
+        side: Side,
         budget: int,
     ) -> bytes | None:
         step = _gain_step(np.array([gain]))
@@ -567,13 +639,18 @@ class TCX:
         nf = self._noise_index(xs[None] / step[:, None], q, ratio[None])
         hf = self._hf_index(xs[None] / step[:, None], ratio[None])
         enc = RangeEncoder()
-        for v, nb in side:
+        env_fields, pitch_values = side
+        for v, nb in env_fields:
             enc.encode_bits(v, nb)
-        enc.encode_bits(gain, GAIN_BITS)
-        enc.encode_bits(int(kap[0]), KAPPA_BITS)
-        enc.encode_bits(int(nf[0]), NOISE_BITS)
-        enc.encode_bits(int(hf[0]), HF_BITS)
-        enc.encode_bits(int(last[0]) // LAST_UNIT, LAST_BITS)
+        values = {
+            **(pitch_values or {}),
+            "gain": gain,
+            "kappa": int(kap[0]),
+            "noise": int(nf[0]),
+            "hf": int(hf[0]),
+            "last": int(last[0]) // LAST_UNIT,
+        }
+        self.side.write(enc, values)
         n_code = int(last[0])
         if n_code:
             enc.encode_values(q[0, :n_code], self._coder_tables(kap[0], ratio[:n_code]))
@@ -625,31 +702,17 @@ class TCX:
         """
         n = len(frames)
         index = np.arange(n) if frame_index is None else np.asarray(frame_index, dtype=np.int64)
-        decs = []
-        n_env = len(env_field_bits)
-        head = list(env_field_bits) + ([1] if self.config.pitch else [])
-        fixed_bits = [nb for _, nb in FIXED_FIELDS]
-        heads, sides = [], []
+        idx, fields, decs = self.read_side(frames, env_field_bits)
         pitch = PitchParams.off(n)
-        pitch_and_fixed = [LAG_BITS, PITCH_GAIN_BITS, *fixed_bits]
-        for i, fr in enumerate(frames):
-            dec = RangeDecoder(fr)
-            fields = dec.decode_fields(head)
-            if self.config.pitch and fields[n_env]:
-                lag, g, *rest = dec.decode_fields(pitch_and_fixed)
-                pitch.lag[i] = LAG_MIN + lag
-                pitch.gain[i] = g
-                sides.append(rest)
-            else:
-                sides.append(dec.decode_fields(fixed_bits))
-            heads.append(fields[:n_env])
-            decs.append(dec)
-        idx = np.array(heads, dtype=np.int64).reshape(n, n_env)
-        side = np.array(sides, dtype=np.int64).reshape(n, len(FIXED_FIELDS))
+        on = fields["pitch_on"] > 0
+        pitch.lag[on] = LAG_MIN + fields["pitch_lag"][on]
+        pitch.gain[on] = fields["pitch_gain"][on]
         a_q = lpc_from_indices(idx)
         shaping, ratio = self.envelopes(a_q)
         ratio = self._harmonic(ratio, pitch)
-        gain, kap, nf, hf, last_units = side.T
+        gain, kap, nf, hf, last_units = (
+            fields[f] for f in ("gain", "kappa", "noise", "hf", "last")
+        )
         last = last_units * LAST_UNIT
         if np.any(last > self.config.coded_bins):
             raise BitstreamError("corrupt frame: coded bandwidth beyond the mode's")
@@ -694,6 +757,27 @@ class TCX:
         coefs = np.asarray(q * _gain_step(gain)[:, None] / shaping, dtype=np.float64)
         return coefs, pitch
 
+    def read_side(
+        self, frames: Sequence[bytes], env_field_bits: Sequence[int]
+    ) -> tuple[IntArray, dict[str, IntArray], list[RangeDecoder]]:
+        """The envelope indices (n, stages) and side fields of each frame, and each
+        frame's range decoder positioned at its values. Fields: those of
+        :data:`codec.residual.sidemodel.FIELDS` (``last`` in units of 8 bins;
+        the pitch lag and gain are 0 where the pitch is off)."""
+        heads, rows, decs = [], [], []
+        read = self.side.read
+        with_pitch = self.config.pitch
+        for fr in frames:
+            dec = RangeDecoder(fr)
+            heads.append(dec.decode_fields(env_field_bits))
+            f = read(dec, pitch=with_pitch)
+            rows.append([f[name] for name in SIDE_FIELDS])
+            decs.append(dec)
+        n = len(frames)
+        idx = np.array(heads, dtype=np.int64).reshape(n, len(env_field_bits))
+        table = np.array(rows, dtype=np.int64).reshape(n, len(SIDE_FIELDS))
+        return idx, {name: table[:, j] for j, name in enumerate(SIDE_FIELDS)}, decs
+
     def n_frames(self, n_samples: int) -> int:
         """Frames needed for ``n_samples`` (:func:`codec.residual.mdct.n_frames`)."""
         return mdct.n_frames(n_samples, N_BINS, self.config.overlap)
@@ -707,7 +791,9 @@ GAIN_STEP_TEXT = f"{GAIN_STEP:g}"
 
 
 def frame_layout_markdown() -> str:
-    """Payload layout of a TCX frame, generated from :data:`FIXED_FIELDS` (docs/FRAME.md)."""
+    """Payload layout of a TCX frame (docs/FRAME.md), from the constants of this
+    module and the context rules of :mod:`codec.residual.sidemodel`."""
+    side = "(`codec/residual/sidemodel.py`, tables `codec/data/side-model-4.json`)"
     rows = [
         "# The TCX frame payload",
         "",
@@ -716,37 +802,44 @@ def frame_layout_markdown() -> str:
         "Every frame is one range-coded stream (`codec/residual/rangecoder.py`, bytes most",
         "significant first), zero-padded to exactly B bytes; the decoder reads past the",
         "end as zeros. Raw fields are coded as equiprobable symbols of the range coder,",
-        "so no field is rounded to a byte.",
+        "so no field is rounded to a byte. Since format 4 the side fields after the",
+        "envelope are range-coded under fixed tables, one set per bitrate mode "
+        + side
+        + ", some in the context of a field coded before them in the same frame; no",
+        "field depends on another frame. `Tools(side_model=False)` writes them as raw",
+        "bits of the widths in brackets instead (format 3's layout, for ablations).",
         "",
-        "| order | field | bits | meaning |",
-        "|---|---|---|---|",
-        "| 1 | envelope indices | M x b (raw) | one index per codebook of the envelope "
-        "quantizer named in the header (e.g. 4 x 6 for `avq-4x6`) |",
-        "| 2 | pitch on | 1 (raw) | pitch pre-/post-filter on in this frame "
-        "(`codec/residual/pitch.py`) |",
-        f"| 2a | pitch lag | {LAG_BITS} (raw, only when on) | comb lag T = {LAG_MIN} + value "
-        "samples |",
-        f"| 2b | pitch gain | {PITCH_GAIN_BITS} (raw, only when on) | comb gain "
-        f"g = {GAIN_STEP_TEXT} x (value + 1) |",
-    ]
-    meaning = {
-        "gain": f"global step Δ = 2^((i - {_GAIN_OFFSET}) / {GAIN_STEPS_PER_OCTAVE})",
-        "kappa": f"model spread κ = 2^((j - {_KAPPA_OFFSET}) / 4)",
-        "noise": f"noise-fill level ν = {_NOISE_STEP} x index (in units of Δ) of the "
-        "zeroed bins from 1 kHz up to the mode's coded band",
-        "hf": f"level of the band above the mode's coded band: 2^((i - {_HF_OFFSET}) / 2) "
-        "x Δ (0: silent)",
-        "last": f"coded bins = {LAST_UNIT} x value (0 .. the mode's coded bins, at most {N_BINS})",
-    }
-    for i, (name, bits) in enumerate(FIXED_FIELDS, start=3):
-        rows.append(f"| {i} | {name} | {bits} (raw) | {meaning[name]} |")
-    rows += [
-        f"| {len(FIXED_FIELDS) + 3} | values | variable | quantized MDCT bins 0 .. last-1, "
-        f"each a Laplacian symbol with mean magnitude κ r_k h_k (h_k: the harmonic model "
-        "of `codec/residual/harmonic.py` at the pitch lag when the pitch tool is on, else 1; "
-        f"|q| > {_MAX_ABS}: escape, "
-        "sign bit, Elias-gamma excess) |",
-        "| - | padding | to 8 B | zero bytes |",
+        "| order | field | coded as | context | meaning |",
+        "|---|---|---|---|---|",
+        "| 1 | envelope indices | M x b raw bits | - | one index per codebook of the "
+        "envelope quantizer named in the header (e.g. 4 x 6 for `avq-4x6`) |",
+        "| 2 | pitch on | table, 2 symbols [1] | - | pitch pre-/post-filter on in this "
+        "frame (`codec/residual/pitch.py`) |",
+        f"| 2a | pitch lag | table, {1 << LAG_BITS} symbols [{LAG_BITS}] (only when on) | - "
+        f"| comb lag T = {LAG_MIN} + value samples |",
+        f"| 2b | pitch gain | table, {1 << PITCH_GAIN_BITS} symbols [{PITCH_GAIN_BITS}] (only "
+        f"when on) | - | comb gain g = {GAIN_STEP_TEXT} x (value + 1) |",
+        f"| 3 | gain | table, {1 << GAIN_BITS} symbols [{GAIN_BITS}] | - | global step "
+        f"Δ = 2^((i - {_GAIN_OFFSET}) / {GAIN_STEPS_PER_OCTAVE}) |",
+        f"| 4 | last | table, C/{LAST_UNIT} + 1 symbols [{LAST_BITS}] | gain >> 5 | coded "
+        f"bins = {LAST_UNIT} x value (0 .. the mode's C coded bins) |",
+        f"| 5 | kappa | table, {1 << KAPPA_BITS} symbols [{KAPPA_BITS}] | 8 last / (C/8 + 1) "
+        f"| model spread κ = 2^((j - {_KAPPA_OFFSET}) / 4) |",
+        f"| 6 | noise | table, {1 << NOISE_BITS} symbols [{NOISE_BITS}] | kappa >> 2 | "
+        f"noise-fill level ν = {_NOISE_STEP} x index (in units of Δ) of the zeroed bins "
+        "from 1 kHz up to the mode's coded band |",
+        f"| 7 | hf | table, {1 << HF_BITS} symbols [{HF_BITS}] (only when C < {N_BINS}) | "
+        f"kappa >> 2 | level of the band above the mode's coded band: "
+        f"2^((i - {_HF_OFFSET}) / 2) x Δ (0: silent) |",
+        "| 8 | values | variable | - | quantized MDCT bins 0 .. last-1, each a Laplacian "
+        "symbol with mean magnitude κ r_k h_k (h_k: the harmonic model of "
+        "`codec/residual/harmonic.py` at the pitch lag when the pitch tool is on, else 1; "
+        f"|q| > {_MAX_ABS}: escape, sign bit, Elias-gamma excess) |",
+        "| - | padding | to B bytes | - | zero bytes |",
+        "",
+        "C: the mode's coded bins (`svq modes`: 80, 96, 120, 160, 200 and 320 from 8 to",
+        "32 kbit/s). The raw widths of format 3 are in brackets; the `hf` field is",
+        "written in every mode by the raw layout.",
         "",
     ]
     return "\n".join(rows)

@@ -1,0 +1,290 @@
+"""Static probability models of a TCX frame's side fields (format 4).
+
+Up to format 3 every side field of a frame (the pitch flag, lag and gain, the
+global gain, κ, the noise and top-band levels and ``last``) was written as raw
+bits: 21 to 32 bits a frame whatever their values. Their values are far from
+uniform: a voiced frame's pitch gain, a speech frame's gain, a frame's κ given
+its coded bandwidth. Format 4 codes them with the range coder under fixed
+tables, one set per bitrate mode, trained on the train split
+(``python -m recipes.train_side_model``): about 9 bits a frame fewer at
+8 kbit/s and 11 at 13.2, which go to the spectrum.
+
+The tables are memoryless from frame to frame (no field depends on another
+frame), so a lost frame costs nothing to the frames after it. Within a frame,
+some fields are coded in the context of one coded before it:
+
+=============  =========  =====================================================
+field          symbols    context (coded before it in the same frame)
+=============  =========  =====================================================
+``pitch_on``   2          none
+``pitch_lag``  256        none (only when on)
+``pitch_gain`` 8          none (only when on)
+``gain``       256        none
+``last``       B/8 + 1    ``gain >> 5`` (8 classes)
+``kappa``      32         ``8 last / (B + 8)`` (8 classes of the coded width)
+``noise``      8          ``kappa >> 2``
+``hf``         16         ``kappa >> 2`` (only when the mode has a top band)
+=============  =========  =====================================================
+
+(B: the mode's coded bins.) Every symbol of every table has a nonzero
+frequency, so any value can be coded; the tables mix the trained counts with a
+uniform share (:data:`UNIFORM_SHARE`), so no symbol costs more than 6 bits
+above its raw width. The shipped tables are ``codec/data/side-model-4.json``;
+they are part of the format (a test pins their hash), and changing them is a
+new format version.
+
+:class:`RawSide` writes the same fields as raw bits (format 3's layout, the
+ablation switch ``Tools(side_model=False)``); :class:`ModelSide` codes them
+with the tables. Both have the same three methods: ``write`` (encoder),
+``read`` (decoder) and ``cost`` (the encoder's rate loop, vectorised over
+frames), so the TCX coder does not care which it has.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from codec.errors import ParameterError
+from codec.residual.rangecoder import RangeDecoder, RangeEncoder
+
+__all__ = [
+    "FIELDS",
+    "RawSide",
+    "ModelSide",
+    "SHIPPED_PATH",
+    "shipped",
+    "context_of",
+    "n_symbols",
+    "tables_from_counts",
+    "SideFields",
+]
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+TOTAL_BITS = 15
+"""Every table sums to ``2 ** TOTAL_BITS``."""
+UNIFORM_SHARE = 1.0 / 64.0
+"""Share of a uniform distribution mixed into every trained table."""
+BACKOFF = 32.0
+"""Weight (in counts) of a field's context-free distribution in each context's table."""
+N_CONTEXTS = 8
+SHIPPED_PATH = Path(__file__).resolve().parent.parent / "data" / "side-model-4.json"
+
+FIELDS = ("pitch_on", "pitch_lag", "pitch_gain", "gain", "last", "kappa", "noise", "hf")
+"""The side fields in payload order (after the envelope indices)."""
+
+_RAW_BITS = {
+    "pitch_on": 1,
+    "pitch_lag": 8,
+    "pitch_gain": 3,
+    "gain": 8,
+    "last": 6,
+    "kappa": 5,
+    "noise": 3,
+    "hf": 4,
+}
+
+SideFields = Mapping[str, Any]
+"""Field name -> value (one frame) or array of values (many frames). ``last`` is in
+units of 8 bins; ``pitch_lag`` is the coded value (lag minus the smallest lag)."""
+
+
+def n_symbols(field: str, coded_bins: int) -> int:
+    """Alphabet size of a field in a mode with ``coded_bins`` coded bins."""
+    if field == "last":
+        return coded_bins // 8 + 1
+    return 1 << _RAW_BITS[field]
+
+
+def context_of(field: str, values: SideFields, coded_bins: int) -> Any:
+    """The context class of ``field`` given the fields coded before it (scalar or array)."""
+    if field == "last":
+        return np.asarray(values["gain"]) >> 5
+    if field == "kappa":
+        return (8 * np.asarray(values["last"])) // (coded_bins // 8 + 1)
+    if field in ("noise", "hf"):
+        return np.asarray(values["kappa"]) >> 2
+    return np.zeros_like(np.asarray(values.get("gain", 0)))
+
+
+def _present(coded_bins: int) -> tuple[str, ...]:
+    """Fields written in a mode (no top-band level when the whole band is coded)."""
+    return tuple(f for f in FIELDS if f != "hf" or coded_bins < 320)
+
+
+class RawSide:
+    """The side fields as raw bits (format 3's layout)."""
+
+    def __init__(self, coded_bins: int) -> None:
+        self.coded_bins = int(coded_bins)
+        self.fields = FIELDS
+
+    def write(self, enc: RangeEncoder, values: SideFields) -> None:
+        """Write one frame's fields (the pitch fields only when ``values`` has them)."""
+        if "pitch_on" in values:
+            on = int(values["pitch_on"])
+            enc.encode_bits(on, 1)
+            if on:
+                enc.encode_bits(int(values["pitch_lag"]), 8)
+                enc.encode_bits(int(values["pitch_gain"]), 3)
+        for f in ("gain", "kappa", "noise", "hf", "last"):
+            enc.encode_bits(int(values[f]), _RAW_BITS[f])
+
+    def read(self, dec: RangeDecoder, *, pitch: bool = True) -> dict[str, int]:
+        """Read one frame's fields (``pitch``: the frame has the pitch fields)."""
+        out = {"pitch_on": dec.decode_bits(1) if pitch else 0, "pitch_lag": 0, "pitch_gain": 0}
+        if out["pitch_on"]:
+            out["pitch_lag"], out["pitch_gain"] = dec.decode_fields([8, 3])
+        g, k, nf, hf, last = dec.decode_fields([8, 5, 3, 4, 6])
+        out.update(gain=g, kappa=k, noise=nf, hf=hf, last=last)
+        return out
+
+    def pitch_cost(self, on: IntArray, lag: IntArray, gain: IntArray) -> FloatArray:
+        """Bits of the pitch fields of each frame."""
+        return np.where(np.asarray(on) > 0, 12.0, 1.0)
+
+    def cost(self, values: SideFields) -> FloatArray:
+        """Bits of the gain, last, κ, noise and top-band fields of each frame."""
+        shape = np.shape(values["gain"])
+        return np.full(shape, 26.0)
+
+    def max_bits(self) -> float:
+        """The most bits the side fields of one frame can take."""
+        return 27.0 + 11.0
+
+
+class ModelSide:
+    """The side fields range-coded under fixed tables (format 4)."""
+
+    def __init__(self, freqs: Mapping[str, Sequence[Sequence[int]]], coded_bins: int) -> None:
+        self.coded_bins = int(coded_bins)
+        self.fields = _present(self.coded_bins)
+        self._cdfs: dict[str, list[list[int]]] = {}
+        self._bits: dict[str, FloatArray] = {}
+        total = 1 << TOTAL_BITS
+        for f in self.fields:
+            rows = [list(map(int, r)) for r in freqs[f]]
+            n_ctx = 1 if f in ("pitch_on", "pitch_lag", "pitch_gain", "gain") else N_CONTEXTS
+            if len(rows) != n_ctx:
+                raise ParameterError(f"side model: {f} has {len(rows)} contexts, not {n_ctx}")
+            for r in rows:
+                if len(r) != n_symbols(f, self.coded_bins) or min(r) < 1 or sum(r) != total:
+                    raise ParameterError(f"side model: bad frequency table for {f}")
+            self._cdfs[f] = [[0, *np.cumsum(r).tolist()] for r in rows]
+            self._bits[f] = -np.log2(np.array(rows, dtype=np.float64) / total)
+
+    # the encoder ---------------------------------------------------------------------
+
+    def _put(self, enc: RangeEncoder, f: str, value: int, ctx: int) -> None:
+        enc.encode_symbol(int(value), self._cdfs[f][int(ctx)])
+
+    def write(self, enc: RangeEncoder, values: SideFields) -> None:
+        """Write one frame's fields (the pitch fields only when ``values`` has them)."""
+        if "pitch_on" in values:
+            on = int(values["pitch_on"])
+            self._put(enc, "pitch_on", on, 0)
+            if on:
+                self._put(enc, "pitch_lag", values["pitch_lag"], 0)
+                self._put(enc, "pitch_gain", values["pitch_gain"], 0)
+        for f in self.fields[3:]:
+            self._put(enc, f, values[f], context_of(f, values, self.coded_bins))
+
+    def pitch_cost(self, on: IntArray, lag: IntArray, gain: IntArray) -> FloatArray:
+        """Bits of the pitch fields of each frame (arrays of equal shape)."""
+        on = np.asarray(on)
+        b = self._bits
+        lag_c = b["pitch_lag"][0][np.where(on > 0, lag, 0)]
+        gain_c = b["pitch_gain"][0][np.where(on > 0, gain, 0)]
+        return np.asarray(b["pitch_on"][0][on] + np.where(on > 0, lag_c + gain_c, 0.0))
+
+    def cost(self, values: SideFields) -> FloatArray:
+        """Ideal bits (``-log2 p``) of the gain, last, κ, noise and top-band fields
+        of each frame (arrays of equal shape)."""
+        bits = np.zeros(np.shape(values["gain"]))
+        for f in self.fields[3:]:
+            ctx = context_of(f, values, self.coded_bins)
+            bits = bits + self._bits[f][ctx, np.asarray(values[f])]
+        return bits
+
+    def max_bits(self) -> float:
+        """The most bits the side fields of one frame can take."""
+        return float(sum(self._bits[f].max() for f in self.fields))
+
+    # the decoder ---------------------------------------------------------------------
+
+    def read(self, dec: RangeDecoder, *, pitch: bool = True) -> dict[str, int]:
+        """Read one frame's fields (``pitch``: the frame has the pitch fields)."""
+        get = dec.decode_symbol
+        cdfs = self._cdfs
+        on = get(cdfs["pitch_on"][0]) if pitch else 0
+        out = {"pitch_on": on, "pitch_lag": 0, "pitch_gain": 0, "hf": 0}
+        if out["pitch_on"]:
+            out["pitch_lag"] = get(cdfs["pitch_lag"][0])
+            out["pitch_gain"] = get(cdfs["pitch_gain"][0])
+        g = out["gain"] = get(cdfs["gain"][0])
+        last = out["last"] = get(cdfs["last"][g >> 5])
+        k = out["kappa"] = get(cdfs["kappa"][(8 * last) // (self.coded_bins // 8 + 1)])
+        out["noise"] = get(cdfs["noise"][k >> 2])
+        if "hf" in cdfs:
+            out["hf"] = get(cdfs["hf"][k >> 2])
+        return out
+
+
+@functools.cache
+def _shipped_json(path: str) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as fh:
+        data: dict[str, Any] = json.load(fh)
+    return data
+
+
+@functools.cache
+def shipped(mode_key: str, coded_bins: int) -> ModelSide:
+    """The shipped tables of a mode (``mode_key``: its bitrate as ``f"{kbps:g}"``)."""
+    data = _shipped_json(str(SHIPPED_PATH))
+    try:
+        freqs = data["modes"][mode_key]
+    except KeyError:
+        raise ParameterError(f"no shipped side model for the {mode_key} kbit/s mode") from None
+    return ModelSide(freqs, coded_bins)
+
+
+def tables_from_counts(
+    counts: Mapping[str, npt.ArrayLike], coded_bins: int
+) -> dict[str, list[list[int]]]:
+    """Frequency tables (each summing to ``2 ** TOTAL_BITS``, no zero) from counts.
+
+    ``counts[f]`` has shape (contexts, symbols) (one context for the context-free
+    fields). Each context's distribution is its counts backed off to the field's
+    overall distribution with weight :data:`BACKOFF`, mixed with a uniform share
+    :data:`UNIFORM_SHARE`; frequencies are ``floor(p (T - n)) + 1``, and what is
+    left of ``T`` goes one by one to the largest probabilities (ties: the lower
+    symbol), so the result is exact and deterministic.
+    """
+    total = 1 << TOTAL_BITS
+    out: dict[str, list[list[int]]] = {}
+    for f in _present(coded_bins):
+        c = np.asarray(counts[f], dtype=np.float64)
+        n = n_symbols(f, coded_bins)
+        if c.ndim != 2 or c.shape[1] != n:
+            raise ParameterError(f"counts of {f}: shape {c.shape}, expected (contexts, {n})")
+        marg = c.sum(axis=0)
+        marg = marg / max(marg.sum(), 1.0)
+        rows = []
+        for row in c:
+            p = (row + BACKOFF * marg) / (row.sum() + BACKOFF)
+            p = (1.0 - UNIFORM_SHARE) * p + UNIFORM_SHARE / n
+            freq = np.floor(p * (total - n)).astype(np.int64) + 1
+            left = total - int(freq.sum())
+            order = np.argsort(-p, kind="stable")
+            freq[order[:left]] += 1
+            rows.append(freq.tolist())
+        out[f] = rows
+    return out

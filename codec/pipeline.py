@@ -116,6 +116,9 @@ class Tools:
     """Side fields range-coded under the mode's trained tables (format 4,
     :mod:`codec.residual.sidemodel`; off: raw bits, as in format 3). The tables
     belong to the mode's coded band: without ``band_split`` the fields are raw."""
+    fill: bool = True
+    """Encoder only: the bits the rate loop leaves are spent on one more step for
+    the bins that gain most (``TcxConfig.fill_slack``; off: they are padding)."""
 
 
 def _residual_coder(coder_id: int, mode: Mode, tools: Tools) -> TCX:
@@ -126,6 +129,8 @@ def _residual_coder(coder_id: int, mode: Mode, tools: Tools) -> TCX:
     config = TcxConfig(coded_bins=bins, side_model=f"{mode.bitrate_kbps:g}" if tables else "")
     if not tools.harmonic:
         config = replace(config, harmonic_depth=0.0)
+    if not tools.fill:
+        config = replace(config, fill_slack=0)
     return _RESIDUAL_CODERS[coder_id](config)
 
 

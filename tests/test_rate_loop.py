@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -66,3 +68,41 @@ def test_rate_loop_equals_trial_coding(speech, monkeypatch, rate, sure_bits):
             assert frames[i] == ref + bytes(frame_bytes - len(ref)), (shift, i)
         if sure_bits > 1:
             assert coded  # decided by trial coding
+
+
+@pytest.mark.parametrize("rate", [8.0, 13.2, 32.0])
+def test_fill_slack_spends_the_bits_left(speech, monkeypatch, rate):
+    """The bins that get one more step from the left-over bits: at most
+    ``fill_slack`` per frame, one step each towards the unquantized value,
+    each lowering that bin's error; every frame still fits (the payloads
+    are the real coder's), and more of the budget is used."""
+    coder, args, kwargs = _captured(speech, monkeypatch, rate)
+    coefs, a_q, env_idx, env_bits, frame_bytes = args
+    pitch = kwargs.get("pitch") or PitchParams.off(coefs.shape[0])
+    xs, ratio, side, fixed, budget = _setup(
+        coder, coefs, a_q, env_idx, env_bits, frame_bytes, pitch
+    )
+    assert coder.config.fill_slack == 8
+    plain = TCX(replace(coder.config, fill_slack=0))
+    frames_plain = plain.encode(coefs, a_q, env_idx, env_bits, frame_bytes, pitch=pitch)
+    frames = coder.encode(coefs, a_q, env_idx, env_bits, frame_bytes, pitch=pitch)
+    assert all(len(f) == frame_bytes for f in frames)
+    _, fields_plain, _ = plain.read_side(frames_plain, env_bits)
+    _, fields, _ = coder.read_side(frames, env_bits)
+    gains = fields["gain"]
+    assert np.array_equal(gains, fields_plain["gain"])  # the rate loop's gains
+    q, filled = coder._fill_slack(xs, ratio, gains, fixed, budget)
+    step = tcx_module._frame_steps()[gains][:, None]
+    q0 = coder._quantize(xs, step[:, 0], ratio)
+    d = q - q0
+    assert np.all(np.abs(d) <= 1) and np.all((np.abs(d) > 0).sum(axis=1) <= 8)
+    v = xs / step
+    assert np.all(np.sign(d[d != 0]) == np.sign(v[d != 0]))
+    assert np.all((np.abs(v - q) < np.abs(v - q0))[d != 0])
+    assert filled.mean() > 0.5  # most frames had bits left for a step
+    assert [f != g for f, g in zip(frames, frames_plain, strict=True)] == filled.tolist()
+
+    def used(fr: list[bytes]) -> int:
+        return sum(len(x.rstrip(b"\0")) for x in fr)
+
+    assert used(frames) > used(frames_plain)

@@ -128,6 +128,9 @@ class TcxConfig:
     pitch: bool = True
     """Frames carry the pitch pre-/post-filter parameters (:mod:`codec.residual.pitch`)."""
     side_model: str = ""
+    fill_slack: int = 8
+    """Encoder only: at most this many bins get one more quantization step from
+    the bits the rate loop left over (:meth:`TCX._fill_slack`); 0 = off."""
     """The mode whose shipped side-field tables code the frame's side fields
     (:mod:`codec.residual.sidemodel`, e.g. ``"13.2"``); empty: raw bits."""
 
@@ -408,7 +411,55 @@ class TCX:
         finer_bits = self._total_cost(xs, ratio, np.maximum(gain - 1, 0))
         cannot_fit = fixed + finer_bits > budget + 1e-6
         final, coded = self._rate_loop(xs, ratio, gain, cannot_fit, side, fixed, budget)
-        return self._code_frames(xs, ratio, final, coded, gain, cannot_fit, side, frame_bytes)
+        q = None
+        if self.config.fill_slack > 0:
+            q, filled = self._fill_slack(xs, ratio, final, fixed, budget)
+            coded = {k: d for k, d in coded.items() if not filled[k[0]]}
+        return self._code_frames(xs, ratio, final, coded, gain, cannot_fit, side, frame_bytes, q=q)
+
+    def _fill_slack(
+        self, xs: FloatArray, ratio: FloatArray, gains: IntArray, fixed: FloatArray, budget: int
+    ) -> tuple[IntArray, npt.NDArray[np.bool_]]:
+        """Spend the bits the rate loop left (the frame's gain is the finest that
+        fits; what is left is up to a step's worth of bits): one value at a time,
+        the bin whose error one more quantization step lowers most (``|v| - |q|
+        > 1/2``, mostly bins the dead zone set to zero) gets that step while the
+        frame's ideal cost still surely fits (see :meth:`_rate_loop`), trying at
+        most ``config.fill_slack`` bins. Encoder only. Returns the values and
+        which frames changed."""
+        step = _frame_steps()[gains]
+        q = self._quantize(xs, step, ratio)
+        cb = self.config.coded_bins
+        n = q.shape[0]
+        if n == 0 or cb == 0:
+            return q, np.zeros(n, dtype=bool)
+        v = xs[:, :cb] / step[:, None]
+        mag = np.abs(q[:, :cb])
+        better = np.where(mag < _MAX_ABS, 2.0 * (np.abs(v) - mag) - 1.0, -1.0)
+        m = min(self.config.fill_slack, cb)
+        order = np.argsort(-better, axis=1, kind="stable")[:, :m]
+        gain_of = np.take_along_axis(better, order, axis=1)
+        cur = q.copy()
+        filled = np.zeros(n, dtype=bool)
+        for j in range(m):
+            try_it = gain_of[:, j] > 0.0
+            if not try_it.any():
+                break
+            sub = np.flatnonzero(try_it)
+            cand = cur[sub].copy()
+            col = order[sub, j]
+            cand[np.arange(sub.size), col] += np.where(v[sub, col] < 0, -1, 1)
+            bits, _, _ = self._cost(cand, ratio[sub], coder_kappa=True)
+            if isinstance(self.side, RawSide):
+                bits = bits + self.side.cost({"gain": gains[sub]})
+            else:
+                bits = bits + self.side.cost(
+                    self._side_values(xs[sub], ratio[sub], gains[sub], step[sub], cand)
+                )
+            ok = fixed[sub] + bits < budget - _SURE_BITS
+            cur[sub[ok]] = cand[ok]
+            filled[sub[ok]] = True
+        return cur, filled
 
     def side_info(
         self, env_idx: IntArray, env_field_bits: Sequence[int], pitch: PitchParams | None
@@ -564,12 +615,16 @@ class TCX:
         cannot_fit: npt.NDArray[np.bool_],
         side: Sequence[Side],
         frame_bytes: int,
+        *,
+        q: IntArray | None = None,
     ) -> list[bytes]:
         """Code every frame at its final gain (:meth:`_encode_frame`'s payload, the
-        per-frame arithmetic done for all frames at once)."""
+        per-frame arithmetic done for all frames at once); ``q``: the values to
+        code, when not those of the gain (:meth:`_fill_slack`)."""
         budget = 8 * frame_bytes
         step = _frame_steps()[gains]
-        q = self._quantize(xs, step, ratio)
+        if q is None:
+            q = self._quantize(xs, step, ratio)
         last = self._last(q)
         kap = self._kappa_index(q, ratio, last)
         v = xs / step[:, None]

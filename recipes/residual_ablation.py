@@ -133,7 +133,9 @@ def results_markdown(summary: dict[str, Any], configs: Sequence[str], rates: Seq
         "pitch": "+ pitch pre-/post-filter",
         "band": "+ coded band / noise top band",
         "pitch+band": "pitch + band",
-        "all": "pitch + band + harmonic model (shipped)",
+        "all-raw-side": "pitch + band + harmonic model (format 3)",
+        "all-no-fill": "+ side-field tables (format 4)",
+        "all": "+ left-over bits spent (shipped)",
     }
     parts = ["# Residual-coder ablation", ""]
     for metric, digits in (("pesq_wb", 2), ("visqol", 2), ("psnr", 2)):

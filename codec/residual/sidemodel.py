@@ -104,14 +104,26 @@ def n_symbols(field: str, coded_bins: int) -> int:
     return 1 << _RAW_BITS[field]
 
 
+def _ctx_last(gain: Any) -> Any:
+    return gain >> 5
+
+
+def _ctx_kappa(last: Any, coded_bins: int) -> Any:
+    return (8 * last) // (coded_bins // 8 + 1)
+
+
+def _ctx_level(kappa: Any) -> Any:
+    return kappa >> 2
+
+
 def context_of(field: str, values: SideFields, coded_bins: int) -> Any:
     """The context class of ``field`` given the fields coded before it (scalar or array)."""
     if field == "last":
-        return np.asarray(values["gain"]) >> 5
+        return _ctx_last(np.asarray(values["gain"]))
     if field == "kappa":
-        return (8 * np.asarray(values["last"])) // (coded_bins // 8 + 1)
+        return _ctx_kappa(np.asarray(values["last"]), coded_bins)
     if field in ("noise", "hf"):
-        return np.asarray(values["kappa"]) >> 2
+        return _ctx_level(np.asarray(values["kappa"]))
     return np.zeros_like(np.asarray(values.get("gain", 0)))
 
 
@@ -156,6 +168,10 @@ class RawSide:
         shape = np.shape(values["gain"])
         return np.full(shape, 26.0)
 
+    def typical_bits(self) -> float:
+        """The bits of the gain, last, κ, noise and top-band fields (exact here)."""
+        return 26.0
+
     def max_bits(self) -> float:
         """The most bits the side fields of one frame can take."""
         return 27.0 + 11.0
@@ -183,19 +199,25 @@ class ModelSide:
 
     # the encoder ---------------------------------------------------------------------
 
-    def _put(self, enc: RangeEncoder, f: str, value: int, ctx: int) -> None:
-        enc.encode_symbol(int(value), self._cdfs[f][int(ctx)])
-
     def write(self, enc: RangeEncoder, values: SideFields) -> None:
         """Write one frame's fields (the pitch fields only when ``values`` has them)."""
+        put = enc.encode_symbol
+        cdfs = self._cdfs
         if "pitch_on" in values:
             on = int(values["pitch_on"])
-            self._put(enc, "pitch_on", on, 0)
+            put(on, cdfs["pitch_on"][0])
             if on:
-                self._put(enc, "pitch_lag", values["pitch_lag"], 0)
-                self._put(enc, "pitch_gain", values["pitch_gain"], 0)
-        for f in self.fields[3:]:
-            self._put(enc, f, values[f], context_of(f, values, self.coded_bins))
+                put(int(values["pitch_lag"]), cdfs["pitch_lag"][0])
+                put(int(values["pitch_gain"]), cdfs["pitch_gain"][0])
+        g = int(values["gain"])
+        put(g, cdfs["gain"][0])
+        last = int(values["last"])
+        put(last, cdfs["last"][_ctx_last(g)])
+        k = int(values["kappa"])
+        put(k, cdfs["kappa"][_ctx_kappa(last, self.coded_bins)])
+        put(int(values["noise"]), cdfs["noise"][_ctx_level(k)])
+        if "hf" in cdfs:
+            put(int(values["hf"]), cdfs["hf"][_ctx_level(k)])
 
     def pitch_cost(self, on: IntArray, lag: IntArray, gain: IntArray) -> FloatArray:
         """Bits of the pitch fields of each frame (arrays of equal shape)."""
@@ -218,6 +240,16 @@ class ModelSide:
         """The most bits the side fields of one frame can take."""
         return float(sum(self._bits[f].max() for f in self.fields))
 
+    def typical_bits(self) -> float:
+        """A typical cost of the gain, last, κ, noise and top-band fields: the sum
+        of each table's entropy, averaged over its contexts (an estimate for the
+        rate loop's first search)."""
+        total = 0.0
+        for f in self.fields[3:]:
+            b = self._bits[f]
+            total += float(np.mean(np.sum(np.exp2(-b) * b, axis=1)))
+        return total
+
     # the decoder ---------------------------------------------------------------------
 
     def read(self, dec: RangeDecoder, *, pitch: bool = True) -> dict[str, int]:
@@ -230,11 +262,11 @@ class ModelSide:
             out["pitch_lag"] = get(cdfs["pitch_lag"][0])
             out["pitch_gain"] = get(cdfs["pitch_gain"][0])
         g = out["gain"] = get(cdfs["gain"][0])
-        last = out["last"] = get(cdfs["last"][g >> 5])
-        k = out["kappa"] = get(cdfs["kappa"][(8 * last) // (self.coded_bins // 8 + 1)])
-        out["noise"] = get(cdfs["noise"][k >> 2])
+        last = out["last"] = get(cdfs["last"][_ctx_last(g)])
+        k = out["kappa"] = get(cdfs["kappa"][_ctx_kappa(last, self.coded_bins)])
+        out["noise"] = get(cdfs["noise"][_ctx_level(k)])
         if "hf" in cdfs:
-            out["hf"] = get(cdfs["hf"][k >> 2])
+            out["hf"] = get(cdfs["hf"][_ctx_level(k)])
         return out
 
 

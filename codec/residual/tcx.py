@@ -299,21 +299,21 @@ class TCX:
     @staticmethod
     def _kappa_index(q: IntArray, ratio: FloatArray, last: IntArray) -> IntArray:
         cnt = np.maximum(last, 1)  # the number of bins below last
-        # |q| / r below last, 0.0 from there on (computed only up to the largest last;
-        # the sum still runs over all bins, in the same order)
+        # |q| / r below last (computed only up to the largest last)
         width = int(last.max()) if last.size else 0
-        terms = np.zeros(q.shape)
         mask = np.arange(width) < last[..., None]
-        np.multiply(np.abs(q[..., :width]) / ratio[..., :width], mask, out=terms[..., :width])
+        terms = np.abs(q[..., :width]) / ratio[..., :width] * mask
         mean_mag = terms.sum(axis=-1) / cnt
         j = np.rint(4.0 * np.log2(np.maximum(mean_mag, 1e-6))) + _KAPPA_OFFSET + KAPPA_BIAS
         return np.clip(j, 0, (1 << KAPPA_BITS) - 1).astype(np.int64)
 
     @staticmethod
     def _last(q: IntArray) -> IntArray:
+        """Coded bins (a multiple of LAST_UNIT) that hold every nonzero of ``q``
+        (the whole spectrum or its first bins, when the rest is zero)."""
         nz = q != 0
         any_nz = nz.any(axis=-1)
-        last_bin = N_BINS - np.argmax(nz[..., ::-1], axis=-1)
+        last_bin = q.shape[-1] - np.argmax(nz[..., ::-1], axis=-1)
         units = np.where(any_nz, -(-last_bin // LAST_UNIT), 0)
         return np.asarray(units * LAST_UNIT, dtype=np.int64)
 
@@ -337,16 +337,15 @@ class TCX:
         ``coder_kappa``: the κ values of :meth:`_coder_tables` (those the frame is
         coded with) instead of :meth:`_tables`' (the rate loop's estimate).
         """
-        last = self._last(q)
-        kap = self._kappa_index(q, ratio, last)
-        kappa = _frame_kappas()[kap] if coder_kappa else _kappa_value(kap)
-        # the bins above the coded band are never coded (last <= coded_bins): their
-        # costs are masked to 0.0, so they are not computed; the sums still run over
-        # all N_BINS (the same additions in the same order)
+        # only the coded band: the encoder's values above it are zero (last <= coded_bins)
         cb = self.config.coded_bins
-        costs = np.zeros(q.shape)
-        costs[..., :cb] = _value_costs(q[..., :cb], _grid_index(kappa[..., None] * ratio[..., :cb]))
-        mask = np.arange(N_BINS) < last[..., None]
+        qc = q[..., :cb]
+        rc = ratio[..., :cb]
+        last = self._last(qc)
+        kap = self._kappa_index(qc, rc, last)
+        kappa = _frame_kappas()[kap] if coder_kappa else _kappa_value(kap)
+        costs = _value_costs(qc, _grid_index(kappa[..., None] * rc))
+        mask = np.arange(cb) < last[..., None]
         return np.asarray((costs * mask).sum(axis=-1), dtype=np.float64), kap, last
 
     # ------------------------------------------------------------------ encoder
@@ -399,9 +398,13 @@ class TCX:
         avail = budget - fixed - 2.0  # margin for the coder's termination (refined below)
         lo = np.zeros(n, dtype=np.int64)
         hi = np.full(n, (1 << GAIN_BITS) - 1, dtype=np.int64)
+        # (the side fields' bits at their typical cost: the search is an estimate
+        # that the rate loop corrects with exact costs)
+        avail = avail - self.side.typical_bits()
         while np.any(lo < hi):
             mid = (lo + hi) // 2
-            fits = self._total_cost(xs, ratio, mid) <= avail
+            bits, _, _ = self._cost(self._quantize(xs, _gain_step(mid), ratio), ratio)
+            fits = bits <= avail
             hi = np.where(fits, mid, hi)
             lo = np.where(fits, lo, np.minimum(mid + 1, hi))
         gain = hi
@@ -433,6 +436,7 @@ class TCX:
         n = q.shape[0]
         if n == 0 or cb == 0:
             return q, np.zeros(n, dtype=bool)
+        hf = self._hf_index(xs / step[:, None], ratio)  # the same whatever the values
         v = xs[:, :cb] / step[:, None]
         mag = np.abs(q[:, :cb])
         better = np.where(mag < _MAX_ABS, 2.0 * (np.abs(v) - mag) - 1.0, -1.0)
@@ -449,13 +453,9 @@ class TCX:
             cand = cur[sub].copy()
             col = order[sub, j]
             cand[np.arange(sub.size), col] += np.where(v[sub, col] < 0, -1, 1)
-            bits, _, _ = self._cost(cand, ratio[sub], coder_kappa=True)
-            if isinstance(self.side, RawSide):
-                bits = bits + self.side.cost({"gain": gains[sub]})
-            else:
-                bits = bits + self.side.cost(
-                    self._side_values(xs[sub], ratio[sub], gains[sub], step[sub], cand)
-                )
+            bits, _ = self._cost_with_side(
+                xs[sub], ratio[sub], gains[sub], step[sub], cand, coder_kappa=True, hf=hf[sub]
+            )
             ok = fixed[sub] + bits < budget - _SURE_BITS
             cur[sub[ok]] = cand[ok]
             filled[sub[ok]] = True
@@ -487,32 +487,39 @@ class TCX:
             fixed += self.side.pitch_cost(on, lag, np.where(on > 0, pitch.gain, 0))
         return side, fixed
 
-    def _side_values(
-        self, xs: FloatArray, ratio: FloatArray, g: IntArray, step: FloatArray, q: IntArray
-    ) -> dict[str, IntArray]:
-        """The gain, last (units), κ, noise and top-band fields of frames quantized
-        to ``q`` at gain indices ``g`` (steps ``step``)."""
-        last = self._last(q)
+    def _cost_with_side(
+        self,
+        xs: FloatArray,
+        ratio: FloatArray,
+        g: IntArray,
+        step: FloatArray,
+        q: IntArray,
+        *,
+        coder_kappa: bool = False,
+        hf: IntArray | None = None,
+    ) -> tuple[FloatArray, IntArray]:
+        """Ideal bits of the values and of the gain-dependent side fields (gain,
+        last, κ, noise and top-band levels) of frames quantized to ``q`` at gain
+        indices ``g`` (steps ``step``; ``coder_kappa`` as in :meth:`_cost`; ``hf``:
+        the top-band indices when known), and each frame's ``last``."""
+        bits, kap, last = self._cost(q, ratio, coder_kappa=coder_kappa)
+        if isinstance(self.side, RawSide):
+            return bits + self.side.cost({"gain": g}), last
         v = xs / step[..., None]
-        return {
+        fields = {
             "gain": g,
             "last": last // LAST_UNIT,
-            "kappa": self._kappa_index(q, ratio, last),
+            "kappa": kap,
             "noise": self._noise_index(v, q, ratio),
-            "hf": self._hf_index(v, ratio),
+            "hf": self._hf_index(v, ratio) if hf is None else hf,
         }
+        return bits + self.side.cost(fields), last
 
-    def _total_cost(
-        self, xs: FloatArray, ratio: FloatArray, g: IntArray, *, coder_kappa: bool = False
-    ) -> FloatArray:
-        """Ideal bits of the values and of the gain-dependent side fields of each
-        frame at gain indices ``g`` (see :meth:`_cost`)."""
+    def _total_cost(self, xs: FloatArray, ratio: FloatArray, g: IntArray) -> FloatArray:
+        """:meth:`_cost_with_side` of the values quantized at gain indices ``g``
+        (the rate loop's estimate)."""
         step = _gain_step(g)
-        q = self._quantize(xs, step, ratio)
-        bits, _, _ = self._cost(q, ratio, coder_kappa=coder_kappa)
-        if isinstance(self.side, RawSide):
-            return bits + self.side.cost({"gain": g})
-        return bits + self.side.cost(self._side_values(xs, ratio, g, step, q))
+        return self._cost_with_side(xs, ratio, g, step, self._quantize(xs, step, ratio))[0]
 
     def _rate_loop_frame(
         self,
@@ -573,11 +580,7 @@ class TCX:
         def fits(rows: IntArray, g: IntArray) -> npt.NDArray[np.bool_]:
             step = _frame_steps()[g]
             q = self._quantize(xs[rows], step, ratio[rows])
-            bits, _, last = self._cost(q, ratio[rows], coder_kappa=True)
-            if isinstance(self.side, RawSide):
-                bits = bits + self.side.cost({"gain": g})
-            else:
-                bits = bits + self.side.cost(self._side_values(xs[rows], ratio[rows], g, step, q))
+            bits, last = self._cost_with_side(xs[rows], ratio[rows], g, step, q, coder_kappa=True)
             ideal = fixed[rows] + bits
             ok = ideal < budget - _SURE_BITS
             unsure = ~ok & (ideal <= budget + _SURE_BITS)
@@ -732,9 +735,10 @@ class TCX:
         """Noise-fill level index per frame (the scaled RMS of the zeroed bins)."""
         if not self.config.noise_fill:
             return np.zeros(v.shape[0], dtype=np.int64)
-        mask = self._noise_mask(q)
+        cb = self.config.coded_bins  # the noise-filled bins all lie in the coded band
+        mask = self._noise_mask(q)[:, :cb]
         cnt = np.maximum(mask.sum(axis=-1), 1)
-        level = NOISE_SCALE * np.sqrt(((v / ratio) ** 2 * mask).sum(axis=-1) / cnt)
+        level = NOISE_SCALE * np.sqrt(((v[:, :cb] / ratio[:, :cb]) ** 2 * mask).sum(axis=-1) / cnt)
         return np.clip(np.rint(level / _NOISE_STEP), 0, (1 << NOISE_BITS) - 1).astype(np.int64)
 
     # ------------------------------------------------------------------ decoder

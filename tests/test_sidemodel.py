@@ -148,3 +148,13 @@ def test_the_saved_bits_go_to_the_spectrum(speech, rate: float) -> None:
     ref = x[: len(y)]
     err = float(np.sum((y - ref) ** 2))
     assert err < float(np.sum((y_raw - ref) ** 2))
+
+
+def test_raw_widths_are_the_coders() -> None:
+    from codec.residual import tcx
+
+    raw = sidemodel._RAW_BITS
+    assert raw["gain"] == tcx.GAIN_BITS and raw["kappa"] == tcx.KAPPA_BITS
+    assert raw["noise"] == tcx.NOISE_BITS and raw["hf"] == tcx.HF_BITS
+    assert raw["last"] == tcx.LAST_BITS
+    assert sidemodel.RawSide(80).max_bits() == sum(raw.values())

@@ -89,14 +89,9 @@ class PitchParams:
         return cls(np.full(n, LAG_MIN, dtype=np.int64), np.full(n, -1, dtype=np.int64))
 
     def bits(self) -> IntArray:
-        """Side-information bits of each frame."""
+        """Raw widths of each frame's pitch fields (format 3's layout; format 4
+        range-codes them, :mod:`codec.residual.sidemodel`)."""
         return np.where(self.gain >= 0, 1 + LAG_BITS + GAIN_BITS, 1).astype(np.int64)
-
-    def fields(self, i: int) -> list[tuple[int, int]]:
-        """(value, bits) of frame ``i`` as written to the payload."""
-        if self.gain[i] < 0:
-            return [(0, 1)]
-        return [(1, 1), (int(self.lag[i]) - LAG_MIN, LAG_BITS), (int(self.gain[i]), GAIN_BITS)]
 
 
 # ---------------------------------------------------------------------- analysis

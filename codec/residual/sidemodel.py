@@ -52,6 +52,8 @@ import numpy as np
 import numpy.typing as npt
 
 from codec.errors import ParameterError
+from codec.residual.pitch import GAIN_BITS as PITCH_GAIN_BITS
+from codec.residual.pitch import LAG_BITS
 from codec.residual.rangecoder import RangeDecoder, RangeEncoder
 
 __all__ = [
@@ -81,10 +83,10 @@ SHIPPED_PATH = Path(__file__).resolve().parent.parent / "data" / "side-model-4.j
 FIELDS = ("pitch_on", "pitch_lag", "pitch_gain", "gain", "last", "kappa", "noise", "hf")
 """The side fields in payload order (after the envelope indices)."""
 
-_RAW_BITS = {
+_RAW_BITS = {  # the widths of format 3's raw fields (tcx.GAIN_BITS etc.; a test checks)
     "pitch_on": 1,
-    "pitch_lag": 8,
-    "pitch_gain": 3,
+    "pitch_lag": LAG_BITS,
+    "pitch_gain": PITCH_GAIN_BITS,
     "gain": 8,
     "last": 6,
     "kappa": 5,
@@ -161,20 +163,21 @@ class RawSide:
 
     def pitch_cost(self, on: IntArray, lag: IntArray, gain: IntArray) -> FloatArray:
         """Bits of the pitch fields of each frame."""
-        return np.where(np.asarray(on) > 0, 12.0, 1.0)
+        pitch = _RAW_BITS["pitch_on"] + _RAW_BITS["pitch_lag"] + _RAW_BITS["pitch_gain"]
+        return np.where(np.asarray(on) > 0, float(pitch), float(_RAW_BITS["pitch_on"]))
 
     def cost(self, values: SideFields) -> FloatArray:
         """Bits of the gain, last, κ, noise and top-band fields of each frame."""
         shape = np.shape(values["gain"])
-        return np.full(shape, 26.0)
+        return np.full(shape, self.typical_bits())
 
     def typical_bits(self) -> float:
         """The bits of the gain, last, κ, noise and top-band fields (exact here)."""
-        return 26.0
+        return float(sum(_RAW_BITS[f] for f in ("gain", "last", "kappa", "noise", "hf")))
 
     def max_bits(self) -> float:
         """The most bits the side fields of one frame can take."""
-        return 27.0 + 11.0
+        return float(sum(_RAW_BITS.values()))
 
 
 class ModelSide:

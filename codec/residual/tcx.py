@@ -67,7 +67,7 @@ from codec.residual.sidemodel import FIELDS as SIDE_FIELDS
 from codec.residual.sidemodel import ModelSide, RawSide
 from codec.residual.sidemodel import shipped as shipped_side_model
 
-__all__ = ["TcxConfig", "TCX", "FIXED_FIELDS", "frame_signs"]
+__all__ = ["TcxConfig", "TCX", "frame_signs"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -80,13 +80,6 @@ NOISE_BITS = 3
 LAST_BITS = 6
 LAST_UNIT = 8
 HF_BITS = 4
-FIXED_FIELDS = (
-    ("gain", GAIN_BITS),
-    ("kappa", KAPPA_BITS),
-    ("noise", NOISE_BITS),
-    ("hf", HF_BITS),
-    ("last", LAST_BITS),
-)
 NOISE_FILL_START_HZ = 1000.0
 _MAX_ABS = 15  # values beyond are escape-coded
 _TOTAL_BITS = 15  # the Laplace tables sum to 2**15 (laplace_*'s default)

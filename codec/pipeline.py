@@ -62,6 +62,7 @@ __all__ = [
     "PITCH_GROUP",
     "ALGORITHMIC_DELAY",
     "Tools",
+    "residual_coder",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -132,6 +133,12 @@ def _residual_coder(coder_id: int, mode: Mode, tools: Tools) -> TCX:
     if not tools.fill:
         config = replace(config, fill_slack=0)
     return _RESIDUAL_CODERS[coder_id](config)
+
+
+def residual_coder(bitrate_kbps: float, tools: Tools = Tools()) -> TCX:
+    """The residual coder the codec uses at a bitrate (with ``tools``), for
+    reading a stream's frames outside the decoder (e.g. ``TCX.read_side``)."""
+    return _residual_coder(TCX.coder_id, mode_for(bitrate_kbps), tools)
 
 
 BLOCK_FRAMES = 100

@@ -1,10 +1,12 @@
 """Train the side-field tables of format 4 (:mod:`codec.residual.sidemodel`).
 
 Every ``--stride``-th file of the train split is encoded at every bitrate with
-the side fields written as raw bits (``Tools(side_model=False)``, the same
-coder otherwise), the fields of every frame are read back from the stream, and
-their counts per context become the frequency tables
-(:func:`codec.residual.sidemodel.tables_from_counts`). Writes
+format 3's residual coder (``Tools(side_model=False, fill=False)``: side
+fields as raw bits, the rate loop's left-over bits unspent), the fields of
+every frame are read back from the stream, and their counts per context become
+the frequency tables (:func:`codec.residual.sidemodel.tables_from_counts`).
+With the defaults this reproduces the shipped tables exactly (their
+``modes``; the file's hash differs only in its ``trained_on`` note). Writes
 ``OUT/side-model-4.json`` and ``OUT/counts.json``; ``--install`` copies the
 tables to ``codec/data/side-model-4.json``, the format's tables: installing
 different tables changes the format, so the test that pins their hash fails
@@ -32,10 +34,9 @@ import codec
 from codec.audio import read_audio
 from codec.bitstream import check_file
 from codec.modes import BITRATES_KBPS, mode_for
-from codec.pipeline import Tools, _residual_coder
+from codec.pipeline import Tools, residual_coder
 from codec.registry import find_envelope
 from codec.residual import sidemodel
-from codec.residual.tcx import TCX
 from recipes._common import DEFAULT_MANIFEST, audio_files, missing_data, parse_floats
 
 FORMAT_TABLES = sidemodel.SHIPPED_PATH
@@ -45,24 +46,20 @@ def _counts_of(job: tuple[str, float]) -> dict[str, list[list[int]]]:
     """Counts per (context, symbol) of one file's frames at one bitrate."""
     path, bitrate = job
     x, sr = read_audio(path)
-    raw = Tools(side_model=False)
+    raw = Tools(side_model=False, fill=False)
     data = codec.encode(x, sr, bitrate, tools=raw)
     header, frames, _ = check_file(data)
     mode = mode_for(bitrate)
-    tcx = _residual_coder(TCX.coder_id, mode, raw)
+    tcx = residual_coder(bitrate, raw)
     env = find_envelope(header.codebook_hash, ())
     _, fields, _ = tcx.read_side(frames, env.field_bits)
     cb = mode.coded_bins
     out: dict[str, list[list[int]]] = {}
     on = fields["pitch_on"] > 0
     for f in sidemodel.FIELDS:
-        n = sidemodel.n_symbols(f, cb)
-        contextual = f in ("last", "kappa", "noise", "hf")
-        ctx = (
-            sidemodel.context_of(f, fields, cb) if contextual else np.zeros(len(on), dtype=np.int64)
-        )
+        ctx = sidemodel.context_of(f, fields, cb)
         sel = on if f in ("pitch_lag", "pitch_gain") else np.ones(len(on), dtype=bool)
-        c = np.zeros((sidemodel.N_CONTEXTS if contextual else 1, n), dtype=np.int64)
+        c = np.zeros((sidemodel.n_contexts(f), sidemodel.n_symbols(f, cb)), dtype=np.int64)
         np.add.at(c, (ctx[sel], fields[f][sel]), 1)
         out[f] = c.tolist()
     return out
@@ -121,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = {
         "format": 4,
         "total_bits": sidemodel.TOTAL_BITS,
-        "trained_on": f"{args.split} split, every {args.stride}th file ({len(files)} files)",
+        "trained_on": f"{args.split} split, 1 file in {args.stride} ({len(files)} files)",
         "modes": tables,
     }
     path = out / "side-model-4.json"
@@ -134,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         frames = int(np.sum(acc["gain"]))
         bits = 0.0
         for f in model.fields:
-            bits += float(np.sum(np.asarray(acc[f]) * model._bits[f]))
-        raw = sum(sidemodel._RAW_BITS[f] * int(np.sum(acc[f])) for f in sidemodel.FIELDS)
+            bits += float(np.sum(np.asarray(acc[f]) * model.symbol_bits(f)))
+        raw = sum(sidemodel.RAW_BITS[f] * int(np.sum(acc[f])) for f in sidemodel.FIELDS)
         print(
             f"{key:>5} kbit/s: {frames} frames, side fields {raw / frames:.2f} -> "
             f"{bits / frames:.2f} bits/frame"

@@ -2,12 +2,13 @@
 
 Up to format 3 every side field of a frame (the pitch flag, lag and gain, the
 global gain, κ, the noise and top-band levels and ``last``) was written as raw
-bits: 21 to 32 bits a frame whatever their values. Their values are far from
+bits: 27 to 38 bits a frame whatever their values. Their values are far from
 uniform: a voiced frame's pitch gain, a speech frame's gain, a frame's κ given
 its coded bandwidth. Format 4 codes them with the range coder under fixed
 tables, one set per bitrate mode, trained on the train split
-(``python -m recipes.train_side_model``): about 9 bits a frame fewer at
-8 kbit/s and 11 at 13.2, which go to the spectrum.
+(``python -m recipes.train_side_model``): on dev files the tables never saw,
+10 to 16 bits a frame fewer (10.3 at 8 kbit/s, 11.7 at 13.2, 15.6 at 32;
+RESULTS.md §1), which go to the spectrum.
 
 The tables are memoryless from frame to frame (no field depends on another
 frame), so a lost frame costs nothing to the frames after it. Within a frame,
@@ -63,6 +64,8 @@ __all__ = [
     "SHIPPED_PATH",
     "shipped",
     "context_of",
+    "n_contexts",
+    "RAW_BITS",
     "n_symbols",
     "tables_from_counts",
     "SideFields",
@@ -83,7 +86,7 @@ SHIPPED_PATH = Path(__file__).resolve().parent.parent / "data" / "side-model-4.j
 FIELDS = ("pitch_on", "pitch_lag", "pitch_gain", "gain", "last", "kappa", "noise", "hf")
 """The side fields in payload order (after the envelope indices)."""
 
-_RAW_BITS = {  # the widths of format 3's raw fields (tcx.GAIN_BITS etc.; a test checks)
+RAW_BITS = {  # the widths of format 3's raw fields (tcx.GAIN_BITS etc.; a test checks)
     "pitch_on": 1,
     "pitch_lag": LAG_BITS,
     "pitch_gain": PITCH_GAIN_BITS,
@@ -99,11 +102,22 @@ SideFields = Mapping[str, Any]
 units of 8 bins; ``pitch_lag`` is the coded value (lag minus the smallest lag)."""
 
 
+_RAW_ORDER = ("gain", "kappa", "noise", "hf", "last")
+"""The order of the gain-dependent fields in the raw layout (format 3's)."""
+CONTEXTUAL = frozenset({"last", "kappa", "noise", "hf"})
+"""The fields coded in the context of an earlier field of the same frame."""
+
+
+def n_contexts(field: str) -> int:
+    """Context classes of a field's tables (1: coded without context)."""
+    return N_CONTEXTS if field in CONTEXTUAL else 1
+
+
 def n_symbols(field: str, coded_bins: int) -> int:
     """Alphabet size of a field in a mode with ``coded_bins`` coded bins."""
     if field == "last":
         return coded_bins // 8 + 1
-    return 1 << _RAW_BITS[field]
+    return 1 << RAW_BITS[field]
 
 
 def _ctx_last(gain: Any) -> Any:
@@ -145,26 +159,28 @@ class RawSide:
         """Write one frame's fields (the pitch fields only when ``values`` has them)."""
         if "pitch_on" in values:
             on = int(values["pitch_on"])
-            enc.encode_bits(on, 1)
+            enc.encode_bits(on, RAW_BITS["pitch_on"])
             if on:
-                enc.encode_bits(int(values["pitch_lag"]), 8)
-                enc.encode_bits(int(values["pitch_gain"]), 3)
-        for f in ("gain", "kappa", "noise", "hf", "last"):
-            enc.encode_bits(int(values[f]), _RAW_BITS[f])
+                enc.encode_bits(int(values["pitch_lag"]), RAW_BITS["pitch_lag"])
+                enc.encode_bits(int(values["pitch_gain"]), RAW_BITS["pitch_gain"])
+        for f in _RAW_ORDER:
+            enc.encode_bits(int(values[f]), RAW_BITS[f])
 
     def read(self, dec: RangeDecoder, *, pitch: bool = True) -> dict[str, int]:
         """Read one frame's fields (``pitch``: the frame has the pitch fields)."""
-        out = {"pitch_on": dec.decode_bits(1) if pitch else 0, "pitch_lag": 0, "pitch_gain": 0}
-        if out["pitch_on"]:
-            out["pitch_lag"], out["pitch_gain"] = dec.decode_fields([8, 3])
-        g, k, nf, hf, last = dec.decode_fields([8, 5, 3, 4, 6])
-        out.update(gain=g, kappa=k, noise=nf, hf=hf, last=last)
+        raw = RAW_BITS
+        out = {"pitch_on": dec.decode_bits(raw["pitch_on"]) if pitch else 0}
+        out["pitch_lag"], out["pitch_gain"] = (
+            dec.decode_fields([raw["pitch_lag"], raw["pitch_gain"]]) if out["pitch_on"] else (0, 0)
+        )
+        fields = dec.decode_fields([raw[f] for f in _RAW_ORDER])
+        out.update(zip(_RAW_ORDER, fields, strict=True))
         return out
 
     def pitch_cost(self, on: IntArray, lag: IntArray, gain: IntArray) -> FloatArray:
         """Bits of the pitch fields of each frame."""
-        pitch = _RAW_BITS["pitch_on"] + _RAW_BITS["pitch_lag"] + _RAW_BITS["pitch_gain"]
-        return np.where(np.asarray(on) > 0, float(pitch), float(_RAW_BITS["pitch_on"]))
+        pitch = RAW_BITS["pitch_on"] + RAW_BITS["pitch_lag"] + RAW_BITS["pitch_gain"]
+        return np.where(np.asarray(on) > 0, float(pitch), float(RAW_BITS["pitch_on"]))
 
     def cost(self, values: SideFields) -> FloatArray:
         """Bits of the gain, last, κ, noise and top-band fields of each frame."""
@@ -173,11 +189,11 @@ class RawSide:
 
     def typical_bits(self) -> float:
         """The bits of the gain, last, κ, noise and top-band fields (exact here)."""
-        return float(sum(_RAW_BITS[f] for f in ("gain", "last", "kappa", "noise", "hf")))
+        return float(sum(RAW_BITS[f] for f in ("gain", "last", "kappa", "noise", "hf")))
 
     def max_bits(self) -> float:
         """The most bits the side fields of one frame can take."""
-        return float(sum(_RAW_BITS.values()))
+        return float(sum(RAW_BITS.values()))
 
 
 class ModelSide:
@@ -191,7 +207,7 @@ class ModelSide:
         total = 1 << TOTAL_BITS
         for f in self.fields:
             rows = [list(map(int, r)) for r in freqs[f]]
-            n_ctx = 1 if f in ("pitch_on", "pitch_lag", "pitch_gain", "gain") else N_CONTEXTS
+            n_ctx = n_contexts(f)
             if len(rows) != n_ctx:
                 raise ParameterError(f"side model: {f} has {len(rows)} contexts, not {n_ctx}")
             for r in rows:
@@ -199,6 +215,10 @@ class ModelSide:
                     raise ParameterError(f"side model: bad frequency table for {f}")
             self._cdfs[f] = [[0, *np.cumsum(r).tolist()] for r in rows]
             self._bits[f] = -np.log2(np.array(rows, dtype=np.float64) / total)
+
+    def symbol_bits(self, field: str) -> FloatArray:
+        """``-log2 p`` of every symbol of a field's tables, shape (contexts, symbols)."""
+        return self._bits[field]
 
     # the encoder ---------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ def test_run_writes_tables_that_load(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert frames > 300  # both files' frames counted
     # the tables follow the counts: the commonest gain is the cheapest
     gains = np.asarray(counts["8"]["gain"][0])
-    assert int(np.argmin(m8._bits["gain"][0])) == int(np.argmax(gains))
+    assert int(np.argmin(m8.symbol_bits("gain")[0])) == int(np.argmax(gains))
     text = capsys.readouterr().out
     assert "bits/frame" in text and "sha256" in text
     # without --install the format's tables are untouched

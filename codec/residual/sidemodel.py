@@ -55,7 +55,7 @@ import numpy.typing as npt
 from codec.errors import ParameterError
 from codec.residual.pitch import GAIN_BITS as PITCH_GAIN_BITS
 from codec.residual.pitch import LAG_BITS
-from codec.residual.rangecoder import RangeDecoder, RangeEncoder
+from codec.residual.rangecoder import OpRecorder, RangeDecoder, RangeEncoder
 
 __all__ = [
     "FIELDS",
@@ -155,7 +155,7 @@ class RawSide:
         self.coded_bins = int(coded_bins)
         self.fields = FIELDS
 
-    def write(self, enc: RangeEncoder, values: SideFields) -> None:
+    def write(self, enc: RangeEncoder | OpRecorder, values: SideFields) -> None:
         """Write one frame's fields (the pitch fields only when ``values`` has them)."""
         if "pitch_on" in values:
             on = int(values["pitch_on"])
@@ -222,7 +222,7 @@ class ModelSide:
 
     # the encoder ---------------------------------------------------------------------
 
-    def write(self, enc: RangeEncoder, values: SideFields) -> None:
+    def write(self, enc: RangeEncoder | OpRecorder, values: SideFields) -> None:
         """Write one frame's fields (the pitch fields only when ``values`` has them)."""
         put = enc.encode_symbol
         cdfs = self._cdfs

@@ -51,15 +51,18 @@ from codec.residual.harmonic import harmonic_shape
 from codec.residual.pitch import GAIN_BITS as PITCH_GAIN_BITS
 from codec.residual.pitch import GAIN_STEP, LAG_BITS, LAG_MIN, PitchParams
 from codec.residual.rangecoder import (
+    ENCODE_MANY_MIN_STREAMS,
     MANY_MIN_STREAMS,
     MAX_ESCAPE_BITS,
     SCALE_MAX_LOG2,
     SCALE_MIN_LOG2,
     SCALE_STEPS_PER_OCTAVE,
     CdfTables,
+    OpRecorder,
     RangeDecoder,
     RangeEncoder,
     decode_values_many,
+    encode_many,
     escape_fields,
     laplace_cdfs_from_index,
     laplace_grid_rows,
@@ -207,6 +210,24 @@ def _grid_index(scales: FloatArray) -> IntArray:
     return s.astype(np.int64)
 
 
+_KAPPA_GRID_STEPS = SCALE_STEPS_PER_OCTAVE // 4
+"""Grid steps per κ index (κ steps are quarter octaves)."""
+assert _KAPPA_GRID_STEPS * 4 == SCALE_STEPS_PER_OCTAVE
+
+
+def _grid_base(ratio: FloatArray) -> IntArray:
+    """The grid index of the model shape alone (κ = 1, unclipped), so that the
+    table of a bin under κ index ``j`` is ``clip(base + (j - 20) *
+    _KAPPA_GRID_STEPS)``: :func:`_grid_index` of ``κ r`` with one ``log2`` per
+    block instead of one per trial (the encoder's cost estimates; the two agree
+    except where ``log2(κ r)`` rounds to the other side of a half step, which
+    moves one bin's table by one step of 2**(1/8))."""
+    s = np.log2(np.maximum(ratio, 1e-300))
+    s -= SCALE_MIN_LOG2
+    s *= SCALE_STEPS_PER_OCTAVE
+    return np.rint(s).astype(np.int64)
+
+
 def frame_signs(frame_index: npt.ArrayLike, n_bins: int = N_BINS) -> FloatArray:
     """Deterministic pseudo-random signs (±1), shape (n, n_bins), a function of the frame index.
 
@@ -326,13 +347,20 @@ class TCX:
         )
 
     def _cost(
-        self, q: IntArray, ratio: FloatArray, *, coder_kappa: bool = False
+        self,
+        q: IntArray,
+        ratio: FloatArray,
+        *,
+        coder_kappa: bool = False,
+        base: IntArray | None = None,
     ) -> tuple[FloatArray, IntArray, IntArray]:
         """Ideal bits of the values of each frame (``symbol_costs`` of the tables of
         :meth:`_tables`, summed below ``last``), κ index and ``last``.
 
         ``coder_kappa``: the κ values of :meth:`_coder_tables` (those the frame is
         coded with) instead of :meth:`_tables`' (the rate loop's estimate).
+        ``base``: :func:`_grid_base` of ``ratio``'s coded band, to find the
+        tables without a ``log2`` (an estimate, see there).
         """
         # only the coded band: the encoder's values above it are zero (last <= coded_bins)
         cb = self.config.coded_bins
@@ -340,8 +368,13 @@ class TCX:
         rc = ratio[..., :cb]
         last = self._last(qc)
         kap = self._kappa_index(qc, rc, last)
-        kappa = _frame_kappas()[kap] if coder_kappa else _kappa_value(kap)
-        costs = _value_costs(qc, _grid_index(kappa[..., None] * rc))
+        if base is not None:
+            grid = base + ((kap - _KAPPA_OFFSET) * _KAPPA_GRID_STEPS)[..., None]
+            np.clip(grid, 0, _N_GRID - 1, out=grid)
+        else:
+            kappa = _frame_kappas()[kap] if coder_kappa else _kappa_value(kap)
+            grid = _grid_index(kappa[..., None] * rc)
+        costs = _value_costs(qc, grid)
         mask = np.arange(cb) < last[..., None]
         return np.asarray((costs * mask).sum(axis=-1), dtype=np.float64), kap, last
 
@@ -398,9 +431,10 @@ class TCX:
         # (the side fields' bits at their typical cost: the search is an estimate
         # that the rate loop corrects with exact costs)
         avail = avail - self.side.typical_bits()
+        base = _grid_base(ratio[:, : self.config.coded_bins])
         while np.any(lo < hi):
             mid = (lo + hi) // 2
-            bits, _, _ = self._cost(self._quantize(xs, _gain_step(mid), ratio), ratio)
+            bits, _, _ = self._cost(self._quantize(xs, _gain_step(mid), ratio), ratio, base=base)
             fits = bits <= avail
             hi = np.where(fits, mid, hi)
             lo = np.where(fits, lo, np.minimum(mid + 1, hi))
@@ -413,20 +447,26 @@ class TCX:
         final, coded = self._rate_loop(xs, ratio, gain, cannot_fit, side, fixed, budget)
         q = None
         if self.config.fill_slack > 0:
-            q, filled = self._fill_slack(xs, ratio, final, fixed, budget)
+            q, filled = self._fill_slack(xs, ratio, final, fixed, budget, base)
             coded = {k: d for k, d in coded.items() if not filled[k[0]]}
         return self._code_frames(xs, ratio, final, coded, gain, cannot_fit, side, frame_bytes, q=q)
 
     def _fill_slack(
-        self, xs: FloatArray, ratio: FloatArray, gains: IntArray, fixed: FloatArray, budget: int
+        self,
+        xs: FloatArray,
+        ratio: FloatArray,
+        gains: IntArray,
+        fixed: FloatArray,
+        budget: int,
+        base: IntArray | None = None,
     ) -> tuple[IntArray, npt.NDArray[np.bool_]]:
         """Spend the bits the rate loop left (the frame's gain is the finest that
         fits; what is left is up to a step's worth of bits): one value at a time,
         the bin whose error one more quantization step lowers most (``|v| - |q|
         > 1/2``, mostly bins the dead zone set to zero) gets that step while the
         frame's ideal cost still surely fits (see :meth:`_rate_loop`), trying at
-        most ``config.fill_slack`` bins. Encoder only. Returns the values and
-        which frames changed."""
+        most ``config.fill_slack`` bins (``base``: :func:`_grid_base`, for the
+        costs). Encoder only. Returns the values and which frames changed."""
         step = _frame_steps()[gains]
         q = self._quantize(xs, step, ratio)
         cb = self.config.coded_bins
@@ -451,7 +491,14 @@ class TCX:
             col = order[sub, j]
             cand[np.arange(sub.size), col] += np.where(v[sub, col] < 0, -1, 1)
             bits, _ = self._cost_with_side(
-                xs[sub], ratio[sub], gains[sub], step[sub], cand, coder_kappa=True, hf=hf[sub]
+                xs[sub],
+                ratio[sub],
+                gains[sub],
+                step[sub],
+                cand,
+                coder_kappa=True,
+                hf=hf[sub],
+                base=None if base is None else base[sub],
             )
             ok = fixed[sub] + bits < budget - _SURE_BITS
             cur[sub[ok]] = cand[ok]
@@ -489,12 +536,14 @@ class TCX:
         *,
         coder_kappa: bool = False,
         hf: IntArray | None = None,
+        base: IntArray | None = None,
     ) -> tuple[FloatArray, IntArray]:
         """Ideal bits of the values and of the gain-dependent side fields (gain,
         last, κ, noise and top-band levels) of frames quantized to ``q`` at gain
         indices ``g`` (steps ``step``; ``coder_kappa`` as in :meth:`_cost`; ``hf``:
-        the top-band indices when known), and each frame's ``last``."""
-        bits, kap, last = self._cost(q, ratio, coder_kappa=coder_kappa)
+        the top-band indices when known; ``base`` as in :meth:`_cost`), and each
+        frame's ``last``."""
+        bits, kap, last = self._cost(q, ratio, coder_kappa=coder_kappa, base=base)
         if isinstance(self.side, RawSide):
             return bits + self.side.cost({"gain": g}), last
         v = xs / step[..., None]
@@ -638,33 +687,49 @@ class TCX:
         at = grid * width + np.where(escaped, 2 * _MAX_ABS + 1, qc + _MAX_ABS)
         table = _grid_table()
         cums = np.take(table, at)
-        freqs = (np.take(table, at + 1) - cums).tolist()
-        cums = cums.tolist()
+        freqs = np.take(table, at + 1) - cums
         escapes: dict[int, list[tuple[int, list[tuple[int, int]]]]] = {}
         for i, j in zip(*(idx.tolist() for idx in np.nonzero(escaped)), strict=True):
             escapes.setdefault(i, []).append((j, escape_fields(int(qc[i, j]), _MAX_ABS)))
+        # the frames not coded by trial (coded and fitting: their gain is final)
+        todo = [i for i in range(xs.shape[0]) if coded.get((i, int(gains[i]))) is None]
+        encoders: dict[int, RangeEncoder] = {}
+        many = len(todo) >= ENCODE_MANY_MIN_STREAMS
+        steps: list[OpRecorder] = []
+        for i in todo:
+            n_code = int(last[i])  # every nonzero value lies below it
+            enc: RangeEncoder | OpRecorder = OpRecorder() if many else RangeEncoder()
+            env_fields, pitch_values = side[i]
+            enc.encode_fields(env_fields)
+            values = {
+                **(pitch_values or {}),
+                "gain": int(gains[i]),
+                "kappa": int(kap[i]),
+                "noise": int(nf[i]),
+                "hf": int(hf[i]),
+                "last": n_code // LAST_UNIT,
+            }
+            self.side.write(enc, values)
+            if isinstance(enc, OpRecorder):
+                steps.append(enc)
+                continue
+            if n_code:
+                enc.encode_intervals(
+                    cums[i, :n_code].tolist(),
+                    freqs[i, :n_code].tolist(),
+                    _TOTAL_BITS,
+                    escapes.get(i, ()),
+                )
+            encoders[i] = enc
+        if many:
+            coded_many = self._code_many(steps, todo, last, cums, freqs, escapes)
+            encoders = dict(zip(todo, coded_many, strict=True))
         frames: list[bytes] = []
         for i in range(xs.shape[0]):
             g = int(gains[i])
             data = coded.get((i, g))  # coded by trial (and fitting: g is final)
             if data is None:
-                n_code = int(last[i])  # every nonzero value lies below it
-                enc = RangeEncoder()
-                env_fields, pitch_values = side[i]
-                enc.encode_fields(env_fields)
-                values = {
-                    **(pitch_values or {}),
-                    "gain": g,
-                    "kappa": int(kap[i]),
-                    "noise": int(nf[i]),
-                    "hf": int(hf[i]),
-                    "last": n_code // LAST_UNIT,
-                }
-                self.side.write(enc, values)
-                if n_code:
-                    enc.encode_intervals(
-                        cums[i][:n_code], freqs[i][:n_code], _TOTAL_BITS, escapes.get(i, ())
-                    )
+                enc = encoders[i]
                 if enc.tell() <= budget:
                     data = enc.finish()
                 else:  # pragma: no cover - cannot happen (see _rate_loop): code by trial
@@ -673,6 +738,50 @@ class TCX:
                     )
             frames.append(data + bytes(frame_bytes - len(data)))
         return frames
+
+    @staticmethod
+    def _code_many(
+        steps: Sequence[OpRecorder],
+        todo: Sequence[int],
+        last: IntArray,
+        cums: IntArray,
+        freqs: IntArray,
+        escapes: dict[int, list[tuple[int, list[tuple[int, int]]]]],
+    ) -> list[RangeEncoder]:
+        """:func:`encode_many` of frames ``todo``: each frame's side steps (as
+        recorded), then its values below ``last`` with the raw fields of its
+        escapes after them, laid out in numpy (the steps of
+        :meth:`RangeEncoder.encode_intervals`)."""
+        rows = np.asarray(todo, dtype=np.int64)
+        head = np.array([len(r.cums) for r in steps], dtype=np.int64)
+        width = cums.shape[1]
+        n_val = last[rows]
+        # steps of each value: itself and its escape's raw fields
+        k = (np.arange(width) < n_val[:, None]).astype(np.int64)
+        where = {i: r for r, i in enumerate(todo)}
+        esc = [(where[i], j, f) for i, lst in escapes.items() if i in where for j, f in lst]
+        for r, j, f in esc:
+            k[r, j] += len(f)
+        pos = head[:, None] + np.cumsum(k, axis=1) - k  # the step of value j
+        count = head + k.sum(axis=1)
+        n_steps = int(count.max())
+        op_c = np.zeros((rows.size, n_steps), dtype=np.int64)
+        op_f = np.ones((rows.size, n_steps), dtype=np.int64)
+        op_s = np.full((rows.size, n_steps), _TOTAL_BITS, dtype=np.int64)
+        for r, rec in enumerate(steps):
+            op_c[r, : head[r]] = rec.cums
+            op_f[r, : head[r]] = rec.freqs
+            op_s[r, : head[r]] = rec.shifts
+        r_at, j_at = np.nonzero(k)
+        at = r_at * n_steps + pos[r_at, j_at]
+        np.put(op_c, at, cums[rows[r_at], j_at])
+        np.put(op_f, at, freqs[rows[r_at], j_at])
+        if esc:
+            at_e = [r * n_steps + int(pos[r, j]) + 1 + t for r, j, f in esc for t in range(len(f))]
+            np.put(op_c, at_e, [v for _, _, f in esc for v, _ in f])
+            np.put(op_f, at_e, 1)
+            np.put(op_s, at_e, [nb for _, _, f in esc for _, nb in f])
+        return encode_many(op_c, op_f, op_s, count)
 
     def _encode_frame(
         self,

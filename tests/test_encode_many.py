@@ -1,0 +1,120 @@
+"""Range encoding of many streams at once (rangecoder.OpRecorder / encode_many)
+gives the scalar encoder's bytes, and the TCX encoder's two paths agree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import codec
+from codec.audio import read_audio
+from codec.errors import ParameterError
+from codec.residual import tcx as tcx_mod
+from codec.residual.rangecoder import (
+    OpRecorder,
+    RangeEncoder,
+    encode_many,
+    escape_fields,
+)
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+def _random_streams(seed: int, n: int, most: int) -> tuple[list[RangeEncoder], list[OpRecorder]]:
+    rng = np.random.default_rng(seed)
+    encs, recs = [], []
+    for _ in range(n):
+        enc, rec = RangeEncoder(), OpRecorder()
+        for _ in range(int(rng.integers(0, most))):
+            kind = int(rng.integers(0, 4))
+            if kind == 0:  # raw bits, up to 20 (split into 16-bit chunks)
+                nb = int(rng.integers(0, 21))
+                v = int(rng.integers(0, 1 << nb)) if nb else 0
+                enc.encode_bits(v, nb)
+                rec.encode_bits(v, nb)
+            elif kind == 1:  # a table of a power-of-two total, often very skewed
+                tb = int(rng.integers(1, 17))
+                top = (1 << tb) - 1
+                cdf = [0, *sorted({int(c) for c in rng.integers(1, top + 1, size=3)}), 1 << tb]
+                s = int(rng.integers(0, len(cdf) - 1)) if rng.random() < 0.5 else len(cdf) - 2
+                enc.encode_symbol(s, cdf)
+                rec.encode_symbol(s, cdf)
+            else:  # intervals with escape fields after some
+                k = int(rng.integers(1, 8))
+                cums = rng.integers(0, 1 << 14, size=k).tolist()
+                freqs = [int(rng.integers(1, (1 << 15) - c + 1)) for c in cums]
+                after = [
+                    (j, escape_fields(int(rng.integers(16, 5000)), 15)) for j in range(0, k, 3)
+                ]
+                enc.encode_intervals(cums, freqs, 15, after)
+                rec.encode_intervals(cums, freqs, 15, after)
+        encs.append(enc)
+        recs.append(rec)
+    return encs, recs
+
+
+def _arrays(recs: list[OpRecorder]) -> tuple[np.ndarray, ...]:
+    counts = np.array([len(r.cums) for r in recs], dtype=np.int64)
+    width = max(1, int(counts.max()))
+    c = np.zeros((len(recs), width), dtype=np.int64)
+    f = np.ones_like(c)
+    s = np.zeros_like(c)
+    for i, r in enumerate(recs):
+        c[i, : counts[i]] = r.cums
+        f[i, : counts[i]] = r.freqs
+        s[i, : counts[i]] = r.shifts
+    return c, f, s, counts
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_encode_many_equals_the_scalar_encoder(seed: int) -> None:
+    encs, recs = _random_streams(seed, 120, 300)
+    many = encode_many(*_arrays(recs))
+    for one, other in zip(encs, many, strict=True):
+        assert other.finish() == one.finish()
+        assert other.tell() == one.tell()
+        assert (other._low, other._rng) == (one._low, one._rng)
+
+
+def test_encode_many_carries_across_long_ff_runs() -> None:
+    # symbols at the very top of their table push low up: long 0xFF runs, then a carry
+    cdf = [0, 1, 1 << 16]
+    enc, rec = RangeEncoder(), OpRecorder()
+    for _ in range(400):
+        enc.encode_symbol(1, cdf)
+        rec.encode_symbol(1, cdf)
+    enc.encode_bits(1, 1)
+    rec.encode_bits(1, 1)
+    (out,) = encode_many(*_arrays([rec]))
+    assert out.finish() == enc.finish()
+
+
+def test_encode_many_edge_cases_and_errors() -> None:
+    assert encode_many(*(np.zeros((0, 3), dtype=np.int64),) * 3, np.zeros(0, dtype=np.int64)) == []
+    (empty,) = encode_many(np.zeros((1, 2)), np.ones((1, 2)), np.zeros((1, 2)), np.array([0]))
+    assert empty.finish() == RangeEncoder().finish()
+    with pytest.raises(ParameterError, match="invalid intervals"):
+        encode_many(np.array([[4]]), np.array([[1]]), np.array([[2]]), np.array([1]))
+    with pytest.raises(ParameterError, match="shape"):
+        encode_many(np.zeros((2, 2)), np.ones((2, 3)), np.zeros((2, 2)), np.array([1, 1]))
+    with pytest.raises(ParameterError, match="counts"):
+        encode_many(np.zeros((1, 2)), np.ones((1, 2)), np.zeros((1, 2)), np.array([3]))
+    rec = OpRecorder()
+    with pytest.raises(ParameterError, match="invalid cdf"):
+        rec.encode_symbol(0, [0, 1, 3])  # total not a power of two
+    with pytest.raises(ParameterError, match="does not fit"):
+        rec.encode_bits(4, 2)
+    with pytest.raises(ParameterError, match="out of range"):
+        rec.encode_symbol(2, [0, 1, 2])
+
+
+@pytest.mark.parametrize("bitrate", [8.0, 13.2, 32.0])
+def test_tcx_many_path_equals_the_scalar_path(
+    bitrate: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x, sr = read_audio(SAMPLES / "librispeech_1034_male.wav")
+    many = codec.encode(x, sr, bitrate)
+    monkeypatch.setattr(tcx_mod, "ENCODE_MANY_MIN_STREAMS", 10**9)
+    assert codec.encode(x, sr, bitrate) == many

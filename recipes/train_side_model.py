@@ -1,4 +1,4 @@
-"""Train the side-field tables of format 4 (:mod:`codec.residual.sidemodel`).
+"""Train the side-field tables of the format (since format 4; :mod:`codec.residual.sidemodel`).
 
 Every ``--stride``-th file of the train split is encoded at every bitrate with
 format 3's residual coder (``Tools(side_model=False, fill=False)``: side
@@ -7,8 +7,8 @@ every frame are read back from the stream, and their counts per context become
 the frequency tables (:func:`codec.residual.sidemodel.tables_from_counts`).
 With the defaults this reproduces the shipped tables exactly (their
 ``modes``; the file's hash differs only in its ``trained_on`` note). Writes
-``OUT/side-model-4.json`` and ``OUT/counts.json``; ``--install`` copies the
-tables to ``codec/data/side-model-4.json``, the format's tables: installing
+``OUT/side-model.json`` and ``OUT/counts.json``; ``--install`` copies the
+tables to ``codec/data/side-model.json``, the format's tables: installing
 different tables changes the format, so the test that pins their hash fails
 until the format version is raised.
 
@@ -32,7 +32,7 @@ import numpy as np
 
 import codec
 from codec.audio import read_audio
-from codec.bitstream import check_file
+from codec.bitstream import FORMAT_VERSION, check_file
 from codec.modes import BITRATES_KBPS, mode_for
 from codec.pipeline import Tools, residual_coder
 from codec.registry import find_envelope
@@ -116,12 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     doc = {
-        "format": 4,
+        "format": FORMAT_VERSION,
         "total_bits": sidemodel.TOTAL_BITS,
         "trained_on": f"{args.split} split, 1 file in {args.stride} ({len(files)} files)",
         "modes": tables,
     }
-    path = out / "side-model-4.json"
+    path = out / "side-model.json"
     path.write_text(json.dumps(doc, separators=(",", ":")) + "\n", encoding="utf-8")
     counts_doc = {k: {f: c.tolist() for f, c in acc.items()} for k, acc in totals.items()}
     (out / "counts.json").write_text(json.dumps(counts_doc) + "\n", encoding="utf-8")

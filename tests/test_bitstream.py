@@ -50,7 +50,7 @@ def test_roundtrip_and_size():
     assert len(data) == 7 + 65 + 4 + 3 * 33 + 4  # header, its CRC, one block and its CRC
     h2, fr2 = unpack_file(data)
     assert h2 == h and fr2 == fr
-    assert data[:4] == MAGIC and data[4] == FORMAT_VERSION == 4
+    assert data[:4] == MAGIC and data[4] == FORMAT_VERSION == 5
     assert len(data) == file_size(h) and HEADER_BYTES == 76
 
 

@@ -30,7 +30,7 @@ field          symbols    context (coded before it in the same frame)
 (B: the mode's coded bins.) Every symbol of every table has a nonzero
 frequency, so any value can be coded; the tables mix the trained counts with a
 uniform share (:data:`UNIFORM_SHARE`), so no symbol costs more than 6 bits
-above its raw width. The shipped tables are ``codec/data/side-model-4.json``;
+above its raw width. The shipped tables are ``codec/data/side-model.json``;
 they are part of the format (a test pins their hash), and changing them is a
 new format version.
 
@@ -81,7 +81,7 @@ UNIFORM_SHARE = 1.0 / 64.0
 BACKOFF = 32.0
 """Weight (in counts) of a field's context-free distribution in each context's table."""
 N_CONTEXTS = 8
-SHIPPED_PATH = Path(__file__).resolve().parent.parent / "data" / "side-model-4.json"
+SHIPPED_PATH = Path(__file__).resolve().parent.parent / "data" / "side-model.json"
 
 FIELDS = ("pitch_on", "pitch_lag", "pitch_gain", "gain", "last", "kappa", "noise", "hf")
 """The side fields in payload order (after the envelope indices)."""

@@ -953,7 +953,7 @@ GAIN_STEP_TEXT = f"{GAIN_STEP:g}"
 def frame_layout_markdown() -> str:
     """Payload layout of a TCX frame (docs/FRAME.md), from the constants of this
     module and the context rules of :mod:`codec.residual.sidemodel`."""
-    side = "(`codec/residual/sidemodel.py`, tables `codec/data/side-model-4.json`)"
+    side = "(`codec/residual/sidemodel.py`, tables `codec/data/side-model.json`)"
     rows = [
         "# The TCX frame payload",
         "",

@@ -31,8 +31,8 @@ def test_run_writes_tables_that_load(tmp_path: Path, capsys: pytest.CaptureFixtu
     out = tmp_path / "out"
     argv = ["--data", str(manifest), "--out", str(out), "--stride", "1"]
     assert recipe.main([*argv, "--bitrates", "8,32", "--workers", "1", "--quiet"]) == 0
-    doc = json.loads((out / "side-model-4.json").read_text())
-    assert doc["format"] == 4 and set(doc["modes"]) == {"8", "32"}
+    doc = json.loads((out / "side-model.json").read_text())
+    assert doc["format"] == 5 and set(doc["modes"]) == {"8", "32"}
     m8 = sidemodel.ModelSide(doc["modes"]["8"], 80)
     m32 = sidemodel.ModelSide(doc["modes"]["32"], 320)
     assert "hf" in m8.fields and "hf" not in m32.fields

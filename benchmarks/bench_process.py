@@ -10,7 +10,13 @@ process, as a user would with ``/usr/bin/time``: wall-clock and CPU (user +
 system) seconds, the best of ``--repeat`` runs. ``--cores 1`` pins the processes
 to one CPU core (``os.sched_setaffinity``). ``--baseline DIR`` also times the
 codec found in ``DIR`` (e.g. an export of an older commit) in the same run, for
-comparisons on a busy machine. Opus is skipped when opus-tools is not installed.
+comparisons on a busy machine. Every process runs in the temporary folder (from
+the repository root, ``python -m`` would put the working tree's ``codec`` ahead
+of ``PYTHONPATH``, so the baseline would time this tree), and each tree's
+modules are byte-compiled first, as ``pip install`` does (with
+``PYTHONDONTWRITEBYTECODE`` set, a stale ``__pycache__`` would add the compile
+time of every changed module to each start-up). Opus is skipped when
+opus-tools is not installed.
 
 The frame-by-frame figures run :class:`~codec.pipeline.StreamEncoder` and
 :class:`~codec.pipeline.StreamDecoder` with ``block_frames=1``, pushing 20 ms
@@ -63,8 +69,10 @@ def make_inputs(data: Path, out: Path) -> tuple[Path, Path]:
     return long, short
 
 
-def run(cmd: list[str], env: dict[str, str], cores: int | None) -> tuple[float, float]:
-    """Wall-clock and CPU seconds (user + system) of one process."""
+def run(
+    cmd: list[str], env: dict[str, str], cores: int | None, cwd: Path | None = None
+) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (user + system) of one process (run in ``cwd``)."""
 
     def pin() -> None:
         if cores:
@@ -72,7 +80,7 @@ def run(cmd: list[str], env: dict[str, str], cores: int | None) -> tuple[float, 
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, preexec_fn=pin, capture_output=True)
+    proc = subprocess.run(cmd, env=env, preexec_fn=pin, capture_output=True, cwd=cwd)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode:
@@ -82,9 +90,9 @@ def run(cmd: list[str], env: dict[str, str], cores: int | None) -> tuple[float, 
 
 
 def best(
-    cmd: list[str], env: dict[str, str], cores: int | None, repeat: int
+    cmd: list[str], env: dict[str, str], cores: int | None, repeat: int, cwd: Path | None = None
 ) -> tuple[float, float]:
-    runs = [run(cmd, env, cores) for _ in range(repeat)]
+    runs = [run(cmd, env, cores, cwd) for _ in range(repeat)]
     return min(w for w, _ in runs), min(c for _, c in runs)
 
 
@@ -100,6 +108,17 @@ def whole_process(args: argparse.Namespace, long: Path, short: Path, tmp: Path) 
         + " (wall s / CPU s / x real time by wall)"
     )
     for name, env in codecs:
+        tree = Path(env["PYTHONPATH"])
+        compiled = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        subprocess.run(
+            [sys.executable, "-m", "compileall", "-q", str(tree / "codec")],
+            env=compiled,
+            check=True,
+        )
+        version = subprocess.run(
+            [sys.executable, "-m", "codec", "--version"], env=env, cwd=tmp, capture_output=True
+        )
+        print(f"  {name}: {version.stdout.decode().strip()} from {tree}")
         svq = [sys.executable, "-m", "codec"]
         for src in (long, short):
             coded, wav = tmp / f"{src.stem}.svq", tmp / f"{src.stem}.dec.wav"
@@ -108,9 +127,14 @@ def whole_process(args: argparse.Namespace, long: Path, short: Path, tmp: Path) 
                 env,
                 args.cores,
                 args.repeat,
+                tmp,
             )
             dec = best(
-                svq + ["decode", str(coded), str(wav), "-f", "-q"], env, args.cores, args.repeat
+                svq + ["decode", str(coded), str(wav), "-f", "-q"],
+                env,
+                args.cores,
+                args.repeat,
+                tmp,
             )
             _line(f"{name} {secs[src]:g} s", secs[src], enc, dec)
     if shutil.which("opusenc") and shutil.which("opusdec"):

@@ -1,4 +1,4 @@
-"""The side-field tables (codec/residual/sidemodel.py; format 4 on, 24.4 kbit/s retrained in format 5)."""
+"""The side-field tables (codec/residual/sidemodel.py; format 4 on)."""
 
 from __future__ import annotations
 

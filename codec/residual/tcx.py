@@ -219,9 +219,13 @@ def _grid_base(ratio: FloatArray) -> IntArray:
     """The grid index of the model shape alone (κ = 1, unclipped), so that the
     table of a bin under κ index ``j`` is ``clip(base + (j - 20) *
     _KAPPA_GRID_STEPS)``: :func:`_grid_index` of ``κ r`` with one ``log2`` per
-    block instead of one per trial (the encoder's cost estimates; the two agree
-    except where ``log2(κ r)`` rounds to the other side of a half step, which
-    moves one bin's table by one step of 2**(1/8))."""
+    block instead of one per trial. For the encoder's cost estimates only (the
+    rate loop's search and the left-over bits): the two agree except where
+    ``log2(κ r)`` and ``log2 r + log2 κ`` round to different sides of a half
+    step, which moves one bin's table by one step of 2**(1/8) (not seen on the
+    dev files: the streams are unchanged). The frames themselves are coded with
+    the exact tables, and one that would not fit is coded by trial instead
+    (:meth:`TCX._code_frames`)."""
     s = np.log2(np.maximum(ratio, 1e-300))
     s -= SCALE_MIN_LOG2
     s *= SCALE_STEPS_PER_OCTAVE

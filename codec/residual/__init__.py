@@ -9,5 +9,5 @@ One module per tool, talking through plain arrays:
 - :mod:`codec.residual.pitch` -- the encoder-controlled pitch pre-/post-filter;
 - :mod:`codec.residual.harmonic` -- the harmonic model of the entropy coder;
 - :mod:`codec.residual.rdoq` -- rate-distortion optimised quantization (encoder);
-- :mod:`codec.residual.sidemodel` -- the trained tables of the side fields (format 4).
+- :mod:`codec.residual.sidemodel` -- the trained tables of the side fields (since format 4).
 """

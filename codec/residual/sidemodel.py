@@ -1,4 +1,4 @@
-"""Static probability models of a TCX frame's side fields (format 4).
+"""Static probability models of a TCX frame's side fields (since format 4).
 
 Up to format 3 every side field of a frame (the pitch flag, lag and gain, the
 global gain, κ, the noise and top-band levels and ``last``) was written as raw
@@ -197,7 +197,7 @@ class RawSide:
 
 
 class ModelSide:
-    """The side fields range-coded under fixed tables (format 4)."""
+    """The side fields range-coded under fixed tables (since format 4)."""
 
     def __init__(self, freqs: Mapping[str, Sequence[Sequence[int]]], coded_bins: int) -> None:
         self.coded_bins = int(coded_bins)

@@ -118,3 +118,55 @@ def test_tcx_many_path_equals_the_scalar_path(
     many = codec.encode(x, sr, bitrate)
     monkeypatch.setattr(tcx_mod, "ENCODE_MANY_MIN_STREAMS", 10**9)
     assert codec.encode(x, sr, bitrate) == many
+
+
+def _read(tcx: object, frames: list[bytes], bits: list[int]) -> object:
+    try:
+        idx, fields, decs = tcx.read_side(frames, bits)  # type: ignore[attr-defined]
+    except Exception as exc:  # noqa: BLE001 - compared below
+        return (type(exc), str(exc))
+    return (
+        idx.tolist(),
+        {k: v.tolist() for k, v in fields.items()},
+        [(d._val, d._rng, d._pos) for d in decs],
+    )
+
+
+@pytest.mark.parametrize("bitrate", [8.0, 24.4, 32.0])
+def test_side_fields_of_many_frames_equal_the_scalar_reading(
+    bitrate: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TCX.read_side reads many frames in lock-step (rangecoder.LockStepDecoder):
+    the same fields and decoder states as the frame-by-frame loop on real
+    frames, and the same first error (or the same result) on damaged ones."""
+    from codec.bitstream import check_file
+    from codec.pipeline import residual_coder
+    from codec.registry import find_envelope
+
+    x, sr = read_audio(SAMPLES / "vctk_p233_female.wav")
+    header, frames, _ = check_file(codec.encode(x, sr, bitrate))
+    tcx = residual_coder(bitrate)
+    bits = list(find_envelope(header.codebook_hash, ()).field_bits)
+    rng = np.random.default_rng(int(bitrate * 10))
+    cases = [list(frames)]
+    for _ in range(30):  # damaged: random bytes, flipped bits, truncated, all ones
+        damaged = list(frames)
+        for i in rng.choice(len(frames), size=3, replace=False).tolist():
+            kind = int(rng.integers(0, 4))
+            fr = bytearray(damaged[i])
+            if kind == 0:
+                fr = bytearray(rng.integers(0, 256, size=len(fr), dtype=np.uint8).tobytes())
+            elif kind == 1:
+                fr[int(rng.integers(0, len(fr)))] ^= 1 << int(rng.integers(0, 8))
+            elif kind == 2:
+                fr = fr[: int(rng.integers(0, 4))]
+            else:
+                fr = bytearray(b"\xff" * len(fr))
+            damaged[i] = bytes(fr)
+        cases.append(damaged)
+    for case in cases:
+        many = _read(tcx, case, bits)
+        monkeypatch.setattr(tcx_mod, "READ_MANY_MIN_FRAMES", 10**9)
+        one = _read(tcx, case, bits)
+        monkeypatch.undo()
+        assert many == one

@@ -116,6 +116,7 @@ from codec.errors import BitstreamError, ParameterError
 
 __all__ = [
     "CdfTables",
+    "LockStepDecoder",
     "ENCODE_MANY_MIN_STREAMS",
     "MANY_MIN_STREAMS",
     "MAX_ESCAPE_BITS",
@@ -1274,6 +1275,125 @@ class RangeDecoder:
     def bits_used(self) -> float:
         """Information content decoded so far (see :meth:`RangeEncoder.bits_used`)."""
         return 8 * (self._pos - _NBYTES) + PRECISION - math.log2(self._rng)
+
+
+class LockStepDecoder:
+    """Many independent :class:`RangeDecoder` streams decoded in lock-step.
+
+    For the few symbols at the head of each frame (raw fields and symbols of
+    small tables whose choice may depend on what was decoded before), where
+    :func:`decode_values_many` does not apply: each call decodes one symbol for
+    the streams ``rows`` (all when None) with numpy uint64 registers, with the
+    arithmetic of :meth:`RangeDecoder.decode_bits` / :meth:`~RangeDecoder.decode_symbol`.
+    A stream whose target falls outside its table's range (a corrupt stream)
+    is marked in :attr:`bad` and decodes zeros from then on; its decoder is not
+    written back, so that the caller can decode it again with the scalar
+    methods and get their exact error. :meth:`write_back` puts every other
+    stream's state into its decoder.
+    """
+
+    def __init__(self, decoders: Sequence[RangeDecoder]) -> None:
+        self.decoders = list(decoders)
+        n = len(self.decoders)
+        lens = [d._n for d in self.decoders]
+        span = (max(lens) if lens else 0) + 1
+        padded = np.zeros((n, span + 2), dtype=np.uint64)
+        for i, d in enumerate(self.decoders):
+            padded[i, : lens[i]] = np.frombuffer(d._data, np.uint8)
+        # window[i, p] = bytes p, p+1, p+2 of stream i (zeros past its end), big-endian
+        self._window = (
+            (padded[:, :-2] << np.uint64(16)) | (padded[:, 1:-1] << np.uint64(8)) | padded[:, 2:]
+        ).ravel()
+        self._base = np.arange(n, dtype=np.int64) * span
+        self._end = self._base + span - 1
+        self.val = np.array([d._val for d in self.decoders], dtype=np.uint64)
+        self.rng = np.array([d._rng for d in self.decoders], dtype=np.uint64)
+        self.pos = self._base + np.array([d._pos for d in self.decoders], dtype=np.int64)
+        self.bad = np.zeros(n, dtype=bool)
+
+    _THRESHOLDS = np.array([_BOT >> 16, _BOT >> 8, _BOT], dtype=np.uint64)
+    _SHL = np.array([24, 16, 8, 0], dtype=np.uint64)
+    _SHR = np.array([0, 8, 16, 24], dtype=np.uint64)
+    _ADV = np.array([3, 2, 1, 0], dtype=np.int64)
+
+    def _step(
+        self,
+        rows: NDArray[np.int64],
+        r: NDArray[np.uint64],
+        cum: NDArray[np.uint64],
+        freq: NDArray[np.uint64],
+    ) -> None:
+        # r * cum <= val < rng <= 2**56; rng > 2**48 before and r >= rng >> 16: at
+        # most three bytes in (as decode_values_many)
+        v = self.val[rows] - r * cum
+        g = r * freq
+        below = self._THRESHOLDS.searchsorted(g)
+        v <<= self._SHL[below]
+        g <<= self._SHL[below]
+        fp = self.pos[rows]
+        v |= self._window[np.minimum(fp, self._end[rows])] >> self._SHR[below]
+        self.val[rows] = v
+        self.rng[rows] = g
+        self.pos[rows] = fp + self._ADV[below]
+
+    def _rows(self, rows: ArrayLike | None) -> NDArray[np.int64]:
+        if rows is None:
+            return np.arange(self.val.size, dtype=np.int64)
+        return np.asarray(rows, dtype=np.int64)
+
+    def _mark(self, rows: NDArray[np.int64], over: NDArray[np.bool_]) -> None:
+        if over.any():  # corrupt: park on an all-zero state that decodes zeros
+            hit = rows[over]
+            self.bad[hit] = True
+            self.val[hit] = 0
+            self.rng[hit] = _TOP
+
+    def bits(self, nbits: int, rows: ArrayLike | None = None) -> NDArray[np.int64]:
+        """:meth:`RangeDecoder.decode_bits` of ``nbits`` (<= 16) for the streams ``rows``."""
+        if not 0 <= nbits <= 16:
+            raise ParameterError("LockStepDecoder.bits reads fields of 0 to 16 bits")
+        idx = self._rows(rows)
+        if nbits == 0:
+            return np.zeros(idx.size, dtype=np.int64)
+        r = self.rng[idx] >> np.uint64(nbits)
+        t = self.val[idx] // r
+        over = (t >> np.uint64(nbits)) != 0
+        self._mark(idx, over)
+        t[over] = 0
+        r[over] = _TOP >> nbits
+        self._step(idx, r, t, np.ones_like(t))
+        return t.astype(np.int64)
+
+    def symbols(self, cdfs: NDArray[np.int64], rows: ArrayLike | None = None) -> NDArray[np.int64]:
+        """:meth:`RangeDecoder.decode_symbol` for the streams ``rows``, stream ``j``
+        with the table ``cdfs[j]`` (one row per stream, shape (k, n_symbols + 1),
+        every total the same power of two)."""
+        idx = self._rows(rows)
+        tab = np.asarray(cdfs, dtype=np.int64)
+        total = int(tab[0, -1]) if tab.size else 1
+        if total & (total - 1) or np.any(tab[:, -1] != total) or not 0 < total <= MAX_TOTAL:
+            raise ParameterError("LockStepDecoder.symbols needs one power-of-two total")
+        shift = np.uint64(total.bit_length() - 1)
+        r = self.rng[idx] >> shift
+        t = self.val[idx] // r
+        over = t >= np.uint64(total)
+        self._mark(idx, over)
+        r[over] = _TOP >> int(shift)
+        t[over] = 0
+        s = (tab[:, 1:] <= t.astype(np.int64)[:, None]).sum(axis=1)
+        cum = np.take_along_axis(tab, s[:, None], axis=1)[:, 0]
+        nxt = np.take_along_axis(tab, s[:, None] + 1, axis=1)[:, 0]
+        self._step(idx, r, cum.astype(np.uint64), (nxt - cum).astype(np.uint64))
+        return s
+
+    def write_back(self) -> None:
+        """Put each good stream's state into its decoder."""
+        pos = (self.pos - self._base).tolist()
+        for d, v, g, p, b in zip(
+            self.decoders, self.val.tolist(), self.rng.tolist(), pos, self.bad.tolist(), strict=True
+        ):
+            if not b:
+                d._val, d._rng, d._pos = v, g, p
 
 
 def decode_values_many(

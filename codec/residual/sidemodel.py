@@ -55,7 +55,7 @@ import numpy.typing as npt
 from codec.errors import ParameterError
 from codec.residual.pitch import GAIN_BITS as PITCH_GAIN_BITS
 from codec.residual.pitch import LAG_BITS
-from codec.residual.rangecoder import OpRecorder, RangeDecoder, RangeEncoder
+from codec.residual.rangecoder import LockStepDecoder, OpRecorder, RangeDecoder, RangeEncoder
 
 __all__ = [
     "FIELDS",
@@ -203,6 +203,7 @@ class ModelSide:
         self.coded_bins = int(coded_bins)
         self.fields = _present(self.coded_bins)
         self._cdfs: dict[str, list[list[int]]] = {}
+        self._cdf_arrays: dict[str, IntArray] | None = None
         self._bits: dict[str, FloatArray] = {}
         total = 1 << TOTAL_BITS
         for f in self.fields:
@@ -274,6 +275,33 @@ class ModelSide:
         return total
 
     # the decoder ---------------------------------------------------------------------
+
+    def read_many(self, lock: LockStepDecoder, *, pitch: bool = True) -> dict[str, IntArray]:
+        """:meth:`read` of every stream of ``lock`` at once (arrays of the fields;
+        the streams ``lock.bad`` marks are corrupt: read them again with :meth:`read`)."""
+        tabs = self._arrays()
+        n = lock.val.size
+        zeros = np.zeros(n, dtype=np.int64)
+        t_on = tabs["pitch_on"][0]
+        on = lock.symbols(np.broadcast_to(t_on, (n, t_on.size))) if pitch else zeros
+        out = {"pitch_on": on, "pitch_lag": zeros.copy(), "pitch_gain": zeros.copy()}
+        rows = np.flatnonzero(on)
+        if rows.size:
+            for f in ("pitch_lag", "pitch_gain"):
+                t = tabs[f][0]
+                out[f][rows] = lock.symbols(np.broadcast_to(t, (rows.size, t.size)), rows)
+        g = out["gain"] = lock.symbols(np.broadcast_to(tabs["gain"][0], (n, tabs["gain"].shape[1])))
+        last = out["last"] = lock.symbols(tabs["last"][_ctx_last(g)])
+        k = out["kappa"] = lock.symbols(tabs["kappa"][_ctx_kappa(last, self.coded_bins)])
+        out["noise"] = lock.symbols(tabs["noise"][_ctx_level(k)])
+        out["hf"] = lock.symbols(tabs["hf"][_ctx_level(k)]) if "hf" in tabs else zeros.copy()
+        return out
+
+    def _arrays(self) -> dict[str, IntArray]:
+        """Each field's cumulative tables as one array (contexts, symbols + 1)."""
+        if self._cdf_arrays is None:
+            self._cdf_arrays = {f: np.array(c, dtype=np.int64) for f, c in self._cdfs.items()}
+        return self._cdf_arrays
 
     def read(self, dec: RangeDecoder, *, pitch: bool = True) -> dict[str, int]:
         """Read one frame's fields (``pitch``: the frame has the pitch fields)."""

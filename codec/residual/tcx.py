@@ -58,6 +58,7 @@ from codec.residual.rangecoder import (
     SCALE_MIN_LOG2,
     SCALE_STEPS_PER_OCTAVE,
     CdfTables,
+    LockStepDecoder,
     OpRecorder,
     RangeDecoder,
     RangeEncoder,
@@ -144,6 +145,10 @@ def _gain_step(index: npt.ArrayLike) -> FloatArray:
 def _kappa_value(index: npt.ArrayLike) -> FloatArray:
     return np.asarray(2.0 ** ((np.asarray(index, dtype=np.float64) - _KAPPA_OFFSET) / 4.0))
 
+
+READ_MANY_MIN_FRAMES = 16
+"""Frames from which :meth:`TCX.read_side` reads the side fields of all frames at
+once (:class:`~codec.residual.rangecoder.LockStepDecoder`) instead of one by one."""
 
 _SURE_BITS = 1e-6
 """The rate loop codes a frame to see whether it fits only when its ideal cost is
@@ -928,19 +933,48 @@ class TCX:
         frame's range decoder positioned at its values. Fields: those of
         :data:`codec.residual.sidemodel.FIELDS` (``last`` in units of 8 bins;
         the pitch lag and gain are 0 where the pitch is off)."""
+        n = len(frames)
+        with_pitch = self.config.pitch
+        if (
+            n >= READ_MANY_MIN_FRAMES
+            and isinstance(self.side, ModelSide)
+            and all(0 <= b <= 16 for b in env_field_bits)
+        ):
+            return self._read_side_many(frames, env_field_bits)
         heads, rows, decs = [], [], []
         read = self.side.read
-        with_pitch = self.config.pitch
         for fr in frames:
             dec = RangeDecoder(fr)
             heads.append(dec.decode_fields(env_field_bits))
             f = read(dec, pitch=with_pitch)
             rows.append([f[name] for name in SIDE_FIELDS])
             decs.append(dec)
-        n = len(frames)
         idx = np.array(heads, dtype=np.int64).reshape(n, len(env_field_bits))
         table = np.array(rows, dtype=np.int64).reshape(n, len(SIDE_FIELDS))
         return idx, {name: table[:, j] for j, name in enumerate(SIDE_FIELDS)}, decs
+
+    def _read_side_many(
+        self, frames: Sequence[bytes], env_field_bits: Sequence[int]
+    ) -> tuple[IntArray, dict[str, IntArray], list[RangeDecoder]]:
+        """:meth:`read_side` of all frames at once (:class:`LockStepDecoder`); a
+        frame it finds corrupt is read again by the scalar loop, which raises the
+        error the loop would have raised first."""
+        assert isinstance(self.side, ModelSide)
+        decs = [RangeDecoder(fr) for fr in frames]
+        lock = LockStepDecoder(decs)
+        idx = np.stack([lock.bits(int(b)) for b in env_field_bits], axis=1).reshape(
+            len(frames), len(env_field_bits)
+        )
+        fields = self.side.read_many(lock, pitch=self.config.pitch)
+        lock.write_back()
+        for i in np.flatnonzero(lock.bad).tolist():  # corrupt frames, in frame order
+            dec = RangeDecoder(frames[i])
+            idx[i] = dec.decode_fields(env_field_bits)
+            f = self.side.read(dec, pitch=self.config.pitch)
+            for name in SIDE_FIELDS:
+                fields[name][i] = f[name]
+            decs[i] = dec
+        return idx, {name: np.asarray(fields[name], dtype=np.int64) for name in SIDE_FIELDS}, decs
 
     def n_frames(self, n_samples: int) -> int:
         """Frames needed for ``n_samples`` (:func:`codec.residual.mdct.n_frames`)."""

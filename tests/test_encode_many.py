@@ -11,6 +11,7 @@ import pytest
 import codec
 from codec.audio import read_audio
 from codec.errors import ParameterError
+from codec.pipeline import Tools
 from codec.residual import tcx as tcx_mod
 from codec.residual.rangecoder import (
     OpRecorder,
@@ -110,14 +111,23 @@ def test_encode_many_edge_cases_and_errors() -> None:
         rec.encode_symbol(2, [0, 1, 2])
 
 
-@pytest.mark.parametrize("bitrate", [8.0, 13.2, 32.0])
+@pytest.mark.parametrize(
+    ("bitrate", "tools"),
+    [
+        (8.0, Tools()),
+        (13.2, Tools()),
+        (32.0, Tools()),
+        (13.2, Tools(side_model=False)),  # raw side fields: recorded frame by frame
+        (24.4, Tools(pitch=False)),  # no pitch fields
+    ],
+)
 def test_tcx_many_path_equals_the_scalar_path(
-    bitrate: float, monkeypatch: pytest.MonkeyPatch
+    bitrate: float, tools: Tools, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     x, sr = read_audio(SAMPLES / "librispeech_1034_male.wav")
-    many = codec.encode(x, sr, bitrate)
+    many = codec.encode(x, sr, bitrate, tools=tools)
     monkeypatch.setattr(tcx_mod, "ENCODE_MANY_MIN_STREAMS", 10**9)
-    assert codec.encode(x, sr, bitrate) == many
+    assert codec.encode(x, sr, bitrate, tools=tools) == many
 
 
 def _read(tcx: object, frames: list[bytes], bits: list[int]) -> object:

@@ -276,6 +276,46 @@ class ModelSide:
 
     # the decoder ---------------------------------------------------------------------
 
+    def steps_many(self, values: Mapping[str, IntArray]) -> tuple[IntArray, IntArray, IntArray]:
+        """The coding steps of :meth:`write` for many frames at once, as the
+        arrays ``(cums, freqs, shifts)`` of shape (n, steps) that
+        :func:`~codec.residual.rangecoder.encode_many` takes: every frame has
+        the same steps, a field a frame does not write (the pitch lag and gain
+        where the pitch is off) being the no-op step ``(0, 1, 0)``. The pitch
+        fields are written when ``values`` has ``pitch_on``."""
+        tabs = self._arrays()
+        g = np.asarray(values["gain"], dtype=np.int64)
+        last = np.asarray(values["last"], dtype=np.int64)
+        k = np.asarray(values["kappa"], dtype=np.int64)
+        zero = np.zeros_like(g)
+        cols: list[tuple[str, IntArray, IntArray, npt.NDArray[np.bool_] | None]] = []
+        if "pitch_on" in values:
+            on = np.asarray(values["pitch_on"], dtype=np.int64)
+            cols.append(("pitch_on", zero, on, None))
+            for f in ("pitch_lag", "pitch_gain"):
+                sym = np.where(on > 0, np.asarray(values[f], dtype=np.int64), 0)
+                cols.append((f, zero, sym, on > 0))
+        cols.append(("gain", zero, g, None))
+        cols.append(("last", _ctx_last(g), last, None))
+        cols.append(("kappa", _ctx_kappa(last, self.coded_bins), k, None))
+        cols.append(("noise", _ctx_level(k), np.asarray(values["noise"], dtype=np.int64), None))
+        if "hf" in tabs:
+            cols.append(("hf", _ctx_level(k), np.asarray(values["hf"], dtype=np.int64), None))
+        cums, freqs, shifts = [], [], []
+        for f, ctx, sym, present in cols:
+            t = tabs[f]
+            cum = t[ctx, sym]
+            freq = t[ctx, sym + 1] - cum
+            shift = np.full_like(cum, TOTAL_BITS)
+            if present is not None:  # absent: the no-op step
+                cum, freq, shift = (
+                    np.where(present, a, b) for a, b in ((cum, 0), (freq, 1), (shift, 0))
+                )
+            cums.append(cum)
+            freqs.append(freq)
+            shifts.append(shift)
+        return np.stack(cums, axis=1), np.stack(freqs, axis=1), np.stack(shifts, axis=1)
+
     def read_many(self, lock: LockStepDecoder, *, pitch: bool = True) -> dict[str, IntArray]:
         """:meth:`read` of every stream of ``lock`` at once (arrays of the fields;
         the streams ``lock.bad`` marks are corrupt: read them again with :meth:`read`)."""

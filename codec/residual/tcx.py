@@ -237,6 +237,24 @@ def _grid_base(ratio: FloatArray) -> IntArray:
     return np.rint(s).astype(np.int64)
 
 
+def _top(score: FloatArray, m: int) -> IntArray:
+    """The columns of the ``m`` largest scores of each row, largest first, ties
+    in column order: ``np.argsort(-score, kind="stable")[:, :m]``, from a
+    partial sort (rows where a tie straddles the ``m``-th place get the full one)."""
+    n, width = score.shape
+    if m >= width or n == 0:
+        return np.argsort(-score, axis=1, kind="stable")[:, :m]
+    part = np.argpartition(-score, m, axis=1)[:, : m + 1]  # the m + 1 largest, unordered
+    vals = -np.take_along_axis(score, part, axis=1)
+    order = np.lexsort((part, vals), axis=1)  # by score, then by column
+    part = np.take_along_axis(part, order, axis=1)
+    vals = np.take_along_axis(vals, order, axis=1)
+    tie = vals[:, m - 1] == vals[:, m]  # another column outside may share the m-th score
+    if tie.any():
+        part[tie] = np.argsort(-score[tie], axis=1, kind="stable")[:, : m + 1]
+    return part[:, :m]
+
+
 def frame_signs(frame_index: npt.ArrayLike, n_bins: int = N_BINS) -> FloatArray:
     """Deterministic pseudo-random signs (±1), shape (n, n_bins), a function of the frame index.
 
@@ -487,7 +505,7 @@ class TCX:
         mag = np.abs(q[:, :cb])
         better = np.where(mag < _MAX_ABS, 2.0 * (np.abs(v) - mag) - 1.0, -1.0)
         m = min(self.config.fill_slack, cb)
-        order = np.argsort(-better, axis=1, kind="stable")[:, :m]
+        order = _top(better, m)
         gain_of = np.take_along_axis(better, order, axis=1)
         cur = q.copy()
         filled = np.zeros(n, dtype=bool)
@@ -703,25 +721,16 @@ class TCX:
         # the frames not coded by trial (coded and fitting: their gain is final)
         todo = [i for i in range(xs.shape[0]) if coded.get((i, int(gains[i]))) is None]
         encoders: dict[int, RangeEncoder] = {}
-        many = len(todo) >= ENCODE_MANY_MIN_STREAMS
-        steps: list[OpRecorder] = []
-        for i in todo:
+        if len(todo) >= ENCODE_MANY_MIN_STREAMS:  # all at once with numpy
+            head = self._side_steps(todo, side, gains, last, kap, nf, hf)
+            coded_many = self._code_many(head, todo, last, cums, freqs, escapes)
+            encoders = dict(zip(todo, coded_many, strict=True))
+        for i in todo if not encoders else ():
             n_code = int(last[i])  # every nonzero value lies below it
-            enc: RangeEncoder | OpRecorder = OpRecorder() if many else RangeEncoder()
+            enc = RangeEncoder()
             env_fields, pitch_values = side[i]
             enc.encode_fields(env_fields)
-            values = {
-                **(pitch_values or {}),
-                "gain": int(gains[i]),
-                "kappa": int(kap[i]),
-                "noise": int(nf[i]),
-                "hf": int(hf[i]),
-                "last": n_code // LAST_UNIT,
-            }
-            self.side.write(enc, values)
-            if isinstance(enc, OpRecorder):
-                steps.append(enc)
-                continue
+            self.side.write(enc, self._side_values(i, pitch_values, gains, last, kap, nf, hf))
             if n_code:
                 enc.encode_intervals(
                     cums[i, :n_code].tolist(),
@@ -730,9 +739,6 @@ class TCX:
                     escapes.get(i, ()),
                 )
             encoders[i] = enc
-        if many:
-            coded_many = self._code_many(steps, todo, last, cums, freqs, escapes)
-            encoders = dict(zip(todo, coded_many, strict=True))
         frames: list[bytes] = []
         for i in range(xs.shape[0]):
             g = int(gains[i])
@@ -749,20 +755,96 @@ class TCX:
         return frames
 
     @staticmethod
+    def _side_values(
+        i: int,
+        pitch_values: dict[str, int] | None,
+        gains: IntArray,
+        last: IntArray,
+        kap: IntArray,
+        nf: IntArray,
+        hf: IntArray,
+    ) -> dict[str, int]:
+        """Frame ``i``'s side fields, as :attr:`side` writes them."""
+        return {
+            **(pitch_values or {}),
+            "gain": int(gains[i]),
+            "kappa": int(kap[i]),
+            "noise": int(nf[i]),
+            "hf": int(hf[i]),
+            "last": int(last[i]) // LAST_UNIT,
+        }
+
+    def _side_steps(
+        self,
+        todo: Sequence[int],
+        side: Sequence[Side],
+        gains: IntArray,
+        last: IntArray,
+        kap: IntArray,
+        nf: IntArray,
+        hf: IntArray,
+    ) -> tuple[IntArray, IntArray, IntArray]:
+        """The coding steps of the envelope and side fields of frames ``todo``,
+        arrays (frames, steps) for :func:`encode_many`: laid out in numpy under
+        the side tables (:meth:`ModelSide.steps_many`), else recorded frame by
+        frame (:class:`OpRecorder`) and padded with no-op steps ``(0, 1, 0)``."""
+        rows = np.asarray(todo, dtype=np.int64)
+        env = [side[i][0] for i in todo]
+        widths = {nb for fields in env for _, nb in fields}
+        uniform = len({len(fields) for fields in env}) == 1 and all(0 <= b <= 16 for b in widths)
+        if isinstance(self.side, ModelSide) and uniform:
+            vals = np.array([[v for v, _ in fields] for fields in env], dtype=np.int64)
+            nbs = np.array([[nb for _, nb in fields] for fields in env], dtype=np.int64)
+            vals = vals.reshape(rows.size, -1)
+            values: dict[str, IntArray] = {
+                "gain": gains[rows],
+                "last": last[rows] // LAST_UNIT,
+                "kappa": kap[rows],
+                "noise": nf[rows],
+                "hf": hf[rows],
+            }
+            pitch = [side[i][1] for i in todo]
+            if pitch and pitch[0] is not None:
+                for name in ("pitch_on", "pitch_lag", "pitch_gain"):
+                    values[name] = np.array([p[name] if p else 0 for p in pitch], dtype=np.int64)
+            c, f, s = self.side.steps_many(values)
+            return (
+                np.concatenate((vals, c), axis=1),
+                np.concatenate((np.ones_like(vals), f), axis=1),
+                np.concatenate((nbs.reshape(rows.size, -1), s), axis=1),
+            )
+        recs = []
+        for i in todo:
+            rec = OpRecorder()
+            env_fields, pitch_values = side[i]
+            rec.encode_fields(env_fields)
+            self.side.write(rec, self._side_values(i, pitch_values, gains, last, kap, nf, hf))
+            recs.append(rec)
+        width = max(len(r.cums) for r in recs)
+        c = np.zeros((rows.size, width), dtype=np.int64)
+        f = np.ones_like(c)
+        s = np.zeros_like(c)
+        for r, rec in enumerate(recs):
+            c[r, : len(rec.cums)] = rec.cums
+            f[r, : len(rec.cums)] = rec.freqs
+            s[r, : len(rec.cums)] = rec.shifts
+        return c, f, s
+
+    @staticmethod
     def _code_many(
-        steps: Sequence[OpRecorder],
+        head: tuple[IntArray, IntArray, IntArray],
         todo: Sequence[int],
         last: IntArray,
         cums: IntArray,
         freqs: IntArray,
         escapes: dict[int, list[tuple[int, list[tuple[int, int]]]]],
     ) -> list[RangeEncoder]:
-        """:func:`encode_many` of frames ``todo``: each frame's side steps (as
-        recorded), then its values below ``last`` with the raw fields of its
-        escapes after them, laid out in numpy (the steps of
+        """:func:`encode_many` of frames ``todo``: each frame's side steps
+        (``head``: :meth:`_side_steps`), then its values below ``last`` with the
+        raw fields of its escapes after them, laid out in numpy (the steps of
         :meth:`RangeEncoder.encode_intervals`)."""
         rows = np.asarray(todo, dtype=np.int64)
-        head = np.array([len(r.cums) for r in steps], dtype=np.int64)
+        n_head = head[0].shape[1]
         width = cums.shape[1]
         n_val = last[rows]
         # steps of each value: itself and its escape's raw fields
@@ -771,16 +853,13 @@ class TCX:
         esc = [(where[i], j, f) for i, lst in escapes.items() if i in where for j, f in lst]
         for r, j, f in esc:
             k[r, j] += len(f)
-        pos = head[:, None] + np.cumsum(k, axis=1) - k  # the step of value j
-        count = head + k.sum(axis=1)
+        pos = n_head + np.cumsum(k, axis=1) - k  # the step of value j
+        count = n_head + k.sum(axis=1)
         n_steps = int(count.max())
         op_c = np.zeros((rows.size, n_steps), dtype=np.int64)
         op_f = np.ones((rows.size, n_steps), dtype=np.int64)
         op_s = np.full((rows.size, n_steps), _TOTAL_BITS, dtype=np.int64)
-        for r, rec in enumerate(steps):
-            op_c[r, : head[r]] = rec.cums
-            op_f[r, : head[r]] = rec.freqs
-            op_s[r, : head[r]] = rec.shifts
+        op_c[:, :n_head], op_f[:, :n_head], op_s[:, :n_head] = head
         r_at, j_at = np.nonzero(k)
         at = r_at * n_steps + pos[r_at, j_at]
         np.put(op_c, at, cums[rows[r_at], j_at])

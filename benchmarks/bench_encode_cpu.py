@@ -60,14 +60,17 @@ def main() -> None:
         for _ in range(args.rounds):
             for name, tree in trees:
                 for r in rates:
-                    out = subprocess.run(
+                    proc = subprocess.run(
                         [sys.executable, "-c", _CHILD, str(ROOT / "samples"), r],
                         env={**env, "PYTHONPATH": str(tree)},
                         cwd=tmp,
                         capture_output=True,
                         text=True,
-                        check=True,
-                    ).stdout.split()
+                    )
+                    if proc.returncode:
+                        lines = proc.stderr.strip().splitlines() or ["no output"]
+                        sys.exit(f"bench_encode_cpu: {name} at {r} kbit/s failed: {lines[-1]}")
+                    out = proc.stdout.split()
                     version[name] = out[0]
                     best[(name, r)] = min(best.get((name, r), float("inf")), float(out[1]))
     for name, tree in trees:

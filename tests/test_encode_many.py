@@ -125,6 +125,7 @@ def test_tcx_many_path_equals_the_scalar_path(
     bitrate: float, tools: Tools, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     x, sr = read_audio(SAMPLES / "librispeech_1034_male.wav")
+    monkeypatch.setattr(tcx_mod, "ENCODE_MANY_MIN_STREAMS", 1)  # every block at once
     many = codec.encode(x, sr, bitrate, tools=tools)
     monkeypatch.setattr(tcx_mod, "ENCODE_MANY_MIN_STREAMS", 10**9)
     assert codec.encode(x, sr, bitrate, tools=tools) == many
@@ -175,8 +176,8 @@ def test_side_fields_of_many_frames_equal_the_scalar_reading(
             damaged[i] = bytes(fr)
         cases.append(damaged)
     for case in cases:
+        monkeypatch.setattr(tcx_mod, "READ_MANY_MIN_FRAMES", 1)
         many = _read(tcx, case, bits)
         monkeypatch.setattr(tcx_mod, "READ_MANY_MIN_FRAMES", 10**9)
         one = _read(tcx, case, bits)
-        monkeypatch.undo()
         assert many == one

@@ -152,9 +152,10 @@ MAX_TOTAL: int = 1 << 16
 #: each; below, its per-position numpy overhead costs more than the Python loop).
 MANY_MIN_STREAMS: int = 32
 #: Streams from which :func:`encode_many` beats a :class:`RangeEncoder` per stream
-#: (measured on the TCX frames: about 10 side steps and 80 to 320 values each;
-#: below, the fixed cost of its ~10 numpy operations per step dominates).
-ENCODE_MANY_MIN_STREAMS: int = 40
+#: (measured on whole TCX encodes at 32 kbit/s with encoder blocks of 20 to 100
+#: frames: slower at 40, even at 60, faster at 100; below, the fixed cost of its
+#: ~10 numpy operations per step dominates).
+ENCODE_MANY_MIN_STREAMS: int = 60
 #: Largest Elias-gamma prefix length accepted in escape codes
 #: (escaped excess magnitudes must be ``< 2**(MAX_ESCAPE_BITS+1)``).
 MAX_ESCAPE_BITS: int = 24

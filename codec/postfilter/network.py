@@ -80,9 +80,18 @@ def save_weights(w: Weights, path: str | Path) -> str:
     arrays: dict[str, np.ndarray] = {n: np.asarray(getattr(w, n), dtype=np.float32) for n in _NAMES}
     info = np.frombuffer(json.dumps(w.info, sort_keys=True).encode(), dtype=np.uint8)
     arrays["info"] = info
-    np.savez(buf, **arrays)  # type: ignore[arg-type]  # (numpy stubs: allow_pickle)
-    data = buf.getvalue()
     import hashlib  # (not at import: the decoder's start-up)
+    import zipfile
+
+    # np.savez's layout (one .npy per array, stored), with a fixed timestamp so
+    # that the same weights always give the same bytes and hash
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for name, arr in arrays.items():
+            member = io.BytesIO()
+            np.lib.format.write_array(member, arr, allow_pickle=False)
+            entry = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            zf.writestr(entry, member.getvalue())
+    data = buf.getvalue()
 
     tmp = Path(str(path) + ".part")
     tmp.write_bytes(data)

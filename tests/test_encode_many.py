@@ -50,7 +50,12 @@ def _random_streams(seed: int, n: int, most: int) -> tuple[list[RangeEncoder], l
                     (j, escape_fields(int(rng.integers(16, 5000)), 15)) for j in range(0, k, 3)
                 ]
                 enc.encode_intervals(cums, freqs, 15, after)
-                rec.encode_intervals(cums, freqs, 15, after)
+                fields = dict(after)
+                for j, (c, f) in enumerate(zip(cums, freqs, strict=True)):  # as TCX lays them out
+                    rec.cums.append(c)
+                    rec.freqs.append(f)
+                    rec.shifts.append(15)
+                    rec.encode_fields(fields.get(j, []))
         encs.append(enc)
         recs.append(rec)
     return encs, recs

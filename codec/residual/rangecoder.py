@@ -164,6 +164,15 @@ _TOP = 1 << PRECISION  # interval [0, 1) in register units
 _SHIFT = PRECISION - 8  # position of the top byte of ``low``
 _BOT = 1 << _SHIFT  # renormalise while rng <= _BOT
 _LOW_MASK = _BOT - 1
+
+# Renormalisation of the numpy coders (encode_many, decode_values_many,
+# LockStepDecoder): a step moves at most three bytes (rng > 2**48 before it,
+# at least rng >> 16 after it); ``below = _RENORM_BELOW.searchsorted(rng)`` is 3
+# minus their number, and the tables give the shifts and the bytes moved.
+_RENORM_BELOW = np.array([_BOT >> 16, _BOT >> 8, _BOT], dtype=np.uint64)
+_RENORM_SHL = np.array([24, 16, 8, 0], dtype=np.uint64)  # 8 * bytes
+_RENORM_SHR = np.array([0, 8, 16, 24], dtype=np.uint64)  # 24 - 8 * bytes
+_RENORM_BYTES = np.array([3, 2, 1, 0], dtype=np.int64)
 _NBYTES = PRECISION // 8  # bytes pre-loaded by the decoder
 
 #: Laplace scale grid: ``scale = 2**(SCALE_MIN_LOG2 + i / SCALE_STEPS_PER_OCTAVE)``.
@@ -183,6 +192,28 @@ def _int(x: object) -> int:
         return operator.index(x)  # type: ignore[arg-type]
     except TypeError as exc:
         raise ParameterError(f"expected an integer, got {x!r}") from exc
+
+
+def _field_chunks(fields: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The ``(value, nbits)`` fields checked and cut into the chunks of at most 16
+    bits that :meth:`RangeEncoder.encode_bits` codes, most significant first."""
+    chunks: list[tuple[int, int]] = []
+    for value, nbits in fields:
+        if type(value) is not int:
+            value = _int(value)
+        if type(nbits) is not int:
+            nbits = _int(nbits)
+        _check_nbits(nbits)
+        if not 0 <= value < (1 << nbits):
+            raise ParameterError(f"value {value} does not fit in {nbits} bits")
+        if nbits <= 16:
+            chunks.append((value, nbits))
+            continue
+        while nbits > 0:
+            nb = nbits if nbits <= 16 else 16
+            nbits -= nb
+            chunks.append(((value >> nbits) & ((1 << nb) - 1), nb))
+    return chunks
 
 
 def _check_nbits(nbits: int) -> None:
@@ -448,22 +479,7 @@ class RangeEncoder:
         Arguments are validated before anything is coded: on error the
         encoder is unchanged.
         """
-        chunks: list[tuple[int, int]] = []
-        for value, nbits in fields:
-            if type(value) is not int:
-                value = _int(value)
-            if type(nbits) is not int:
-                nbits = _int(nbits)
-            _check_nbits(nbits)
-            if not 0 <= value < (1 << nbits):
-                raise ParameterError(f"value {value} does not fit in {nbits} bits")
-            if nbits <= 16:
-                chunks.append((value, nbits))
-                continue
-            while nbits > 0:
-                nb = nbits if nbits <= 16 else 16
-                nbits -= nb
-                chunks.append(((value >> nbits) & ((1 << nb) - 1), nb))
+        chunks = _field_chunks(fields)
         low = self._low
         rng = self._rng
         buf = self._buf
@@ -734,9 +750,9 @@ def escape_fields(v: int, m: int) -> list[tuple[int, int]]:
 class OpRecorder:
     """Records the intervals a :class:`RangeEncoder` would code, without coding.
 
-    It has the encoder's writing methods (:meth:`encode_bits`,
+    It has the encoder's methods for a frame's head (:meth:`encode_bits`,
     :meth:`encode_fields`, :meth:`encode_symbol` with tables whose total is a
-    power of two, :meth:`encode_intervals`) and keeps each coding step as an
+    power of two; the values' intervals are laid out by the caller) and keeps each coding step as an
     interval ``(cum, freq, shift)`` of ``2**shift``: a raw chunk of ``nb <= 16``
     bits is ``(value, 1, nb)``, a symbol ``(cdf[s], cdf[s+1] - cdf[s], log2
     total)``. The steps are the same arithmetic as the encoder's (``rng >>
@@ -755,17 +771,10 @@ class OpRecorder:
 
     def encode_fields(self, fields: Sequence[tuple[int, int]]) -> None:
         """As :meth:`RangeEncoder.encode_fields` (fields over 16 bits in 16-bit chunks)."""
-        for value, nbits in fields:
-            value, nbits = _int(value), _int(nbits)
-            _check_nbits(nbits)
-            if not 0 <= value < (1 << nbits):
-                raise ParameterError(f"value {value} does not fit in {nbits} bits")
-            while nbits > 0:
-                nb = nbits if nbits <= 16 else 16
-                nbits -= nb
-                self.cums.append((value >> nbits) & ((1 << nb) - 1))
-                self.freqs.append(1)
-                self.shifts.append(nb)
+        for chunk, nb in _field_chunks(fields):
+            self.cums.append(chunk)
+            self.freqs.append(1)
+            self.shifts.append(nb)
 
     def encode_symbol(self, symbol: int, cdf: CdfLike) -> None:
         """As :meth:`RangeEncoder.encode_symbol`, for a table whose total is a power of two."""
@@ -777,28 +786,6 @@ class OpRecorder:
         self.cums.append(cum)
         self.freqs.append(nxt - cum)
         self.shifts.append(total.bit_length() - 1)
-
-    def encode_intervals(
-        self,
-        cums: Sequence[int],
-        freqs: Sequence[int],
-        total_bits: int,
-        fields_after: Sequence[tuple[int, Sequence[tuple[int, int]]]] = (),
-    ) -> None:
-        """As :meth:`RangeEncoder.encode_intervals`."""
-        n = len(cums)
-        if len(freqs) != n or not 1 <= (1 << total_bits) <= MAX_TOTAL:
-            raise ParameterError("invalid intervals")
-        stops = [p for p, _ in fields_after]
-        if any(not 0 <= p < n for p in stops) or stops != sorted(set(stops)):
-            raise ParameterError("field positions must be increasing symbol positions")
-        start = 0
-        for stop, fields in [*fields_after, (n - 1, ())]:
-            self.cums += cums[start : stop + 1]
-            self.freqs += freqs[start : stop + 1]
-            self.shifts += [total_bits] * (stop + 1 - start)
-            start = stop + 1
-            self.encode_fields(fields)
 
 
 def encode_many(
@@ -872,8 +859,7 @@ def encode_many(
     rng = np.full(n, _TOP, dtype=np.uint64)
     log_low = np.empty((steps, n), dtype=np.uint64)
     log_below = np.full((steps, n), 3, dtype=np.int8)  # 3 - number of output bytes
-    thresholds = np.array([_BOT >> 16, _BOT >> 8, _BOT], dtype=np.uint64)
-    shl_of = np.array([24, 16, 8, 0], dtype=np.uint64)  # 8 * bytes out
+    thresholds, shl_of = _RENORM_BELOW, _RENORM_SHL
     mask_of = np.array([_TOP - 1] * 3 + [2**64 - 1], dtype=np.uint64)  # keep the carry bit
     ops = zip(active, op_c, op_f, op_s, log_low, log_below, strict=True)
     for a, c_s, f_s, s_s, log_lo, log_be in ops:
@@ -1278,6 +1264,25 @@ class RangeDecoder:
         return 8 * (self._pos - _NBYTES) + PRECISION - math.log2(self._rng)
 
 
+def _byte_windows(decs: Sequence[RangeDecoder], rows: int) -> tuple[NDArray[np.uint64], int]:
+    """The decoders' data as 24-bit windows, flattened rows of ``span`` positions:
+    ``window[i * span + p]`` holds bytes p, p+1, p+2 of stream ``i``, big-endian,
+    zeros past its end (rows beyond ``len(decs)``: all zeros). ``span`` is the
+    longest stream + 1, so position ``span - 1`` of every row reads zeros."""
+    lens = [d._n for d in decs]
+    span = (max(lens) if lens else 0) + 1
+    padded = np.zeros((rows, span + 2), dtype=np.uint8)
+    if lens and min(lens) == max(lens):
+        data = np.frombuffer(b"".join(d._data for d in decs), np.uint8)
+        padded[: len(decs), : lens[0]] = data.reshape(len(decs), lens[0])
+    else:
+        for i, d in enumerate(decs):
+            padded[i, : lens[i]] = np.frombuffer(d._data, np.uint8)
+    wide = padded.astype(np.uint64)
+    window = (wide[:, :-2] << np.uint64(16)) | (wide[:, 1:-1] << np.uint64(8)) | wide[:, 2:]
+    return window.ravel(), span
+
+
 class LockStepDecoder:
     """Many independent :class:`RangeDecoder` streams decoded in lock-step.
 
@@ -1296,26 +1301,13 @@ class LockStepDecoder:
     def __init__(self, decoders: Sequence[RangeDecoder]) -> None:
         self.decoders = list(decoders)
         n = len(self.decoders)
-        lens = [d._n for d in self.decoders]
-        span = (max(lens) if lens else 0) + 1
-        padded = np.zeros((n, span + 2), dtype=np.uint64)
-        for i, d in enumerate(self.decoders):
-            padded[i, : lens[i]] = np.frombuffer(d._data, np.uint8)
-        # window[i, p] = bytes p, p+1, p+2 of stream i (zeros past its end), big-endian
-        self._window = (
-            (padded[:, :-2] << np.uint64(16)) | (padded[:, 1:-1] << np.uint64(8)) | padded[:, 2:]
-        ).ravel()
+        self._window, span = _byte_windows(self.decoders, n)
         self._base = np.arange(n, dtype=np.int64) * span
         self._end = self._base + span - 1
         self.val = np.array([d._val for d in self.decoders], dtype=np.uint64)
         self.rng = np.array([d._rng for d in self.decoders], dtype=np.uint64)
         self.pos = self._base + np.array([d._pos for d in self.decoders], dtype=np.int64)
         self.bad = np.zeros(n, dtype=bool)
-
-    _THRESHOLDS = np.array([_BOT >> 16, _BOT >> 8, _BOT], dtype=np.uint64)
-    _SHL = np.array([24, 16, 8, 0], dtype=np.uint64)
-    _SHR = np.array([0, 8, 16, 24], dtype=np.uint64)
-    _ADV = np.array([3, 2, 1, 0], dtype=np.int64)
 
     def _step(
         self,
@@ -1328,14 +1320,14 @@ class LockStepDecoder:
         # most three bytes in (as decode_values_many)
         v = self.val[rows] - r * cum
         g = r * freq
-        below = self._THRESHOLDS.searchsorted(g)
-        v <<= self._SHL[below]
-        g <<= self._SHL[below]
+        below = _RENORM_BELOW.searchsorted(g)
+        v <<= _RENORM_SHL[below]
+        g <<= _RENORM_SHL[below]
         fp = self.pos[rows]
-        v |= self._window[np.minimum(fp, self._end[rows])] >> self._SHR[below]
+        v |= self._window[np.minimum(fp, self._end[rows])] >> _RENORM_SHR[below]
         self.val[rows] = v
         self.rng[rows] = g
-        self.pos[rows] = fp + self._ADV[below]
+        self.pos[rows] = fp + _RENORM_BYTES[below]
 
     def _rows(self, rows: ArrayLike | None) -> NDArray[np.int64]:
         if rows is None:
@@ -1532,20 +1524,7 @@ def decode_values_many(
 
     # zero-padded data (plus an all-zero row for failed streams) as 24-bit windows:
     # window[i, p] = bytes p, p+1, p+2 of stream i, big-endian; p clipped to the length
-    lens = [d._n for d in decs]
-    span = max(lens) + 1  # positions 0 .. max(lens); the last one reads zeros
-    padded = np.zeros((n + 1, span + 2), dtype=np.uint8)
-    if min(lens) == max(lens):
-        padded[:n, : lens[0]] = np.frombuffer(b"".join(d._data for d in decs), np.uint8).reshape(
-            n, lens[0]
-        )
-    else:
-        for i, d in enumerate(decs):
-            padded[i, : lens[i]] = np.frombuffer(d._data, np.uint8)
-    wide = padded.astype(np.uint64)
-    window = (
-        (wide[:, :-2] << np.uint64(16)) | (wide[:, 1:-1] << np.uint64(8)) | wide[:, 2:]
-    ).ravel()
+    window, span = _byte_windows(decs, n + 1)
     base = np.arange(n + 1, dtype=np.int64) * span
     park = int(base[n])  # the all-zero row
     # state per stream (sorted order): val < rng <= 2**PRECISION = 2**56 fit uint64
@@ -1557,10 +1536,7 @@ def decode_values_many(
     failed = np.zeros(n, dtype=bool)
 
     # renormalisation: nb = #{threshold >= rng} bytes, by searchsorted on the thresholds
-    thresholds = np.array([_BOT >> 16, _BOT >> 8, _BOT], dtype=np.uint64)
-    shl_of = np.array([24, 16, 8, 0], dtype=np.uint64)  # 8 * nb
-    shr_of = np.array([0, 8, 16, 24], dtype=np.uint64)  # 24 - 8 * nb
-    adv_of = np.array([3, 2, 1, 0], dtype=np.int64)  # nb
+    thresholds, shl_of, shr_of, adv_of = _RENORM_BELOW, _RENORM_SHL, _RENORM_SHR, _RENORM_BYTES
 
     def fail(j: int, err: BitstreamError) -> None:
         errors[int(order[j])] = err

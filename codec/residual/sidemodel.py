@@ -323,7 +323,7 @@ class ModelSide:
         n = lock.val.size
         zeros = np.zeros(n, dtype=np.int64)
         t_on = tabs["pitch_on"][0]
-        on = lock.symbols(np.broadcast_to(t_on, (n, t_on.size))) if pitch else zeros
+        on = lock.symbols(np.broadcast_to(t_on, (n, t_on.size))) if pitch else zeros.copy()
         out = {"pitch_on": on, "pitch_lag": zeros.copy(), "pitch_gain": zeros.copy()}
         rows = np.flatnonzero(on)
         if rows.size:

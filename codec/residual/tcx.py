@@ -727,20 +727,21 @@ class TCX:
             head = self._side_steps(todo, side, gains, last, kap, nf, hf)
             coded_many = self._code_many(head, todo, last, cums, freqs, escapes)
             encoders = dict(zip(todo, coded_many, strict=True))
-        for i in todo if not encoders else ():
-            n_code = int(last[i])  # every nonzero value lies below it
-            enc = RangeEncoder()
-            env_fields, pitch_values = side[i]
-            enc.encode_fields(env_fields)
-            self.side.write(enc, self._side_values(i, pitch_values, gains, last, kap, nf, hf))
-            if n_code:
-                enc.encode_intervals(
-                    cums[i, :n_code].tolist(),
-                    freqs[i, :n_code].tolist(),
-                    _TOTAL_BITS,
-                    escapes.get(i, ()),
-                )
-            encoders[i] = enc
+        else:
+            for i in todo:
+                n_code = int(last[i])  # every nonzero value lies below it
+                enc = RangeEncoder()
+                env_fields, pitch_values = side[i]
+                enc.encode_fields(env_fields)
+                self.side.write(enc, self._side_values(i, pitch_values, gains, last, kap, nf, hf))
+                if n_code:
+                    enc.encode_intervals(
+                        cums[i, :n_code].tolist(),
+                        freqs[i, :n_code].tolist(),
+                        _TOTAL_BITS,
+                        escapes.get(i, ()),
+                    )
+                encoders[i] = enc
         frames: list[bytes] = []
         for i in range(xs.shape[0]):
             g = int(gains[i])

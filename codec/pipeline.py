@@ -120,6 +120,9 @@ class Tools:
     fill: bool = True
     """Encoder only: the bits the rate loop leaves are spent on one more step for
     the bins that gain most (``TcxConfig.fill_slack``; off: they are padding)."""
+    short_blocks: bool = True
+    """Transient frames coded as four short MDCTs (format 6,
+    :mod:`codec.residual.blocks`; off: no transient flag, every frame long)."""
 
 
 def _residual_coder(coder_id: int, mode: Mode, tools: Tools) -> TCX:
@@ -132,6 +135,8 @@ def _residual_coder(coder_id: int, mode: Mode, tools: Tools) -> TCX:
         config = replace(config, harmonic_depth=0.0)
     if not tools.fill:
         config = replace(config, fill_slack=0)
+    if not tools.short_blocks:
+        config = replace(config, short_blocks=False)
     return _RESIDUAL_CODERS[coder_id](config)
 
 

@@ -12,10 +12,12 @@ Configurations (``--configs``): ``none`` (format-1 coder: full band, no pitch
 tool, no harmonic model), ``pitch`` (pitch pre-/post-filter only), ``band``
 (coded band + noise top band only), ``pitch+band``, ``all-raw-side`` (both,
 plus the harmonic model of the entropy coder: format 3's coder),
-``all-no-fill`` (that with the side fields range-coded under format 4's
-trained tables) and ``all`` (the codec as shipped: also spending the bits the
-rate loop leaves). The first four write the side fields as raw bits and leave
-the rate loop's slack as padding, as format 3 did.
+``all-no-fill`` (that with the side fields range-coded under the trained
+tables), ``all-long`` (also spending the bits the rate loop leaves: format 5's
+coder) and ``all`` (the codec as shipped: also short blocks in transient
+frames, format 6). The first four write the side fields as raw bits and leave
+the rate loop's slack as padding, as format 3 did; none but ``all`` has short
+blocks.
 
 Example (all of dev, about 20 min on 2 cores without ViSQOL)::
 
@@ -55,6 +57,7 @@ CONFIGS = {
         "harmonic": False,
         "side_model": False,
         "fill": False,
+        "short_blocks": False,
     },
     "pitch": {
         "pitch": True,
@@ -62,6 +65,7 @@ CONFIGS = {
         "harmonic": False,
         "side_model": False,
         "fill": False,
+        "short_blocks": False,
     },
     "band": {
         "pitch": False,
@@ -69,6 +73,7 @@ CONFIGS = {
         "harmonic": False,
         "side_model": False,
         "fill": False,
+        "short_blocks": False,
     },
     "pitch+band": {
         "pitch": True,
@@ -76,6 +81,7 @@ CONFIGS = {
         "harmonic": False,
         "side_model": False,
         "fill": False,
+        "short_blocks": False,
     },
     "all-raw-side": {
         "pitch": True,
@@ -83,8 +89,16 @@ CONFIGS = {
         "harmonic": True,
         "side_model": False,
         "fill": False,
+        "short_blocks": False,
     },
-    "all-no-fill": {"pitch": True, "band_split": True, "harmonic": True, "fill": False},
+    "all-no-fill": {
+        "pitch": True,
+        "band_split": True,
+        "harmonic": True,
+        "fill": False,
+        "short_blocks": False,
+    },
+    "all-long": {"pitch": True, "band_split": True, "harmonic": True, "short_blocks": False},
     "all": {"pitch": True, "band_split": True, "harmonic": True, "side_model": True},
 }
 METRICS = ("pesq_wb", "psnr", "visqol")

@@ -124,6 +124,7 @@ def test_encode_many_edge_cases_and_errors() -> None:
         (32.0, Tools()),
         (13.2, Tools(side_model=False)),  # raw side fields: recorded frame by frame
         (24.4, Tools(pitch=False)),  # no pitch fields
+        (16.4, Tools(short_blocks=False)),  # no transient flag
     ],
 )
 def test_tcx_many_path_equals_the_scalar_path(

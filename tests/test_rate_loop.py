@@ -30,10 +30,8 @@ def _captured(speech, monkeypatch, rate):
 
 
 def _setup(coder, coefs, a_q, env_idx, env_bits, frame_bytes, pitch):
-    side, fixed = coder.side_info(env_idx, env_bits, pitch)
-    shaping, ratio = coder.envelopes(a_q)
-    ratio = coder._harmonic(ratio, pitch)
-    return coefs * shaping, ratio, side, fixed, 8 * frame_bytes
+    xs, ratio, side, fixed = coder._prepare(coefs, a_q, env_idx, env_bits, pitch)
+    return xs, ratio, side, fixed, 8 * frame_bytes
 
 
 @pytest.mark.parametrize("rate", [8.0, 32.0])

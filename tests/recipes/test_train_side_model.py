@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from codec.bitstream import FORMAT_VERSION  # noqa: E402
 from codec.residual import sidemodel  # noqa: E402
 from recipes import train_side_model as recipe  # noqa: E402
 
@@ -32,7 +33,7 @@ def test_run_writes_tables_that_load(tmp_path: Path, capsys: pytest.CaptureFixtu
     argv = ["--data", str(manifest), "--out", str(out), "--stride", "1"]
     assert recipe.main([*argv, "--bitrates", "8,32", "--workers", "1", "--quiet"]) == 0
     doc = json.loads((out / "side-model.json").read_text())
-    assert doc["format"] == 5 and set(doc["modes"]) == {"8", "32"}
+    assert doc["format"] == FORMAT_VERSION and set(doc["modes"]) == {"8", "32"}
     m8 = sidemodel.ModelSide(doc["modes"]["8"], 80)
     m32 = sidemodel.ModelSide(doc["modes"]["32"], 320)
     assert "hf" in m8.fields and "hf" not in m32.fields

@@ -79,6 +79,20 @@ def test_detect_marks_onsets_not_steady_sounds() -> None:
     assert blocks.detect(np.zeros((0, N))).shape == (0,)
 
 
+def test_detect_measures_the_short_blocks_energies() -> None:
+    """detect() takes each block's energy from the folded samples (no DCT): the
+    short coefficients' energies, so the decision is the ratio rule on them."""
+    rng = np.random.default_rng(4)
+    c = rng.standard_normal((50, N)) * rng.random((50, 1))
+    e = blocks.block_energies(blocks.to_short(c))
+    _, ws, _ = blocks._windows(N, L)
+    folded = np.sum(mdct.fold(blocks._segments(c, L), ws) ** 2, axis=-1)
+    assert np.allclose(folded, e, rtol=1e-12)
+    for ratio in (1.5, 2.0, 4.0):
+        want = e.max(axis=1) > ratio * e.min(axis=1)
+        assert np.array_equal(blocks.detect(c, ratio), want)
+
+
 def test_short_blocks_need_a_matching_overlap() -> None:
     with pytest.raises(ParameterError, match="overlap"):
         blocks.to_short(np.zeros((1, N)), overlap=160)

@@ -70,13 +70,19 @@ def to_short(coefs: npt.ArrayLike, overlap: int = mdct.DEFAULT_OVERLAP) -> Float
     """The short-block coefficients (interleaved) of frames given by their long
     MDCT coefficients, shape (..., N) -> (..., N)."""
     c = np.asarray(coefs, dtype=np.float64)
-    n = c.shape[-1]
-    wl, ws, pad = _windows(n, overlap)
-    h = n // SHORT_BLOCKS
-    t = mdct.imdct(c, wl)  # the frame's windowed time signal (with its edge aliasing)
-    seg = np.stack([t[..., pad + h * j : pad + h * j + 2 * h] for j in range(SHORT_BLOCKS)], -2)
-    s = mdct.mdct(seg, ws)  # (..., blocks, h)
+    _, ws, _ = _windows(c.shape[-1], overlap)
+    s = mdct.mdct(_segments(c, overlap), ws)  # (..., blocks, h)
     return np.asarray(np.swapaxes(s, -1, -2).reshape(c.shape), dtype=np.float64)
+
+
+def _segments(c: FloatArray, overlap: int) -> FloatArray:
+    """The four short blocks' spans of the frames' windowed time signal (with
+    the long window's edge aliasing), shape (..., N) -> (..., 4, 2 N / 4)."""
+    n = c.shape[-1]
+    wl, _, pad = _windows(n, overlap)
+    h = n // SHORT_BLOCKS
+    t = mdct.imdct(c, wl)
+    return np.stack([t[..., pad + h * j : pad + h * j + 2 * h] for j in range(SHORT_BLOCKS)], -2)
 
 
 def to_long(coefs: npt.ArrayLike, overlap: int = mdct.DEFAULT_OVERLAP) -> FloatArray:
@@ -110,6 +116,9 @@ def detect(
     c = np.asarray(coefs, dtype=np.float64)
     if c.shape[0] == 0:
         return np.zeros(0, dtype=bool)
-    e = block_energies(to_short(c, overlap))
+    # each block's energy from its folded samples (the short MDCT's input: the
+    # same energy, without the transforms)
+    _, ws, _ = _windows(c.shape[-1], overlap)
+    e = np.sum(mdct.fold(_segments(c, overlap), ws) ** 2, axis=-1)
     loud = e.sum(axis=-1) > _FLOOR * c.shape[-1]
     return np.asarray(loud & (e.max(axis=-1) > ratio * e.min(axis=-1)), dtype=bool)

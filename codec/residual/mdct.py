@@ -70,6 +70,7 @@ __all__ = [
     "MdctAnalyzer",
     "MdctSynthesizer",
     "analysis",
+    "fold",
     "imdct",
     "mdct",
     "mdct_matrix",
@@ -202,6 +203,16 @@ def mdct(frames: ArrayLike, window: ArrayLike) -> FloatArray:
     ndarray of float64, shape (..., N)
         ``mdct_matrix(N) @ (window * frame)`` for every frame.
     """
+    return _dct4(fold(frames, window))
+
+
+def fold(frames: ArrayLike, window: ArrayLike) -> FloatArray:
+    """The windowed blocks folded to ``N`` samples (time-domain aliasing): the
+    input of the MDCT's DCT-IV, so ``mdct(f, w) == DCT-IV(fold(f, w))`` and,
+    the DCT-IV being orthonormal, both have the same energy.
+
+    Parameters and shapes as :func:`mdct`.
+    """
     x = np.asarray(frames, dtype=np.float64)
     if x.ndim < 1:
         raise ParameterError("frames must have shape (..., 2N)")
@@ -213,8 +224,7 @@ def mdct(frames: ArrayLike, window: ArrayLike) -> FloatArray:
     b = z[..., q:n]
     c = z[..., n : n + q]
     d = z[..., n + q :]
-    folded = np.concatenate((-c[..., ::-1] - d, a - b[..., ::-1]), axis=-1)
-    return _dct4(folded)
+    return np.concatenate((-c[..., ::-1] - d, a - b[..., ::-1]), axis=-1)
 
 
 def imdct(coefs: ArrayLike, window: ArrayLike) -> FloatArray:

@@ -85,12 +85,14 @@ def test_detect_measures_the_short_blocks_energies() -> None:
     rng = np.random.default_rng(4)
     c = rng.standard_normal((50, N)) * rng.random((50, 1))
     e = blocks.block_energies(blocks.to_short(c))
-    _, ws, _ = blocks._windows(N, L)
-    folded = np.sum(mdct.fold(blocks._segments(c, L), ws) ** 2, axis=-1)
+    folded = np.sum(blocks._folded(c, L) ** 2, axis=-1)
     assert np.allclose(folded, e, rtol=1e-12)
     for ratio in (1.5, 2.0, 4.0):
         want = e.max(axis=1) > ratio * e.min(axis=1)
         assert np.array_equal(blocks.detect(c, ratio), want)
+        short, swapped = blocks.split(c, ratio)
+        assert np.array_equal(short, want)
+        assert np.array_equal(swapped, blocks.to_short(c[want]))  # the same numbers
 
 
 def test_short_blocks_need_a_matching_overlap() -> None:

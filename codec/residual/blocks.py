@@ -27,7 +27,7 @@ frequency (within 100 Hz), so the envelope's shaping and the entropy model of
 the long frame still fit it. The harmonic model is off in a transient frame
 (100 Hz bins do not resolve the harmonics).
 
-The encoder's decision (:func:`detect`): a frame is transient when its loudest
+The encoder's decision (:func:`split`, :func:`detect`): a frame is transient when its loudest
 short block carries more than :data:`TRANSIENT_RATIO` times the energy of its
 quietest one. It is sent as one raw bit after the envelope indices.
 """
@@ -42,7 +42,15 @@ import numpy.typing as npt
 from codec.errors import ParameterError
 from codec.residual import mdct
 
-__all__ = ["SHORT_BLOCKS", "TRANSIENT_RATIO", "block_energies", "detect", "to_long", "to_short"]
+__all__ = [
+    "SHORT_BLOCKS",
+    "TRANSIENT_RATIO",
+    "block_energies",
+    "detect",
+    "split",
+    "to_long",
+    "to_short",
+]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -70,19 +78,25 @@ def to_short(coefs: npt.ArrayLike, overlap: int = mdct.DEFAULT_OVERLAP) -> Float
     """The short-block coefficients (interleaved) of frames given by their long
     MDCT coefficients, shape (..., N) -> (..., N)."""
     c = np.asarray(coefs, dtype=np.float64)
-    _, ws, _ = _windows(c.shape[-1], overlap)
-    s = mdct.mdct(_segments(c, overlap), ws)  # (..., blocks, h)
-    return np.asarray(np.swapaxes(s, -1, -2).reshape(c.shape), dtype=np.float64)
+    return _interleave(mdct.dct4(_folded(c, overlap)))
 
 
-def _segments(c: FloatArray, overlap: int) -> FloatArray:
-    """The four short blocks' spans of the frames' windowed time signal (with
-    the long window's edge aliasing), shape (..., N) -> (..., 4, 2 N / 4)."""
+def _folded(c: FloatArray, overlap: int) -> FloatArray:
+    """Each short block's span of the frames' windowed time signal (with the
+    long window's edge aliasing), windowed and folded: the input of its short
+    MDCT's DCT-IV, shape (..., N) -> (..., 4, N / 4)."""
     n = c.shape[-1]
-    wl, _, pad = _windows(n, overlap)
+    wl, ws, pad = _windows(n, overlap)
     h = n // SHORT_BLOCKS
     t = mdct.imdct(c, wl)
-    return np.stack([t[..., pad + h * j : pad + h * j + 2 * h] for j in range(SHORT_BLOCKS)], -2)
+    seg = np.stack([t[..., pad + h * j : pad + h * j + 2 * h] for j in range(SHORT_BLOCKS)], -2)
+    return mdct.fold(seg, ws)
+
+
+def _interleave(s: FloatArray) -> FloatArray:
+    """Short coefficients (..., blocks, N / 4) interleaved to (..., N)."""
+    shape = (*s.shape[:-2], s.shape[-2] * s.shape[-1])
+    return np.asarray(np.swapaxes(s, -1, -2).reshape(shape), dtype=np.float64)
 
 
 def to_long(coefs: npt.ArrayLike, overlap: int = mdct.DEFAULT_OVERLAP) -> FloatArray:
@@ -107,18 +121,31 @@ def block_energies(short: npt.ArrayLike) -> FloatArray:
     return np.stack(parts, axis=-1)
 
 
+def split(
+    coefs: npt.ArrayLike,
+    ratio: float = TRANSIENT_RATIO,
+    overlap: int = mdct.DEFAULT_OVERLAP,
+) -> tuple[npt.NDArray[np.bool_], FloatArray]:
+    """Which frames (rows of long MDCT coefficients, shape (n, N)) to code as
+    short blocks, and the short coefficients of those frames (:func:`to_short`
+    of them, from the same folded samples)."""
+    c = np.asarray(coefs, dtype=np.float64)
+    if c.shape[0] == 0:
+        return np.zeros(0, dtype=bool), np.zeros((0, c.shape[-1]))
+    folded = _folded(c, overlap)
+    # each block's energy from its folded samples (the short MDCT's input: the
+    # same energy, without the transforms)
+    e = np.sum(folded**2, axis=-1)
+    loud = e.sum(axis=-1) > _FLOOR * c.shape[-1]
+    short = np.asarray(loud & (e.max(axis=-1) > ratio * e.min(axis=-1)), dtype=bool)
+    return short, _interleave(mdct.dct4(folded[short]))
+
+
 def detect(
     coefs: npt.ArrayLike,
     ratio: float = TRANSIENT_RATIO,
     overlap: int = mdct.DEFAULT_OVERLAP,
 ) -> npt.NDArray[np.bool_]:
-    """Which frames (rows of long MDCT coefficients) to code as short blocks."""
-    c = np.asarray(coefs, dtype=np.float64)
-    if c.shape[0] == 0:
-        return np.zeros(0, dtype=bool)
-    # each block's energy from its folded samples (the short MDCT's input: the
-    # same energy, without the transforms)
-    _, ws, _ = _windows(c.shape[-1], overlap)
-    e = np.sum(mdct.fold(_segments(c, overlap), ws) ** 2, axis=-1)
-    loud = e.sum(axis=-1) > _FLOOR * c.shape[-1]
-    return np.asarray(loud & (e.max(axis=-1) > ratio * e.min(axis=-1)), dtype=bool)
+    """Which frames (rows of long MDCT coefficients) to code as short blocks
+    (:func:`split`'s decision)."""
+    return split(coefs, ratio, overlap)[0]

@@ -70,6 +70,7 @@ __all__ = [
     "MdctAnalyzer",
     "MdctSynthesizer",
     "analysis",
+    "dct4",
     "fold",
     "imdct",
     "mdct",
@@ -167,7 +168,7 @@ def _twiddles(n: int) -> tuple[NDArray[np.complex128], NDArray[np.complex128]]:
     return pre, post
 
 
-def _dct4(v: FloatArray) -> FloatArray:
+def dct4(v: FloatArray) -> FloatArray:
     """Orthonormal DCT-IV along the last axis (self-inverse), via an n/2 FFT."""
     n = v.shape[-1]
     pre, post = _twiddles(n)
@@ -203,12 +204,12 @@ def mdct(frames: ArrayLike, window: ArrayLike) -> FloatArray:
     ndarray of float64, shape (..., N)
         ``mdct_matrix(N) @ (window * frame)`` for every frame.
     """
-    return _dct4(fold(frames, window))
+    return dct4(fold(frames, window))
 
 
 def fold(frames: ArrayLike, window: ArrayLike) -> FloatArray:
     """The windowed blocks folded to ``N`` samples (time-domain aliasing): the
-    input of the MDCT's DCT-IV, so ``mdct(f, w) == DCT-IV(fold(f, w))`` and,
+    input of the MDCT's DCT-IV, so ``mdct(f, w) == dct4(fold(f, w))`` and,
     the DCT-IV being orthonormal, both have the same energy.
 
     Parameters and shapes as :func:`mdct`.
@@ -249,7 +250,7 @@ def imdct(coefs: ArrayLike, window: ArrayLike) -> FloatArray:
     w = _check_window(window, 2 * x.shape[-1])
     n = x.shape[-1]
     q = n // 2
-    u = _dct4(x)
+    u = dct4(x)
     u1 = u[..., :q]
     u2 = u[..., q:]
     y = np.concatenate((u2, -u2[..., ::-1], -u1[..., ::-1], -u1), axis=-1)

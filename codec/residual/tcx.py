@@ -134,6 +134,8 @@ class TcxConfig:
     pitch: bool = True
     """Frames carry the pitch pre-/post-filter parameters (:mod:`codec.residual.pitch`)."""
     side_model: str = ""
+    """The mode whose shipped side-field tables code the frame's side fields
+    (:mod:`codec.residual.sidemodel`, e.g. ``"13.2"``); empty: raw bits."""
     fill_slack: int = 8
     """Encoder only: at most this many bins get one more quantization step from
     the bits the rate loop left over (:meth:`TCX._fill_slack`); 0 = off."""
@@ -142,8 +144,6 @@ class TcxConfig:
     every frame carries the 1-bit flag after its envelope indices (format 6)."""
     transient_ratio: float = blocks.TRANSIENT_RATIO
     """Encoder only: the block-energy ratio above which a frame is transient."""
-    """The mode whose shipped side-field tables code the frame's side fields
-    (:mod:`codec.residual.sidemodel`, e.g. ``"13.2"``); empty: raw bits."""
 
 
 def _gain_step(index: npt.ArrayLike) -> FloatArray:
@@ -515,10 +515,10 @@ class TCX:
         n = coefs.shape[0]
         short = None
         if self.config.short_blocks:
-            short = blocks.detect(coefs, self.config.transient_ratio, self.config.overlap)
+            short, swapped = blocks.split(coefs, self.config.transient_ratio, self.config.overlap)
             if short.any():
                 coefs = coefs.copy()
-                coefs[short] = blocks.to_short(coefs[short], self.config.overlap)
+                coefs[short] = swapped
             env_idx = np.column_stack((np.asarray(env_idx).reshape(n, -1), short.astype(np.int64)))
         side, fixed = self.side_info(env_idx, self._field_bits(env_field_bits), pitch)
         shaping, ratio = self.envelopes(a_q)

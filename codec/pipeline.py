@@ -123,6 +123,10 @@ class Tools:
     short_blocks: bool = True
     """Transient frames coded as four short MDCTs (format 6,
     :mod:`codec.residual.blocks`; off: no transient flag, every frame long)."""
+    top_shape: bool = True
+    """Transient frames carry their top band's level in each short block (format 7,
+    :mod:`codec.residual.topshape`; off: the top band's noise is flat within a
+    frame, as in format 6). Needs ``short_blocks``."""
 
 
 def _residual_coder(coder_id: int, mode: Mode, tools: Tools) -> TCX:
@@ -137,6 +141,8 @@ def _residual_coder(coder_id: int, mode: Mode, tools: Tools) -> TCX:
         config = replace(config, fill_slack=0)
     if not tools.short_blocks:
         config = replace(config, short_blocks=False)
+    if not tools.top_shape:
+        config = replace(config, top_shape=False)
     return _RESIDUAL_CODERS[coder_id](config)
 
 

@@ -14,10 +14,11 @@ tool, no harmonic model), ``pitch`` (pitch pre-/post-filter only), ``band``
 plus the harmonic model of the entropy coder: format 3's coder),
 ``all-no-fill`` (that with the side fields range-coded under the trained
 tables), ``all-long`` (also spending the bits the rate loop leaves: format 5's
-coder) and ``all`` (the codec as shipped: also short blocks in transient
-frames, format 6). The first four write the side fields as raw bits and leave
-the rate loop's slack as padding, as format 3 did; none but ``all`` has short
-blocks.
+coder), ``all-flat`` (also short blocks in transient frames: format 6's
+coder) and ``all`` (the codec as shipped: also the top band's level per short
+block in transient frames, format 7). The first four write the side fields
+as raw bits and leave the rate loop's slack as padding, as format 3 did; none
+but ``all-flat`` and ``all`` has short blocks.
 
 Example (all of dev, about 20 min on 2 cores without ViSQOL)::
 
@@ -99,6 +100,7 @@ CONFIGS = {
         "short_blocks": False,
     },
     "all-long": {"pitch": True, "band_split": True, "harmonic": True, "short_blocks": False},
+    "all-flat": {"pitch": True, "band_split": True, "harmonic": True, "top_shape": False},
     "all": {"pitch": True, "band_split": True, "harmonic": True, "side_model": True},
 }
 METRICS = ("pesq_wb", "psnr", "visqol")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import codec
-from codec.bitstream import HEADER_BYTES, reseal, unpack_file
+from codec.bitstream import FORMAT_VERSION, HEADER_BYTES, reseal, unpack_file
 from codec.errors import AudioInputError, BitstreamError, ParameterError
 from codec.metrics import align, pesq_wb
 from codec.modes import BITRATES_KBPS, mode_for
@@ -90,7 +90,7 @@ def test_corrupt_streams_raise_bitstream_errors(short_speech):
     with pytest.raises(BitstreamError, match="magic"):
         codec.decode(b"RIFF" + data[4:])
     with pytest.raises(BitstreamError, match="version"):
-        codec.decode(data[:4] + b"\x07" + data[5:])
+        codec.decode(data[:4] + bytes([FORMAT_VERSION + 1]) + data[5:])
 
 
 def test_unknown_codebook_hash_is_named(short_speech):
@@ -107,7 +107,7 @@ def test_info(short_speech):
     st = codec.info(codec.encode(x, sr, 24.4))
     assert st.bitrate_kbps == 24.4 and st.frame_bytes == 61
     assert st.sample_count == x.size and st.duration_s == pytest.approx(2.0)
-    assert st.format_version == 6 and st.delay_ms == 30.0
+    assert st.format_version == 7 and st.delay_ms == 30.0
     assert st.coded_band_hz == 7000.0  # 24.4 kbit/s codes 0-7 kHz by value
 
 

@@ -1,4 +1,4 @@
-"""The top band's level per short block in transient frames (codec.residual.topshape, format 7)."""
+"""The noise's level per short block in transient frames (codec.residual.topshape, format 7)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from codec.modes import mode_for
 from codec.pipeline import Tools, residual_coder
 from codec.registry import find_envelope
 from codec.residual import blocks, topshape
-from codec.residual.tcx import READ_MANY_MIN_FRAMES
+from codec.residual.tcx import READ_MANY_MIN_FRAMES, TCX, TcxConfig
 
 N = 320
 ONSET = 0.4137  # s: mid-frame (frame 20 holds 0.400-0.420 s)
@@ -97,8 +97,8 @@ def test_no_levels_without_a_top_band_or_without_the_tool() -> None:
     x = _fricative_onset()
     assert mode_for(32.0).coded_bins == N  # 32 kbit/s codes every bin: nothing to shape
     on = codec.encode(x, 16000, 32.0)
-    off = codec.encode(x, 16000, 32.0, tools=Tools(top_shape=False))
-    assert on == off
+    assert on == codec.encode(x, 16000, 32.0, tools=Tools(top_shape=False))
+    assert not _fields(on, 32.0)["levels"].any()
     data = codec.encode(x, 16000, 13.2, tools=Tools(top_shape=False))
     assert data != codec.encode(x, 16000, 13.2)
     f = _fields(data, 13.2, Tools(top_shape=False))
@@ -123,3 +123,30 @@ def test_the_top_band_noise_stays_out_of_the_silence_before_an_onset(rate: float
         y, _ = codec.decode(codec.encode(x, 16000, rate, tools=tools), tools=tools, enhance=False)
         energy[on] = _band_energy(y, lo_hz, before)
     assert energy[True] < 0.25 * energy[False]
+
+
+def test_only_the_top_bands_noise_follows_the_levels(monkeypatch) -> None:
+    """Decoded with the levels and with flat gains: in each transient frame's
+    interleaved coefficients the band above the coded one differs by exactly
+    the block's gain; the coded band (values and noise fill) and the long
+    frames do not change."""
+    x = _fricative_onset()
+    tcx = TCX(TcxConfig(coded_bins=120))
+    coefs = tcx.analyze(x)
+    n = coefs.shape[0]
+    a = np.zeros((n, 17))
+    a[:, 0] = 1.0
+    env = np.zeros((n, 4), dtype=np.int64)
+    frames = tcx.encode(coefs, a, env, [6] * 4, 33)
+    _, fields, _ = tcx.read_side(frames, [6] * 4)
+    short = fields["transient"] > 0
+    assert short.sum() >= 2 and fields["levels"][short].any()
+    g = topshape.gains(fields["levels"][short])[:, np.arange(N) % blocks.SHORT_BLOCKS]
+    shaped, _ = tcx.decode(frames, [6] * 4, lambda idx: a)
+    monkeypatch.setattr(topshape, "gains", lambda lv: np.ones(np.shape(lv)))
+    flat, _ = tcx.decode(frames, [6] * 4, lambda idx: a)
+    assert np.array_equal(shaped[~short], flat[~short])
+    s, f = blocks.to_short(shaped[short]), blocks.to_short(flat[short])
+    assert np.allclose(s[:, :120], f[:, :120], rtol=1e-12, atol=1e-12)
+    assert np.allclose(s[:, 120:], (f * g)[:, 120:], rtol=1e-9, atol=1e-12)
+    assert not np.allclose(s[:, 120:], f[:, 120:])

@@ -111,7 +111,8 @@ _NOISE_STEP = 0.035
 NOISE_SCALE = 0.35
 _HF_OFFSET = 10  # top-band level = 2 ** ((i - 10) / 2) in units of Δ (i = 0: silent)
 Side = tuple[list[tuple[int, int]], "dict[str, int] | None"]
-"""A frame's envelope fields (value, raw bits) and its pitch fields (None: no pitch tool)."""
+"""A frame's raw head fields (value, raw bits: the envelope indices, the transient
+flag, a transient frame's block levels) and its pitch fields (None: no pitch tool)."""
 
 
 @dataclass(frozen=True)

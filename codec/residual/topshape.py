@@ -33,7 +33,7 @@ import numpy.typing as npt
 
 from codec.residual.blocks import SHORT_BLOCKS
 
-__all__ = ["LEVEL_BITS", "MAX_LEVEL", "STEP_DB", "levels", "gains", "apply", "field_bits"]
+__all__ = ["LEVEL_BITS", "MAX_LEVEL", "levels", "gains", "apply", "field_bits"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -41,9 +41,8 @@ IntArray = npt.NDArray[np.int64]
 LEVEL_BITS = 2
 """Raw bits of one block's level."""
 MAX_LEVEL = (1 << LEVEL_BITS) - 1
-"""The deepest level: -18 dB (or less) below the loudest block."""
-STEP_DB = 20.0 * np.log10(2.0)
-"""One level step: half the amplitude (6.02 dB)."""
+"""The deepest level: -18 dB (or less) below the loudest block (one step is
+half the amplitude, 6.02 dB)."""
 
 
 def field_bits() -> list[int]:

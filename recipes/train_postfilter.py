@@ -410,6 +410,7 @@ def train(
         opt.step()
         sched.step()
         step += 1
+        elapsed = time.perf_counter() - t0
         log.append((step, loss.item(), base))
         bar.update()
         if step % 10 == 0:
@@ -425,12 +426,14 @@ def train(
                 "rng": rng.bit_generator.state,
                 "step": step,
                 "log": log,
-                "elapsed": time.perf_counter() - t0,
+                "elapsed": elapsed,
             }
             torch.save(state, out / "checkpoint.part")
             (out / "checkpoint.part").replace(ck)
     bar.close()
-    model.train_seconds = time.perf_counter() - t0
+    # the time to the last step, so that a rerun on a finished checkpoint
+    # exports byte-identical weights (their info carries this figure)
+    model.train_seconds = elapsed
     model.train_log = log
     return model
 

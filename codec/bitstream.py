@@ -56,8 +56,8 @@ __all__ = [
 ]
 
 MAGIC = b"SVQ\x1a"
-FORMAT_VERSION = 7
-WRITTEN_BY = {1: "svq 0.1", 2: "svq 0.2", 3: "svq 0.3", 4: "svq 0.4", 5: "svq 0.5", 6: "svq 0.6"}
+FORMAT_VERSION = 8
+WRITTEN_BY = {v: f"svq 0.{v}" for v in range(1, FORMAT_VERSION)}
 """The releases that wrote the older format versions (named in the error)."""
 _PREFIX = struct.Struct("<4sBH")  # magic, version, header_length
 

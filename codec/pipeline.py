@@ -127,6 +127,10 @@ class Tools:
     """Transient frames carry their top band's level in each short block (format 7,
     :mod:`codec.residual.topshape`; off: the top band's noise is flat within a
     frame, as in format 6). Needs ``short_blocks``."""
+    model_fill: bool = True
+    """The noise filler's level per bin from the entropy model (format 8,
+    :mod:`codec.residual.noisefill`; off: one level per frame times the model
+    shape, as in format 7)."""
 
 
 def _residual_coder(coder_id: int, mode: Mode, tools: Tools) -> TCX:
@@ -143,6 +147,8 @@ def _residual_coder(coder_id: int, mode: Mode, tools: Tools) -> TCX:
         config = replace(config, short_blocks=False)
     if not tools.top_shape:
         config = replace(config, top_shape=False)
+    if not tools.model_fill:
+        config = replace(config, model_fill=False)
     return _RESIDUAL_CODERS[coder_id](config)
 
 

@@ -15,8 +15,11 @@ plus the harmonic model of the entropy coder: format 3's coder),
 ``all-no-fill`` (that with the side fields range-coded under the trained
 tables), ``all-long`` (also spending the bits the rate loop leaves: format 5's
 coder), ``all-flat`` (also short blocks in transient frames: format 6's
-coder) and ``all`` (the codec as shipped: also the top band's level per short
-block in transient frames, format 7). The first four write the side fields
+coder), ``all-nu-fill`` (also the top band's level per short block in
+transient frames: format 7's coder) and ``all`` (the codec as shipped: also
+the noise filler's level per bin from the entropy model, format 8). Every
+configuration but ``all`` fills the zeroed bins at one level per frame times
+the model shape, as formats 1-7 did. The first four write the side fields
 as raw bits and leave the rate loop's slack as padding, as format 3 did; none
 but ``all-flat`` and ``all`` has short blocks.
 
@@ -59,6 +62,7 @@ CONFIGS = {
         "side_model": False,
         "fill": False,
         "short_blocks": False,
+        "model_fill": False,
     },
     "pitch": {
         "pitch": True,
@@ -67,6 +71,7 @@ CONFIGS = {
         "side_model": False,
         "fill": False,
         "short_blocks": False,
+        "model_fill": False,
     },
     "band": {
         "pitch": False,
@@ -75,6 +80,7 @@ CONFIGS = {
         "side_model": False,
         "fill": False,
         "short_blocks": False,
+        "model_fill": False,
     },
     "pitch+band": {
         "pitch": True,
@@ -83,6 +89,7 @@ CONFIGS = {
         "side_model": False,
         "fill": False,
         "short_blocks": False,
+        "model_fill": False,
     },
     "all-raw-side": {
         "pitch": True,
@@ -91,6 +98,7 @@ CONFIGS = {
         "side_model": False,
         "fill": False,
         "short_blocks": False,
+        "model_fill": False,
     },
     "all-no-fill": {
         "pitch": True,
@@ -98,9 +106,23 @@ CONFIGS = {
         "harmonic": True,
         "fill": False,
         "short_blocks": False,
+        "model_fill": False,
     },
-    "all-long": {"pitch": True, "band_split": True, "harmonic": True, "short_blocks": False},
-    "all-flat": {"pitch": True, "band_split": True, "harmonic": True, "top_shape": False},
+    "all-long": {
+        "pitch": True,
+        "band_split": True,
+        "harmonic": True,
+        "short_blocks": False,
+        "model_fill": False,
+    },
+    "all-flat": {
+        "pitch": True,
+        "band_split": True,
+        "harmonic": True,
+        "top_shape": False,
+        "model_fill": False,
+    },
+    "all-nu-fill": {"pitch": True, "band_split": True, "harmonic": True, "model_fill": False},
     "all": {"pitch": True, "band_split": True, "harmonic": True, "side_model": True},
 }
 METRICS = ("pesq_wb", "psnr", "visqol")

@@ -50,7 +50,7 @@ def test_roundtrip_and_size():
     assert len(data) == 7 + 65 + 4 + 3 * 33 + 4  # header, its CRC, one block and its CRC
     h2, fr2 = unpack_file(data)
     assert h2 == h and fr2 == fr
-    assert data[:4] == MAGIC and data[4] == FORMAT_VERSION == 7
+    assert data[:4] == MAGIC and data[4] == FORMAT_VERSION == 8
     assert len(data) == file_size(h) and HEADER_BYTES == 76
 
 
@@ -146,7 +146,7 @@ def test_corruption_is_detected(mutate, message):
 
 @pytest.mark.parametrize(
     ("version", "release"),
-    [(1, "svq 0.1"), (2, "svq 0.2"), (4, "svq 0.4"), (5, "svq 0.5"), (6, "svq 0.6")],
+    [(1, "svq 0.1"), (2, "svq 0.2"), (4, "svq 0.4"), (6, "svq 0.6"), (7, "svq 0.7")],
 )
 def test_older_versions_name_the_release_that_wrote_them(version, release):
     _, _, data = make()

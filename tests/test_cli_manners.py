@@ -18,7 +18,7 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--version"])
     assert exc.value.code == 0
-    assert capsys.readouterr().out.strip() == f"svq {codec.__version__} (format 7)"
+    assert capsys.readouterr().out.strip() == f"svq {codec.__version__} (format 8)"
 
 
 @pytest.mark.parametrize(

@@ -107,7 +107,7 @@ def test_info(short_speech):
     st = codec.info(codec.encode(x, sr, 24.4))
     assert st.bitrate_kbps == 24.4 and st.frame_bytes == 61
     assert st.sample_count == x.size and st.duration_s == pytest.approx(2.0)
-    assert st.format_version == 7 and st.delay_ms == 30.0
+    assert st.format_version == 8 and st.delay_ms == 30.0
     assert st.coded_band_hz == 7000.0  # 24.4 kbit/s codes 0-7 kHz by value
 
 

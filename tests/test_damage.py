@@ -203,7 +203,7 @@ def test_cli_info_reports_damaged_blocks(damaged_file, capsys):
     assert main(["info", str(bad), "--json"]) == 1
     cap = capsys.readouterr()
     st = json.loads(cap.out)
-    assert st["damaged_blocks"] == [5, 7] and st["format_version"] == 7
+    assert st["damaged_blocks"] == [5, 7] and st["format_version"] == 8
     assert "2 of 13 blocks damaged" in cap.err
     hdr = bad.with_name("hdr.svq")
     hdr.write_bytes(_flip(good.read_bytes(), 30))

@@ -22,9 +22,11 @@ Per 20 ms frame (all frames processed together where they are independent):
    frame still overflows and lowering it while a finer step still fits. A
    frame never exceeds its byte budget.
 6. Noise filling: bins quantized to zero above :data:`NOISE_FILL_START_HZ`
-   are filled at the decoder with ``±ν r_k`` (ν coded with 3 bits; the encoder
-   sends 0.35 x the measured level, which PESQ preferred), using a
-   deterministic pseudo-random sign sequence.
+   are filled at the decoder with noise of deterministic pseudo-random sign.
+   Since format 8 its amplitude in bin ``k`` is ``α ρ(κ r_k)``: ``ρ`` the RMS
+   that the model's Laplacian gives a bin quantized to zero, ``α`` a per-frame
+   factor (ν, 3 bits, 1.5 dB steps around 0.35 x the measured level, which PESQ
+   preferred; :mod:`codec.residual.noisefill`). Up to format 7 it was ``ν r_k``.
 
 7. The bits the rate loop leaves go to one more step for the bins that gain
    most while the frame still fits (:meth:`TCX._fill_slack`, encoder only).
@@ -56,7 +58,7 @@ import numpy as np
 import numpy.typing as npt
 
 from codec.errors import BitstreamError, ParameterError
-from codec.residual import blocks, mdct, topshape
+from codec.residual import blocks, mdct, noisefill, topshape
 from codec.residual.harmonic import harmonic_shape
 from codec.residual.pitch import GAIN_BITS as PITCH_GAIN_BITS
 from codec.residual.pitch import GAIN_STEP, LAG_BITS, LAG_MIN, PitchParams
@@ -153,6 +155,10 @@ class TcxConfig:
     top_shape: bool = True
     """A transient frame of a mode with a top band carries that band's level in
     each short block (:mod:`codec.residual.topshape`; format 7)."""
+    model_fill: bool = True
+    """The noise filler's level per bin follows what the entropy model says a
+    zeroed bin held, scaled per frame by ``ν`` (:mod:`codec.residual.noisefill`;
+    format 8); off: ``ν r_k``, as in format 7."""
 
 
 def _gain_step(index: npt.ArrayLike) -> FloatArray:
@@ -1004,9 +1010,18 @@ class TCX:
             return np.zeros(v.shape[0], dtype=np.int64)
         cb = self.config.coded_bins  # the noise-filled bins all lie in the coded band
         mask = self._noise_mask(q)[:, :cb]
+        if self.config.model_fill:
+            rho = self._fill_rms(self._kappa_index(q, ratio, self._last(q)), ratio[:, :cb])
+            return noisefill.factor_index(v[:, :cb], rho, mask, NOISE_BITS)
         cnt = np.maximum(mask.sum(axis=-1), 1)
         level = NOISE_SCALE * np.sqrt(((v[:, :cb] / ratio[:, :cb]) ** 2 * mask).sum(axis=-1) / cnt)
         return np.clip(np.rint(level / _NOISE_STEP), 0, (1 << NOISE_BITS) - 1).astype(np.int64)
+
+    @staticmethod
+    def _fill_rms(kap: IntArray, ratio: FloatArray) -> FloatArray:
+        """:func:`noisefill.conditional_rms` of each bin's model scale ``κ r_k``
+        (the coder's κ values), shape of ``ratio``."""
+        return noisefill.conditional_rms(_frame_kappas()[kap][:, None] * ratio)
 
     # ------------------------------------------------------------------ decoder
 
@@ -1081,7 +1096,12 @@ class TCX:
         if self.config.noise_fill:
             signs = frame_signs(index)
             fill = self._noise_mask(q)
-            q = np.where(fill, signs * (nf * _NOISE_STEP)[:, None] * ratio, q)
+            if self.config.model_fill:
+                level = np.zeros((n, N_BINS))
+                level[:, :cb] = noisefill.factor(nf)[:, None] * self._fill_rms(kap, ratio[:, :cb])
+            else:
+                level = (nf * _NOISE_STEP)[:, None] * ratio
+            q = np.where(fill, signs * level, q)
             lo = self.config.coded_bins
             hf_level = np.where(hf > 0, 2.0 ** ((hf - _HF_OFFSET) / 2.0), 0.0)
             q[:, lo:] = signs[:, lo:] * hf_level[:, None] * ratio[:, lo:]
@@ -1231,8 +1251,11 @@ def frame_layout_markdown() -> str:
         f"| 5 | kappa | table, {1 << KAPPA_BITS} symbols [{KAPPA_BITS}] | 8 last / (C/8 + 1) "
         f"| model spread κ = 2^((j - {_KAPPA_OFFSET}) / 4) |",
         f"| 6 | noise | table, {1 << NOISE_BITS} symbols [{NOISE_BITS}] | kappa >> 2 | "
-        f"noise-fill level ν = {_NOISE_STEP} x index (in units of Δ) of the zeroed bins "
-        "from 1 kHz up to the mode's coded band |",
+        f"noise-fill factor of the zeroed bins from 1 kHz up to the mode's coded band: "
+        f"bin k gets α ρ(κ r_k), α = {noisefill.SHARE} x 2^((j - {noisefill.CENTRE}) / "
+        f"{noisefill.STEPS_PER_OCTAVE}) (0 for j = 0), ρ the RMS of the model's Laplacian "
+        f"below the dead zone |v| < {noisefill.THRESHOLD} Δ (format 8; "
+        f"up to format 7: {_NOISE_STEP} j r_k) |",
         f"| 7 | hf | table, {1 << HF_BITS} symbols [{HF_BITS}] (only when C < {N_BINS}) | "
         f"kappa >> 2 | level of the band above the mode's coded band: "
         f"2^((i - {_HF_OFFSET}) / 2) x Δ (0: silent) |",

@@ -8,7 +8,8 @@ import pytest
 import codec
 from codec.pipeline import Tools
 from codec.residual import noisefill
-from codec.residual.tcx import TCX, TcxConfig, _frame_kappas, _gain_step
+from codec.residual.rangecoder import SCALE_MIN_LOG2, SCALE_STEPS_PER_OCTAVE
+from codec.residual.tcx import TCX, TcxConfig, _frame_kappas, _gain_step, _grid_index
 
 N = 320
 
@@ -96,9 +97,10 @@ def test_the_decoded_noise_is_the_models_level(speech, monkeypatch, model_fill: 
     assert not np.any(diff[:, k < tcx._nf_start])
     assert not np.any(diff[~zero])
     if model_fill:
-        expect = noisefill.factor(nf)[:, None] * noisefill.conditional_rms(
-            _frame_kappas()[fields["kappa"]][:, None] * ratio
-        )
+        # ρ at the scale of each bin's coding table (the 1/8-octave grid)
+        grid = _grid_index(_frame_kappas()[fields["kappa"]][:, None] * ratio)
+        table_scale = 2.0 ** (SCALE_MIN_LOG2 + grid / SCALE_STEPS_PER_OCTAVE)
+        expect = noisefill.factor(nf)[:, None] * noisefill.conditional_rms(table_scale)
     else:
         expect = (nf * 0.035)[:, None] * ratio
     sel = zero & (k >= tcx._nf_start)

@@ -17,7 +17,10 @@ quantized to zero, its root mean square is
     ρ(b)² = E[v² | |v| < T] = b² (2 - e^(-t) (t² + 2t + 2)) / (1 - e^(-t)),   t = T / b,
 
 which is ``√2 b`` for a small scale and ``T / √3`` (a uniform variable) for a
-large one. The decoder fills bin ``k`` with ``α ρ(b_k)``, where the per-frame
+large one. ``ρ`` is taken at the scale of the table that codes the bin (``b_k``
+on the coder's grid of 1/8 octave, :func:`codec.residual.tcx._fill_table`), so
+that encoder and decoder look it up instead of evaluating it per bin. The
+decoder fills bin ``k`` with ``α ρ(b_k)``, where the per-frame
 factor ``α`` is the 3-bit ``ν`` field: ``α = 0.35 · 2^((ν - 4) / 4)`` (1.5 dB
 steps around the share 0.35 of the measured level that PESQ preferred since
 format 1), ``ν = 0`` no noise. The encoder measures, over the zeroed bins,

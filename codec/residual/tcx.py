@@ -203,6 +203,15 @@ def _grid_table() -> IntArray:
 
 
 @functools.cache
+def _fill_table() -> FloatArray:
+    """``ρ`` (:func:`noisefill.conditional_rms`) of every grid index's scale
+    ``2^(SCALE_MIN_LOG2 + i / SCALE_STEPS_PER_OCTAVE)``: the noise filler's
+    level per unit ``α`` in a bin coded with grid table ``i``."""
+    i = np.arange(_N_GRID, dtype=np.float64)
+    return noisefill.conditional_rms(2.0 ** (SCALE_MIN_LOG2 + i / SCALE_STEPS_PER_OCTAVE))
+
+
+@functools.cache
 def _symbol_bits() -> FloatArray:
     """``-log2(freq / total)`` of every symbol of every grid table, flattened
     (``n_grid x (2M + 2)``): :func:`symbol_costs`' arithmetic, done once."""
@@ -657,7 +666,7 @@ class TCX:
             "gain": g,
             "last": last // LAST_UNIT,
             "kappa": kap,
-            "noise": self._noise_index(v, q, ratio),
+            "noise": self._noise_index(v, q, ratio, kap),
             "hf": self._hf_index(v, ratio) if hf is None else hf,
         }
         return bits + self.side.cost(fields), last
@@ -778,7 +787,7 @@ class TCX:
         last = self._last(q)
         kap = self._kappa_index(q, ratio, last)
         v = xs / step[:, None]
-        nf = self._noise_index(v, q, ratio)
+        nf = self._noise_index(v, q, ratio, kap)
         hf = self._hf_index(v, ratio)
         # the interval of every value in its table (encode_values' look-ups, for
         # all frames at once); escaped values get the escape symbol and raw fields
@@ -967,7 +976,7 @@ class TCX:
         q = self._quantize(xs[None], step, ratio[None])
         last = self._last(q)
         kap = self._kappa_index(q, ratio[None], last)
-        nf = self._noise_index(xs[None] / step[:, None], q, ratio[None])
+        nf = self._noise_index(xs[None] / step[:, None], q, ratio[None], kap)
         hf = self._hf_index(xs[None] / step[:, None], ratio[None])
         enc = RangeEncoder()
         env_fields, pitch_values = side
@@ -1004,14 +1013,19 @@ class TCX:
         i = np.rint(2.0 * np.log2(np.maximum(level, 1e-9))) + _HF_OFFSET
         return np.clip(i, 0, (1 << HF_BITS) - 1).astype(np.int64)
 
-    def _noise_index(self, v: FloatArray, q: IntArray, ratio: FloatArray) -> IntArray:
-        """Noise-fill level index per frame (the scaled RMS of the zeroed bins)."""
+    def _noise_index(
+        self, v: FloatArray, q: IntArray, ratio: FloatArray, kap: IntArray | None = None
+    ) -> IntArray:
+        """Noise-fill level index per frame (the scaled RMS of the zeroed bins;
+        ``kap``: the frames' κ indices of ``q``, when known)."""
         if not self.config.noise_fill:
             return np.zeros(v.shape[0], dtype=np.int64)
         cb = self.config.coded_bins  # the noise-filled bins all lie in the coded band
         mask = self._noise_mask(q)[:, :cb]
         if self.config.model_fill:
-            rho = self._fill_rms(self._kappa_index(q, ratio, self._last(q)), ratio[:, :cb])
+            if kap is None:
+                kap = self._kappa_index(q, ratio, self._last(q))
+            rho = self._fill_rms(kap, ratio[:, :cb])
             return noisefill.factor_index(v[:, :cb], rho, mask, NOISE_BITS)
         cnt = np.maximum(mask.sum(axis=-1), 1)
         level = NOISE_SCALE * np.sqrt(((v[:, :cb] / ratio[:, :cb]) ** 2 * mask).sum(axis=-1) / cnt)
@@ -1019,9 +1033,10 @@ class TCX:
 
     @staticmethod
     def _fill_rms(kap: IntArray, ratio: FloatArray) -> FloatArray:
-        """:func:`noisefill.conditional_rms` of each bin's model scale ``κ r_k``
-        (the coder's κ values), shape of ``ratio``."""
-        return noisefill.conditional_rms(_frame_kappas()[kap][:, None] * ratio)
+        """``ρ`` of each bin's coding scale: :func:`noisefill.conditional_rms` of
+        the scale of the grid table that codes the bin (``κ r_k`` on the grid of
+        :func:`_grid_index`, the coder's κ values), shape of ``ratio``."""
+        return _fill_table()[_grid_index(_frame_kappas()[kap][:, None] * ratio)]
 
     # ------------------------------------------------------------------ decoder
 
@@ -1098,7 +1113,7 @@ class TCX:
             fill = self._noise_mask(q)
             if self.config.model_fill:
                 level = np.zeros((n, N_BINS))
-                level[:, :cb] = noisefill.factor(nf)[:, None] * self._fill_rms(kap, ratio[:, :cb])
+                level[:, :cb] = noisefill.factor(nf)[:, None] * _fill_table()[grid_index]
             else:
                 level = (nf * _NOISE_STEP)[:, None] * ratio
             q = np.where(fill, signs * level, q)
@@ -1252,7 +1267,8 @@ def frame_layout_markdown() -> str:
         f"| model spread κ = 2^((j - {_KAPPA_OFFSET}) / 4) |",
         f"| 6 | noise | table, {1 << NOISE_BITS} symbols [{NOISE_BITS}] | kappa >> 2 | "
         f"noise-fill factor of the zeroed bins from 1 kHz up to the mode's coded band: "
-        f"bin k gets α ρ(κ r_k), α = {noisefill.SHARE} x 2^((j - {noisefill.CENTRE}) / "
+        f"bin k gets α ρ(κ r_k) (ρ at the scale of the bin's table), "
+        f"α = {noisefill.SHARE} x 2^((j - {noisefill.CENTRE}) / "
         f"{noisefill.STEPS_PER_OCTAVE}) (0 for j = 0), ρ the RMS of the model's Laplacian "
         f"below the dead zone |v| < {noisefill.THRESHOLD} Δ (format 8; "
         f"up to format 7: {_NOISE_STEP} j r_k) |",

@@ -53,7 +53,7 @@ def test_rdoq_lowers_the_rate_distortion_cost():
     for lam in (0.0, LAMBDA_HIGH_RATE):
         coder = _coder(lam)
         q = coder._quantize(xs, step, ratio)
-        bits, _, _ = coder._cost(q, ratio)
+        bits, *_ = coder._cost(q, ratio)
         out[lam] = (float(bits.sum()), float(((xs[:, :120] - q[:, :120]) ** 2).sum()))
     (b0, e0), (b1, e1) = out[0.0], out[LAMBDA_HIGH_RATE]
     assert e1 + LAMBDA_HIGH_RATE * b1 < e0 + LAMBDA_HIGH_RATE * b0

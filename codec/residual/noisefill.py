@@ -32,6 +32,8 @@ harmonic comb, a fixed ``T``): no new field, and the same bits as before.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import numpy.typing as npt
 
@@ -69,7 +71,7 @@ def conditional_rms(scale: npt.ArrayLike, threshold: float = THRESHOLD) -> Float
     # series below t = 1/2 (the closed form cancels there), the closed form above
     ts = np.minimum(t, _SERIES_BELOW)
     f_series = np.zeros_like(ts)
-    for n in range(_SERIES_TERMS + 2, 2, -1):  # Horner-like, smallest terms first
+    for n in range(_SERIES_TERMS + 2, 2, -1):  # summed from the smallest term up
         f_series += _SERIES[n] * ts**n
     e = np.exp(-t)
     f = np.where(t < _SERIES_BELOW, f_series, 2.0 - e * (t * t + 2.0 * t + 2.0))
@@ -80,7 +82,7 @@ def conditional_rms(scale: npt.ArrayLike, threshold: float = THRESHOLD) -> Float
 _SERIES_BELOW = 0.5
 _SERIES_TERMS = 16  # (1/2)^19 / 19!: far below a double's resolution of t³/3
 _SERIES = {
-    n: (-1.0) ** (n + 1) * (n - 1) * (n - 2) / float(np.prod(np.arange(1, n + 1, dtype=np.float64)))
+    n: (-1.0) ** (n + 1) * (n - 1) * (n - 2) / math.factorial(n)
     for n in range(3, _SERIES_TERMS + 3)
 }
 

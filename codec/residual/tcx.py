@@ -437,9 +437,10 @@ class TCX:
         *,
         coder_kappa: bool = False,
         base: IntArray | None = None,
-    ) -> tuple[FloatArray, IntArray, IntArray]:
+    ) -> tuple[FloatArray, IntArray, IntArray, IntArray]:
         """Ideal bits of the values of each frame (``symbol_costs`` of the tables of
-        :meth:`_tables`, summed below ``last``), κ index and ``last``.
+        :meth:`_tables`, summed below ``last``), κ index, ``last`` and the grid
+        index of every bin of the coded band.
 
         ``coder_kappa``: the κ values of :meth:`_coder_tables` (those the frame is
         coded with) instead of :meth:`_tables`' (the rate loop's estimate).
@@ -460,7 +461,7 @@ class TCX:
             grid = _grid_index(kappa[..., None] * rc)
         costs = _value_costs(qc, grid)
         mask = np.arange(cb) < last[..., None]
-        return np.asarray((costs * mask).sum(axis=-1), dtype=np.float64), kap, last
+        return np.asarray((costs * mask).sum(axis=-1), dtype=np.float64), kap, last, grid
 
     # ------------------------------------------------------------------ encoder
 
@@ -515,7 +516,7 @@ class TCX:
         base = _grid_base(ratio[:, : self.config.coded_bins])
         while np.any(lo < hi):
             mid = (lo + hi) // 2
-            bits, _, _ = self._cost(self._quantize(xs, _gain_step(mid), ratio), ratio, base=base)
+            bits, *_ = self._cost(self._quantize(xs, _gain_step(mid), ratio), ratio, base=base)
             fits = bits <= avail
             hi = np.where(fits, mid, hi)
             lo = np.where(fits, lo, np.minimum(mid + 1, hi))
@@ -658,7 +659,7 @@ class TCX:
         indices ``g`` (steps ``step``; ``coder_kappa`` as in :meth:`_cost`; ``hf``:
         the top-band indices when known; ``base`` as in :meth:`_cost`), and each
         frame's ``last``."""
-        bits, kap, last = self._cost(q, ratio, coder_kappa=coder_kappa, base=base)
+        bits, kap, last, grid = self._cost(q, ratio, coder_kappa=coder_kappa, base=base)
         if isinstance(self.side, RawSide):
             return bits + self.side.cost({"gain": g}), last
         v = xs / step[..., None]
@@ -666,7 +667,7 @@ class TCX:
             "gain": g,
             "last": last // LAST_UNIT,
             "kappa": kap,
-            "noise": self._noise_index(v, q, ratio, kap),
+            "noise": self._noise_index(v, q, ratio, grid),
             "hf": self._hf_index(v, ratio) if hf is None else hf,
         }
         return bits + self.side.cost(fields), last
@@ -787,13 +788,13 @@ class TCX:
         last = self._last(q)
         kap = self._kappa_index(q, ratio, last)
         v = xs / step[:, None]
-        nf = self._noise_index(v, q, ratio, kap)
+        cb = self.config.coded_bins
+        grid = _grid_index(_frame_kappas()[kap][:, None] * ratio[:, :cb])
+        nf = self._noise_index(v, q, ratio, grid)
         hf = self._hf_index(v, ratio)
         # the interval of every value in its table (encode_values' look-ups, for
         # all frames at once); escaped values get the escape symbol and raw fields
-        cb = self.config.coded_bins
         qc = q[:, :cb]
-        grid = _grid_index(_frame_kappas()[kap][:, None] * ratio[:, :cb])
         mag = np.abs(qc)
         if mag.size and int(mag.max()) - _MAX_ABS >= 1 << (MAX_ESCAPE_BITS + 1):
             raise ParameterError("value too large for escape coding")
@@ -976,7 +977,8 @@ class TCX:
         q = self._quantize(xs[None], step, ratio[None])
         last = self._last(q)
         kap = self._kappa_index(q, ratio[None], last)
-        nf = self._noise_index(xs[None] / step[:, None], q, ratio[None], kap)
+        grid = _grid_index(_frame_kappas()[kap][:, None] * ratio[None, : self.config.coded_bins])
+        nf = self._noise_index(xs[None] / step[:, None], q, ratio[None], grid)
         hf = self._hf_index(xs[None] / step[:, None], ratio[None])
         enc = RangeEncoder()
         env_fields, pitch_values = side
@@ -1014,29 +1016,19 @@ class TCX:
         return np.clip(i, 0, (1 << HF_BITS) - 1).astype(np.int64)
 
     def _noise_index(
-        self, v: FloatArray, q: IntArray, ratio: FloatArray, kap: IntArray | None = None
+        self, v: FloatArray, q: IntArray, ratio: FloatArray, grid: IntArray
     ) -> IntArray:
         """Noise-fill level index per frame (the scaled RMS of the zeroed bins;
-        ``kap``: the frames' κ indices of ``q``, when known)."""
+        ``grid``: the grid index of every bin of the coded band, as coded)."""
         if not self.config.noise_fill:
             return np.zeros(v.shape[0], dtype=np.int64)
         cb = self.config.coded_bins  # the noise-filled bins all lie in the coded band
         mask = self._noise_mask(q)[:, :cb]
         if self.config.model_fill:
-            if kap is None:
-                kap = self._kappa_index(q, ratio, self._last(q))
-            rho = self._fill_rms(kap, ratio[:, :cb])
-            return noisefill.factor_index(v[:, :cb], rho, mask, NOISE_BITS)
+            return noisefill.factor_index(v[:, :cb], _fill_table()[grid], mask, NOISE_BITS)
         cnt = np.maximum(mask.sum(axis=-1), 1)
         level = NOISE_SCALE * np.sqrt(((v[:, :cb] / ratio[:, :cb]) ** 2 * mask).sum(axis=-1) / cnt)
         return np.clip(np.rint(level / _NOISE_STEP), 0, (1 << NOISE_BITS) - 1).astype(np.int64)
-
-    @staticmethod
-    def _fill_rms(kap: IntArray, ratio: FloatArray) -> FloatArray:
-        """``ρ`` of each bin's coding scale: :func:`noisefill.conditional_rms` of
-        the scale of the grid table that codes the bin (``κ r_k`` on the grid of
-        :func:`_grid_index`, the coder's κ values), shape of ``ratio``."""
-        return _fill_table()[_grid_index(_frame_kappas()[kap][:, None] * ratio)]
 
     # ------------------------------------------------------------------ decoder
 

@@ -124,13 +124,19 @@ class AudioReader:
     """
 
     def __init__(self, source: BinaryIO, name: str) -> None:
-        import soundfile as sf
-
         self.name = name
-        try:
-            self._snd: Any = sf.SoundFile(source)
-        except Exception as exc:  # soundfile raises several types for unreadable input
-            raise AudioInputError(f"{name}: cannot read audio ({_reason(exc)})") from exc
+        # a plain 16-bit PCM WAV is read here: importing soundfile (and loading
+        # libsndfile) costs more than encoding a short file; anything else goes to it
+        self._snd: Any = _Pcm16Wav.open(source)
+        self._errors: tuple[type[Exception], ...] = ()
+        if self._snd is None:
+            import soundfile as sf
+
+            self._errors = (sf.SoundFileError,)
+            try:
+                self._snd = sf.SoundFile(source)
+            except Exception as exc:  # soundfile raises several types for unreadable input
+                raise AudioInputError(f"{name}: cannot read audio ({_reason(exc)})") from exc
         self.sample_rate = int(self._snd.samplerate)
         self.channels = int(self._snd.channels)
         self.frames = int(self._snd.frames)
@@ -143,8 +149,6 @@ class AudioReader:
         says (``SoundFile.blocks`` trusts ``frames`` and, when that estimate is
         too large, repeats stale samples of its buffer; when too small, stops early).
         """
-        import soundfile as sf
-
         try:
             while True:
                 # with ``out`` given, soundfile reads up to its length, not up to ``frames``
@@ -154,7 +158,7 @@ class AudioReader:
                     return
                 self.samples_read += block.shape[0]
                 yield np.asarray(block, dtype=np.float64)
-        except sf.SoundFileError as exc:
+        except self._errors as exc:  # soundfile's read errors (none for _Pcm16Wav)
             raise AudioInputError(f"{self.name}: cannot read audio ({_reason(exc)})") from exc
 
     def close(self) -> None:
@@ -165,3 +169,54 @@ class AudioReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Pcm16Wav:
+    """What :class:`AudioReader` uses of a ``soundfile.SoundFile``, for the common
+    input that needs no libsndfile: a 16-bit PCM WAV, read by the standard
+    library's :mod:`wave`. Samples come out as soundfile gives them (``int16 /
+    32768``, exact)."""
+
+    def __init__(self, wav: Any) -> None:
+        self._wav = wav
+        self.samplerate = int(wav.getframerate())
+        self.channels = int(wav.getnchannels())
+        self.frames = int(wav.getnframes())
+
+    @classmethod
+    def open(cls, fh: BinaryIO) -> _Pcm16Wav | None:
+        """The reader of ``fh``, or ``None`` (``fh`` rewound) when it is anything
+        else (another format or sample type, or not seekable): soundfile reads
+        (or rejects) it then."""
+        import wave
+
+        try:
+            start = fh.tell()
+        except (AttributeError, OSError, ValueError):  # not a seekable binary file
+            return None
+        try:
+            wav = wave.open(fh, "rb")  # noqa: SIM115 - closed with the reader
+            if (
+                wav.getsampwidth() == 2
+                and wav.getcomptype() == "NONE"
+                and wav.getnframes() > 0
+                and wav.getframerate() > 0
+            ):
+                return cls(wav)
+        except (wave.Error, EOFError, OSError, ValueError):  # not a WAV wave reads
+            pass
+        fh.seek(start)
+        return None
+
+    def read(self, out: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Read up to ``len(out)`` frames into ``out``; returns the part filled."""
+        raw = self._wav.readframes(out.shape[0])
+        n = len(raw) // (2 * self.channels)
+        pcm = np.frombuffer(raw, dtype=np.int16, count=n * self.channels)  # native order
+        block = out[:n]
+        block[...] = pcm.reshape(n, self.channels)
+        block *= 1.0 / 32768.0
+        return block
+
+    def close(self) -> None:
+        """(The file handle is the caller's, as with soundfile.)"""

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import io
 import struct
-import tempfile
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
@@ -401,6 +400,8 @@ class ContainerWriter:
     """
 
     def __init__(self, frame_bytes: int) -> None:
+        import tempfile  # (the encoder's: not at import, for the decoder's start-up)
+
         self.frame_bytes = frame_bytes
         self.frame_count = 0
         self._spool = tempfile.SpooledTemporaryFile(max_size=_COPY_CHUNK)

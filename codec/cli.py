@@ -7,17 +7,20 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, NoReturn
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
 from codec.errors import AudioInputError, CodecError, ParameterError
 from codec.fileio import atomic_write, open_input
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["main", "build_parser"]
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from codec.features import collection_features
 
     out = Path(args.out) if args.out else None
@@ -191,6 +194,8 @@ def _cmd_decode(args: argparse.Namespace) -> int:
 
 
 def _decode(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from codec.bitstream import CHECK_FRAMES, ContainerReader
     from codec.pipeline import DECODE_BLOCK_FRAMES, StreamDecoder, simulate_loss
 
@@ -210,7 +215,10 @@ def _decode(args: argparse.Namespace) -> int:
                 f"(hash {h.codebook_hash.hex()}); decoding with {dec.env.name}",
                 file=sys.stderr,
             )
-        lost = simulate_loss(h.frame_count, args.simulate_loss or 0.0, seed=args.seed)
+        if args.simulate_loss is None:  # (no numpy.random: its import costs ~10 ms)
+            lost = np.zeros(h.frame_count, dtype=bool)
+        else:
+            lost = simulate_loss(h.frame_count, args.simulate_loss, seed=args.seed)
         # soxr rounds the output length half up; the WAV header needs it before any sample
         n_out = (h.sample_count * rate * 2 + 16000) // 32000
         if args.verbose:
@@ -304,6 +312,8 @@ class _Resampled:
             self.stream = soxr.ResampleStream(16000, rate, 1, dtype="float64", quality="VHQ")
 
     def write(self, x: np.ndarray, *, last: bool = False) -> None:
+        import numpy as np
+
         y = x if self.stream is None else self.stream.resample_chunk(x, last=last)
         y = y[: self.total - self.written]
         if last and self.written + y.size < self.total:
@@ -313,10 +323,14 @@ class _Resampled:
 
 
 def _pcm16(x: np.ndarray) -> bytes:
+    import numpy as np
+
     return np.clip(np.rint(x * 32767.0), -32768, 32767).astype("<i2").tobytes()
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from codec.analysis import (
         lsf_to_lpc,
         lsf_weights,
@@ -505,6 +519,12 @@ def _cmd_codebooks(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``svq``."""
+    return _build_parser(None)
+
+
+def _build_parser(command: str | None) -> argparse.ArgumentParser:
+    """:func:`build_parser`; with a ``command``, only its subparser (the seven take
+    ~6 ms to build, a noticeable part of decoding a short file)."""
     from codec import __version__
     from codec.bitstream import FORMAT_VERSION
 
@@ -516,7 +536,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--version", action="version", version=f"svq {__version__} (format {FORMAT_VERSION})"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, add in _COMMANDS.items():
+        if command is None or name == command:
+            add(sub)
+    return parser
 
+
+def _add_features(sub: Any) -> None:
     p = sub.add_parser(
         "features",
         help="LSF matrix of a folder, manifest or file of audio",
@@ -528,6 +554,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_features)
 
+
+def _add_encode(sub: Any) -> None:
     p = sub.add_parser(
         "encode",
         help="encode audio to .svq",
@@ -559,6 +587,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verbosity(p)
     p.set_defaults(func=_cmd_encode)
 
+
+def _add_decode(sub: Any) -> None:
     p = sub.add_parser(
         "decode",
         help="decode .svq to a wav (16 kHz, or --rate)",
@@ -631,6 +661,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verbosity(p)
     p.set_defaults(func=_cmd_decode)
 
+
+def _add_train(sub: Any) -> None:
     p = sub.add_parser(
         "train",
         help="train an envelope codebook",
@@ -681,6 +713,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
+
+def _add_modes(sub: Any) -> None:
     p = sub.add_parser(
         "modes",
         help="list the bitrates with frame size, envelope bits, coded band and delay",
@@ -689,6 +723,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_modes)
 
+
+def _add_codebooks(sub: Any) -> None:
     p = sub.add_parser(
         "codebooks",
         help="list the codebooks the decoder finds, with their hashes",
@@ -698,6 +734,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_codebooks)
 
+
+def _add_info(sub: Any) -> None:
     p = sub.add_parser(
         "info",
         help="show the header of a .svq file",
@@ -711,7 +749,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help=".svq file, or - for stdin")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_info)
-    return parser
+
+
+_COMMANDS: dict[str, Callable[[Any], None]] = {
+    "features": _add_features,
+    "encode": _add_encode,
+    "decode": _add_decode,
+    "train": _add_train,
+    "modes": _add_modes,
+    "codebooks": _add_codebooks,
+    "info": _add_info,
+}
 
 
 OUTPUT_RATES = (8000, 12000, 16000, 24000, 32000, 44100, 48000)
@@ -728,7 +776,9 @@ def _add_verbosity(p: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit status."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # the command comes first: the other subparsers are not built (``svq --help`` builds all)
+    parser = _build_parser(argv[0] if argv and argv[0] in _COMMANDS else None)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -29,6 +27,8 @@ def atomic_write(path: str | Path, writer: Callable[[BinaryIO], object] | bytes)
     A failure (including KeyboardInterrupt) removes the temporary file and
     leaves any previous ``path`` untouched.
     """
+    import tempfile  # (not at import: ``svq --help`` does not need it)
+
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
@@ -65,6 +65,9 @@ def open_input(path: str | Path, *, missing: type[CodecError] = CodecError) -> I
         if stdin.seekable():
             yield stdin
             return
+        import shutil
+        import tempfile
+
         with tempfile.TemporaryFile() as spool:
             shutil.copyfileobj(stdin, spool, 1 << 20)
             spool.seek(0)

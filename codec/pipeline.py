@@ -158,16 +158,16 @@ def residual_coder(bitrate_kbps: float, tools: Tools = Tools()) -> TCX:
     return _residual_coder(TCX.coder_id, mode_for(bitrate_kbps), tools)
 
 
-BLOCK_FRAMES = 100
-"""Default number of frames the encoder processes together (2 s): memory is
-bounded by this block, not by the length of the signal. Any block size from 1
-to this gives the same output (``block_frames=``); smaller blocks mean lower
-latency, larger ones less work per frame."""
+BLOCK_FRAMES = 500
+"""Default and largest number of frames the encoder processes together (10 s):
+memory is bounded by this block, not by the length of the signal. Any block
+size from 1 to this gives the same output (``block_frames=``); smaller blocks
+mean lower latency, larger ones less work per frame (Python's overhead per
+block: 500-frame blocks encode about a fifth faster than 100-frame ones)."""
 DECODE_BLOCK_FRAMES = 500
 """The decoder's default and largest block (10 s; any size gives the same
-output): longer than the encoder's, since the residual's range decoding runs
-for all frames of a block at once in numpy (``rangecoder.decode_values_many``);
-memory stays flat in the duration."""
+output): the residual's range decoding runs for all frames of a block at once
+in numpy (``rangecoder.decode_values_many``); memory stays flat in the duration."""
 PITCH_GROUP = 100
 """The encoder's pitch analysis high-passes the signal in runs of this many
 frames (frames 0-99, 100-199, ...), whatever the block size, so that its
@@ -309,8 +309,11 @@ class StreamEncoder:
         return frames
 
     def _block(self) -> int:
-        """Frames of the next block: a block never straddles two pitch groups."""
-        return min(self.block_frames, PITCH_GROUP - self.frame_count % PITCH_GROUP)
+        """Frames of the next block (blocks of up to :data:`PITCH_GROUP` frames
+        stay inside one pitch group, so that no block is cut short)."""
+        if self.block_frames <= PITCH_GROUP:
+            return min(self.block_frames, PITCH_GROUP - self.frame_count % PITCH_GROUP)
+        return self.block_frames
 
     def header(self) -> Header:
         """The container header (after :meth:`finish`)."""
@@ -362,6 +365,31 @@ class StreamEncoder:
         with _one_blas_thread():
             return self._code_block(n)
 
+    def _pitch_prefilter(self, k0: int, x: FloatArray) -> tuple[PitchParams, FloatArray]:
+        """Pitch parameters of the frames of ``x`` (from frame ``k0`` on) and ``x``
+        pre-filtered with them; the analysis runs group by group (:data:`PITCH_GROUP`),
+        so a block may span several groups."""
+        n = x.size // FRAME_LENGTH
+        if not self.tools.pitch:
+            params = PitchParams.off(n)
+            return params, self._prefilter.process(x, params)
+        lags, gains, parts = [], [], []
+        i = 0
+        while i < n:
+            k = k0 + i
+            m = min(n - i, PITCH_GROUP - k % PITCH_GROUP)
+            x_k = x[i * FRAME_LENGTH : (i + m) * FRAME_LENGTH]
+            if k % PITCH_GROUP == 0:
+                self._group = self._prefilter.history(LAG_MAX).copy()
+            self._group = np.concatenate((self._group, x_k))
+            part = self._pitch.choose(self._group, m, first=k % PITCH_GROUP)
+            parts.append(self._prefilter.process(x_k, part))
+            lags.append(part.lag)
+            gains.append(part.gain)
+            i += m
+        params = PitchParams(np.concatenate(lags), np.concatenate(gains))
+        return params, np.concatenate(parts)
+
     def _code_block(self, n: int) -> list[bytes]:
         k0 = self.frame_count
         off = k0 * FRAME_LENGTH - _LEAD - self._buf_start
@@ -380,14 +408,8 @@ class StreamEncoder:
             idx = idx[:n]
         # pitch pre-filter: frame k's parameters filter [k*N, (k+1)*N)
         x_new = seg[_LEAD : _LEAD + n * FRAME_LENGTH]
-        if self.tools.pitch:
-            if k0 % PITCH_GROUP == 0:
-                self._group = self._prefilter.history(LAG_MAX).copy()
-            self._group = np.concatenate((self._group, x_new))
-            params = self._pitch.choose(self._group, n, first=k0 % PITCH_GROUP)
-        else:
-            params = PitchParams.off(n)
-        p = np.concatenate((self._p_lead, self._prefilter.process(x_new, params), np.zeros(_TAIL)))
+        params, filtered = self._pitch_prefilter(k0, x_new)
+        p = np.concatenate((self._p_lead, filtered, np.zeros(_TAIL)))
         self._p_lead = p[n * FRAME_LENGTH : n * FRAME_LENGTH + _LEAD].copy()
         blocks = np.lib.stride_tricks.sliding_window_view(p, 2 * FRAME_LENGTH)[::FRAME_LENGTH]
         coefs = mdct.mdct(blocks[:n], self._window)
@@ -486,7 +508,7 @@ class StreamDecoder:
         enhance: bool | None = None,
         record_features: bool = False,
     ) -> None:
-        self.block_frames = _check_block(block_frames, DECODE_BLOCK_FRAMES)
+        self.block_frames = _check_block(block_frames)
         _check_header(header)
         if conceal not in ("causal", "interpolate"):
             raise ParameterError(f"conceal must be 'causal' or 'interpolate', got {conceal!r}")

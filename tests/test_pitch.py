@@ -8,6 +8,7 @@ import pytest
 import codec
 from codec.analysis import pre_emphasis
 from codec.errors import BitstreamError
+from codec.residual import pitch
 from codec.residual.harmonic import harmonic_shape
 from codec.residual.pitch import (
     FRAME,
@@ -55,6 +56,47 @@ def test_postfilter_inverts_prefilter_in_any_chunks(speech):
     out = _postfilter(p, params, cuts)
     assert np.max(np.abs(out - y)) < 1e-12
     assert np.array_equal(out, _postfilter(p, params, [0, y.size]))
+
+
+def _postfilter_reference(x: np.ndarray, params: PitchParams) -> np.ndarray:
+    """The post-filter sample by sample in Python floats: the same operations, in order."""
+    w = pitch._W
+    t0, t1 = float(pitch.TAPS[2]), float(pitch.TAPS[3])
+    g_of = [float(g) for g in gain_value(params.gain)]
+    y = [0.0] * pitch.HISTORY
+    for n, xn in enumerate(x.tolist()):
+        k, j = divmod(n, FRAME)
+        lag, g = int(params.lag[k]), g_of[k]
+        lag_p, g_p = (int(params.lag[k - 1]), g_of[k - 1]) if k else (LAG_MIN, 0.0)
+
+        def comb(t: int) -> float:
+            b = len(y) - t
+            return t0 * y[b] + t1 * (y[b - 1] + y[b + 1])
+
+        if j < pitch.FADE and (g or g_p):
+            acc = (g * float(w[j])) * comb(lag)
+            if g_p:
+                acc += (g_p * float(1.0 - w[j])) * comb(lag_p)
+            y.append(xn + acc)
+        else:
+            y.append(xn + g * comb(lag) if g else xn)
+    return np.array(y[pitch.HISTORY :])
+
+
+def test_postfilter_matches_the_sample_by_sample_reference():
+    rng = np.random.default_rng(7)
+    n = 16
+    lag = rng.choice([LAG_MIN, LAG_MIN + 1, 60, 81, 150, LAG_MAX - 1, LAG_MAX], n)
+    gain = rng.integers(-1, 8, n)
+    gain[[3, 4, 9, 12]] = -1  # off frames after on ones, and two in a row
+    params = PitchParams(lag.astype(np.int64), gain.astype(np.int64))
+    x = rng.standard_normal(n * FRAME - 77)
+    ref = _postfilter_reference(x, params)
+    for step in (1, 31, 80, FRAME - 1, FRAME, FRAME + 1, 1000):
+        cuts = [*range(0, x.size, step), x.size]
+        assert np.array_equal(_postfilter(x, params, cuts), ref), step
+    cuts = sorted({0, x.size, *rng.integers(1, x.size, 20).tolist()})
+    assert np.array_equal(_postfilter(x, params, cuts), ref)
 
 
 def test_tool_off_is_the_identity(speech):

@@ -20,15 +20,15 @@ from codec.bitstream import (
     unpack_file,
 )
 from codec.errors import BitstreamError, ParameterError
-from codec.pipeline import BLOCK_FRAMES, StreamDecoder, StreamEncoder
+from codec.pipeline import PITCH_GROUP, StreamDecoder, StreamEncoder
 from codec.residual.tcx import frame_signs
 
 
 @pytest.fixture(scope="module")
 def long_speech(speech):
-    """About 7 s of speech: more than three encoder blocks."""
+    """About 7 s of speech: more than three encoder blocks of 100 frames."""
     x, sr = speech
-    n = 3 * BLOCK_FRAMES * 320 + 1234
+    n = 3 * PITCH_GROUP * 320 + 1234
     return np.resize(x, n), sr
 
 
@@ -48,7 +48,7 @@ def test_encoder_output_does_not_depend_on_chunking(long_speech, rate):
     whole = codec.encode(x, rate, 13.2)
     rng = np.random.default_rng(rate)
     for largest in (50, 5000, 40000):
-        enc = StreamEncoder(rate, 13.2)
+        enc = StreamEncoder(rate, 13.2, block_frames=PITCH_GROUP)
         frames = []
         for chunk in _chunks(x, rng, largest):
             frames += enc.push(chunk)
@@ -58,10 +58,10 @@ def test_encoder_output_does_not_depend_on_chunking(long_speech, rate):
 
 def test_encoder_emits_frames_while_input_arrives(long_speech):
     x, sr = long_speech
-    enc = StreamEncoder(sr, 8.0)
+    enc = StreamEncoder(sr, 8.0, block_frames=PITCH_GROUP)
     emitted = [len(enc.push(chunk)) for chunk in np.array_split(x, 20)]
-    assert sum(emitted) >= 2 * BLOCK_FRAMES  # frames come out before the end of the input
-    assert max(emitted) <= BLOCK_FRAMES
+    assert sum(emitted) >= 2 * PITCH_GROUP  # frames come out before the end of the input
+    assert max(emitted) <= PITCH_GROUP
     enc.finish()
     with pytest.raises(ParameterError):
         enc.push(x[:10])

@@ -19,14 +19,19 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from codec.errors import WeightsError
-from codec.postfilter.features import N_FEATURES, frame_features
-from codec.postfilter.filters import AdaptiveFilter
-from codec.postfilter.network import FeatureNet, Weights, load_weights, save_weights
+
+if TYPE_CHECKING:  # imported on first use (__getattr__ below): a decoder with the
+    # post-filter off (the default) only reads the index
+    from codec.postfilter.features import N_FEATURES, frame_features
+    from codec.postfilter.filters import AdaptiveFilter as AdaptiveFilter
+    from codec.postfilter.network import FeatureNet as FeatureNet
+    from codec.postfilter.network import Weights, load_weights, save_weights
 
 __all__ = [
     "Enhancer",
@@ -60,6 +65,8 @@ def shipped_weights() -> Weights | None:
     idx = _index()
     if not idx:
         return None
+    from codec.postfilter.network import load_weights
+
     return load_weights(DATA / str(idx["file"]), sha256=str(idx["sha256"]))
 
 
@@ -78,6 +85,9 @@ class Enhancer:
     """
 
     def __init__(self, weights: Weights) -> None:
+        from codec.postfilter.filters import AdaptiveFilter
+        from codec.postfilter.network import FeatureNet
+
         self.weights = weights
         self._net = FeatureNet(weights)
         self._filter = AdaptiveFilter()
@@ -94,3 +104,33 @@ class Enhancer:
     def process(self, x: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Enhance the next decoded samples; returns as many."""
         return self._filter.process(x)
+
+
+_SUBMODULES = ("features", "filters", "network")
+_FROM_SUBMODULES = (
+    "N_FEATURES",
+    "frame_features",
+    "AdaptiveFilter",
+    "FeatureNet",
+    "Weights",
+    "load_weights",
+    "save_weights",
+)
+
+
+def __getattr__(name: str) -> object:
+    """The names from the submodules (and the submodules), imported on first use."""
+    if name in _FROM_SUBMODULES or name in _SUBMODULES:
+        import importlib
+
+        for sub in _SUBMODULES:  # (importing a submodule sets it as an attribute)
+            module = importlib.import_module(f"codec.postfilter.{sub}")
+            for key in _FROM_SUBMODULES:
+                if key in vars(module):
+                    globals()[key] = getattr(module, key)
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_SUBMODULES, *_FROM_SUBMODULES})

@@ -50,6 +50,9 @@ MAX_BITS = 16
 VARIANTS: tuple[str, ...] = ("vq", "rvq", "avq", "pvq")
 METHODS: tuple[str, ...] = ("kmeans", "ste", "nsvq")
 _CHUNK_ELEMENTS = 1 << 21  # bound on the size of one distance matrix chunk
+# chunks of Quantizer.encode's search: a 2 MB candidate array stays in cache, and
+# the M-best search is about a quarter faster than with 16 MB chunks (RESULTS §5)
+_SEARCH_ELEMENTS = 1 << 18
 _EXTRA_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -283,9 +286,11 @@ def check_int(value: object, name: str, lo: int, hi: int | None = None) -> int:
     return int(value)
 
 
-def chunk_rows(work_per_row: int, cap: int = 4096) -> int:
-    """Rows per chunk so that a chunk's distance matrix stays below ~16 MB."""
-    return int(max(1, min(cap, _CHUNK_ELEMENTS // max(1, work_per_row))))
+def chunk_rows(work_per_row: int, cap: int = 4096, elements: int = 0) -> int:
+    """Rows per chunk so that a chunk's distance matrix stays below ``elements``
+    values (default ``_CHUNK_ELEMENTS``, ~16 MB)."""
+    most = elements or _CHUNK_ELEMENTS
+    return int(max(1, min(cap, most // max(1, work_per_row))))
 
 
 # ----------------------------------------------------------------------------- distances
@@ -557,7 +562,7 @@ class Quantizer(ABC):
         w = check_weights(weights, xv.shape[0], self.dim)
         r = xv - self._mean
         out = np.empty((xv.shape[0], self.stages), dtype=np.int64)
-        step = chunk_rows(self._work_per_row())
+        step = chunk_rows(self._work_per_row(), elements=_SEARCH_ELEMENTS)
         for s in range(0, xv.shape[0], step):
             e = min(xv.shape[0], s + step)
             out[s:e] = self._search(r[s:e], None if w is None else w[s:e])
@@ -732,7 +737,11 @@ def load_quantizer(path: str | os.PathLike[str]) -> Quantizer:
         Unreadable file, wrong format version, missing or unexpected entries,
         inconsistent shapes or a content hash mismatch.
     """
-    data = _read_npz(path)
+    return _load_quantizer(path, _read_npz(path))
+
+
+def _load_quantizer(path: str | os.PathLike[str], data: dict[str, NDArray[Any]]) -> Quantizer:
+    """:func:`load_quantizer` of the entries ``data`` read from ``path``."""
     if "predictor" in data:
         raise CodebookError(
             f"{path}: a predictive codebook (it keeps state across frames); "

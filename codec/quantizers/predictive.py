@@ -520,7 +520,13 @@ def load_predictive(path: str | os.PathLike[str]) -> PredictiveQuantizer:
     CodebookError
         Unreadable, inconsistent, tampered with, or a plain (memoryless) codebook.
     """
-    data = _read_npz(path)
+    return _load_predictive(path, _read_npz(path))
+
+
+def _load_predictive(
+    path: str | os.PathLike[str], data: dict[str, NDArray[Any]]
+) -> PredictiveQuantizer:
+    """:func:`load_predictive` of the entries ``data`` read from ``path``."""
     if "predictor" not in data:
         raise CodebookError(f"{path}: a memoryless codebook, not a predictive one")
     if "content_hash" not in data:
@@ -559,12 +565,12 @@ def load_predictive(path: str | os.PathLike[str]) -> PredictiveQuantizer:
 
 def load_codebook(path: str | os.PathLike[str]) -> Quantizer | PredictiveQuantizer:
     """Load a memoryless (:class:`Quantizer`) or predictive codebook file."""
-    from .base import load_quantizer
+    from .base import _load_quantizer
 
-    data = _read_npz(path)
+    data = _read_npz(path)  # (read once)
     if "predictor" in data:
-        return load_predictive(path)
-    return load_quantizer(path)
+        return _load_predictive(path, data)
+    return _load_quantizer(path, data)
 
 
 # ----------------------------------------------------------------------------- training

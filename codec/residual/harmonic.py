@@ -37,5 +37,14 @@ def harmonic_shape(
     k = np.arange(n_bins) + 0.5
     freq = k * 8000.0 / n_bins
     beta = depth * np.maximum(0.0, 1.0 - freq / f_max)
-    h = 1.0 + beta[None, :] * np.cos(2.0 * np.pi * k[None, :] * lag / (2.0 * n_bins))
-    return np.asarray(np.where(np.asarray(on).reshape(-1, 1), h, 1.0), dtype=np.float64)
+    h = np.ones((lag.shape[0], n_bins))
+    # only where it can differ from 1: the rows that are on, the bins where beta != 0
+    # (elsewhere 1 + 0 * cos(.) is 1 exactly)
+    rows = np.flatnonzero(np.broadcast_to(np.asarray(on).reshape(-1), lag.shape[:1]))
+    cols = np.flatnonzero(beta)
+    if rows.size and cols.size:
+        b, kc = beta[cols], k[cols]
+        h[np.ix_(rows, cols)] = 1.0 + b[None, :] * np.cos(
+            2.0 * np.pi * kc[None, :] * lag[rows] / (2.0 * n_bins)
+        )
+    return h

@@ -34,6 +34,7 @@ block-by-block processing equals whole-signal processing.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import numpy.typing as npt
@@ -277,18 +278,90 @@ def _comb(pad: FloatArray, pos: npt.NDArray[np.int64], lag: npt.ArrayLike) -> Fl
     return np.asarray(out, dtype=np.float64)
 
 
+# the comb's taps as Python floats for the decoder's inner loop, which is written out
+# for three taps (``t_0`` and ``t_-1 = t_1``; ``t_±2`` are zero)
+_T_MID = float(TAPS[2])
+_T_SIDE = float(TAPS[3])
+if _REACH != 1 or TAPS[0] or TAPS[1] != TAPS[3]:  # pragma: no cover - a change of TAPS
+    raise ImportError("PostFilter's inner loop is written for three symmetric taps")
+_W_OLD = 1.0 - _W  # weight of the previous frame's parameters
+
+
 def _comb_run(buf: FloatArray, base: int, length: int) -> FloatArray:
     """:func:`_comb` at the consecutive positions ``base + lag .. base + lag + length - 1``
     (slices instead of index arrays; the same arithmetic)."""
-    out = TAPS[2] * buf[base : base + length]
-    for d in (1, 2):
-        if TAPS[2 + d]:
-            pair = buf[base - d : base - d + length] + buf[base + d : base + d + length]
-            out = out + TAPS[2 + d] * pair
-    return out
+    c = buf[base : base + length] * _T_MID
+    side = buf[base - 1 : base - 1 + length] + buf[base + 1 : base + 1 + length]
+    side *= _T_SIDE
+    c += side
+    return c
 
 
-_W_OLD = 1.0 - _W  # weight of the previous frame's parameters
+def _comb_add(buf: FloatArray, p: int, end: int, lag: int, g: float) -> None:
+    """``buf[n] += g * comb[n]`` for ``n`` in ``[p, end)``, in order (the IIR comb).
+
+    ``comb[n] = t_0 y[n - lag] + t_1 (y[n - lag - 1] + y[n - lag + 1])`` with the
+    same operations as :func:`_comb`, ``y`` being ``buf`` itself: chunks of at most
+    ``lag - _REACH`` samples, so that each reads only finished outputs.
+    """
+    step = lag - _REACH
+    a = p - lag  # where the comb of ``buf[p]`` is centred
+    while p < end:
+        e = p + step if p + step < end else end
+        b = a + e - p
+        c = buf[a:b] * _T_MID
+        side = buf[a - 1 : b - 1] + buf[a + 1 : b + 1]
+        side *= _T_SIDE
+        c += side
+        c *= g
+        out = buf[p:e]
+        out += c
+        a, p = b, e
+
+
+def _unchanged(buf: FloatArray, p: int, end: int, lag: int) -> bool:
+    """Whether :func:`_comb_add` with ``g = 0`` would leave ``buf[p:end]`` as it is.
+
+    It adds ``0 * comb``, a zero of either sign, which leaves each nonzero
+    ``buf[n]`` bit for bit as it is, as long as every ``comb`` is finite: so
+    when the samples that the comb reads (finished outputs, then these same
+    samples) are far below overflow (their energy is finite and below 1e300;
+    a NaN or infinity fails that too).
+    """
+    seg = buf[p - lag - _REACH : end]
+    return bool(np.dot(seg, seg) < 1e300 and buf[p:end].all())
+
+
+def _comb_fade(
+    buf: FloatArray, p: int, end: int, j: int, lag: int, g: float, lag_p: int, g_p: float
+) -> int:
+    """The cross-fade of a frame from sample ``j`` of it (``j < FADE``) at ``buf[p]``.
+
+    ``buf[n] += (g W) comb + (g_p (1 - W)) comb_p`` (the second term only when
+    ``g_p`` is nonzero), in chunks as short as the shorter lag, up to the end
+    of the chunk that starts before ``FADE`` (or ``end``); returns where they
+    stop. Both combs of a chunk are read from one run of combs over the
+    finished outputs (:func:`_comb_run` from the longer lag to the shorter).
+    """
+    step = (min(lag, lag_p) if g_p else lag) - _REACH
+    f_end = min(end, p + -(-(FADE - j) // step) * step)
+    gw = g * _W[j : j + f_end - p]
+    gw_p = g_p * _W_OLD[j : j + f_end - p]
+    lo = p - max(lag, lag_p)  # the first comb that the chunk reads
+    i = 0
+    while p < f_end:
+        e = p + step if p + step < f_end else f_end
+        n = e - p
+        if g_p:
+            c = _comb_run(buf, lo, n + abs(lag - lag_p))
+            acc = gw[i : i + n] * c[p - lag - lo : e - lag - lo]
+            acc += gw_p[i : i + n] * c[p - lag_p - lo : e - lag_p - lo]
+        else:
+            acc = gw[i : i + n] * _comb_run(buf, p - lag, n)
+        out = buf[p:e]
+        out += acc
+        lo, i, p = lo + n, i + n, e
+    return p
 
 
 class PostFilter:
@@ -315,43 +388,38 @@ class PostFilter:
         return self._params.get(k, self._last)
 
     def process(self, x: FloatArray) -> FloatArray:
-        """Filter the next samples; returns as many."""
+        """Filter the next samples; returns as many.
+
+        The outputs start as a copy of the inputs, so the samples where the
+        comb is off are done; the others get ``+= acc`` frame by frame, in
+        chunks short enough that the comb reads only finished outputs. Over
+        the first ``FADE`` samples of a frame (to the end of the last chunk
+        that starts before ``FADE``) ``acc = (g W) comb + (g_p (1 - W)) comb_p``,
+        the chunks as short as the shorter lag; after it ``acc = g comb``.
+        """
         xa = np.asarray(x, dtype=np.float64)
         m = xa.size
         if m == 0:
             return np.zeros(0)
-        buf = np.concatenate((self._hist, np.zeros(m)))
-        start = self._pos
-        i = 0
-        while i < m:
-            n_abs = start + i
-            k, j = divmod(n_abs, FRAME)
-            lag, g = self._frame(k)
-            lag_p, g_p = self._frame(k - 1)
-            seg_end = min(m, i + FRAME - j)
-            if g == 0.0 and (g_p == 0.0 or j >= FADE):
-                buf[HISTORY + i : HISTORY + seg_end] = xa[i:seg_end]
-                i = seg_end
-                continue
-            # chunks short enough that the comb reads only finished outputs
-            step = (min(lag, lag_p) if j < FADE and g_p else lag) - _REACH
-            while i < seg_end:
-                n_abs = start + i
-                j = n_abs - k * FRAME
-                e = min(seg_end, i + step)
-                p = HISTORY + i
-                if j < FADE:
-                    acc = (g * _W[j : j + e - i]) * _comb_run(buf, p - lag, e - i)
-                    if g_p:
-                        acc += (g_p * _W_OLD[j : j + e - i]) * _comb_run(buf, p - lag_p, e - i)
-                else:  # the weights are 1.0 here: g * 1.0 == g
-                    acc = g * _comb_run(buf, p - lag, e - i)
-                buf[p : HISTORY + e] = xa[i:e] + acc
-                i = e
+        buf = np.concatenate((self._hist, xa))  # the outputs, after the history
+        first, j = divmod(self._pos, FRAME)  # the first frame, and where in it
+        last = (self._pos + m - 1) // FRAME
+        frames = [self._frame(k) for k in range(first - 1, last + 1)]
+        stop = buf.size
+        p = HISTORY
+        for (lag_p, g_p), (lag, g) in pairwise(frames):
+            end = min(stop, p + FRAME - j)  # the frame's samples are ``buf[p:end]``
+            if j < FADE and (g or g_p):
+                q = _comb_fade(buf, p, end, j, lag, g, lag_p, g_p)
+                if g or not _unchanged(buf, q, end, lag):
+                    _comb_add(buf, q, end, lag, g)  # (x + 0 * comb, where that is not x)
+            elif g:
+                _comb_add(buf, p, end, lag, g)
+            p, j = end, 0
         self._hist = buf[-HISTORY:].copy()
         self._pos += m
         done = self._pos // FRAME
         self._last = self._frame(done - 1)
         for key in [key for key in self._params if key < done - 1]:
             del self._params[key]
-        return buf[HISTORY:].copy()
+        return buf[HISTORY:]

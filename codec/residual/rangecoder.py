@@ -1240,6 +1240,14 @@ class RangeDecoder:
         return out
 
     def _decode_escape(self, m: int) -> int:
+        got = _escape_at(self._data, self._val, self._rng, self._pos, m)
+        if got is None:  # corrupt: bit by bit, for the exact error and state
+            return self._decode_escape_bits(m)
+        value, self._val, self._rng, self._pos = got
+        return value
+
+    def _decode_escape_bits(self, m: int) -> int:
+        """:meth:`_decode_escape` one method call per bit (the reference)."""
         negative = self._bit()
         nb = 0
         while self._bit():
@@ -1262,6 +1270,69 @@ class RangeDecoder:
     def bits_used(self) -> float:
         """Information content decoded so far (see :meth:`RangeEncoder.bits_used`)."""
         return 8 * (self._pos - _NBYTES) + PRECISION - math.log2(self._rng)
+
+
+def _escape_at(
+    data: bytes, val: int, rng: int, pos: int, m: int
+) -> tuple[int, int, int, int] | None:
+    """:meth:`RangeDecoder._decode_escape_bits` from the decoder state ``val``,
+    ``rng``, ``pos`` on ``data``, in one function on local ints (the same
+    arithmetic): ``(value, val, rng, pos)`` after the escape, or None where the
+    escape is corrupt (a target outside the range, a prefix longer than
+    :data:`MAX_ESCAPE_BITS`), for the caller to decode it again with the reference
+    and get its error."""
+    n = len(data)
+    bot = _BOT
+    # the sign, then the Elias-gamma prefix: raw bits (decode_bits(1): t = val // r,
+    # which is 0 or 1 unless val >= 2 r, the error)
+    r = rng >> 1
+    negative = val >= r
+    if negative:
+        val -= r
+        if val >= r:
+            return None
+    rng = r
+    while rng <= bot:
+        val = (val << 8) | (data[pos] if pos < n else 0)
+        pos += 1
+        rng <<= 8
+    nb = 0
+    while True:
+        r = rng >> 1
+        one = val >= r
+        if one:
+            val -= r
+            if val >= r:
+                return None
+        rng = r
+        while rng <= bot:
+            val = (val << 8) | (data[pos] if pos < n else 0)
+            pos += 1
+            rng <<= 8
+        if not one:
+            break
+        nb += 1
+        if nb > MAX_ESCAPE_BITS:
+            return None
+    # the nb low bits of the excess: decode_bits(nb), in steps of at most 16 bits
+    magnitude = m + (1 << nb)
+    low = 0
+    while nb > 0:
+        k = nb if nb <= 16 else 16
+        nb -= k
+        r = rng >> k
+        t = val // r
+        if t >> k:
+            return None
+        val -= t * r
+        rng = r
+        while rng <= bot:
+            val = (val << 8) | (data[pos] if pos < n else 0)
+            pos += 1
+            rng <<= 8
+        low = (low << k) | t
+    magnitude += low
+    return (-magnitude if negative else magnitude), val, rng, pos
 
 
 def _byte_windows(decs: Sequence[RangeDecoder], rows: int) -> tuple[NDArray[np.uint64], int]:
@@ -1389,6 +1460,59 @@ class LockStepDecoder:
                 d._val, d._rng, d._pos = v, g, p
 
 
+class _ValueLookup:
+    """The symbol search of :func:`decode_values_many` for one stack of tables.
+
+    The tables lie end to end in :attr:`flat`: table ``j`` holds ``j * stride +
+    cdf`` (``stride = total + 2**bucket_bits > total``: they do not overlap),
+    searched with the key ``j * stride + t`` (``t <= total``); ``p =
+    searchsorted(flat, key, "right")`` is ``j * (nsym+1) + s + 1`` for the symbol
+    ``s``, and ``(j+1) * (nsym+1)`` when ``t == total`` (the error). Per ``p``:
+    the value ``s - m`` (:attr:`value_at`; ``m + 2`` flags the error), cum and freq.
+
+    A binary search per symbol is slow (its branches mispredict), so :attr:`lut`
+    holds ``p`` at the start of every bucket of ``2**bucket_bits`` keys, and ``p =
+    lut[key >> bucket_bits] + (key >= flat[lut[...]])`` (one more entry of
+    ``flat`` is ``<= key``, at most). The few buckets with two table entries or more
+    after their start (the tails of the narrowest tables) point instead to a flag
+    entry (``value_at`` ``m + 3``, ``flat`` the largest uint64), for the caller to
+    search. Built once per stack of tables (cached).
+    """
+
+    __slots__ = ("stride", "bucket_bits", "flat", "lut", "value_at", "cum_at", "freq_at")
+
+    def __init__(self, tab: NDArray[np.int64]) -> None:
+        n_tables, width1 = tab.shape
+        m = (width1 - 3) // 2
+        shift = int(tab[0, -1]).bit_length() - 1
+        self.bucket_bits = b = max(shift - 10, 0)  # 1024 buckets per table
+        self.stride = stride = (1 << shift) + (1 << b)
+        n_flat = n_tables * width1
+        keys = (tab + np.arange(n_tables, dtype=np.int64)[:, None] * stride).ravel()
+        top = np.iinfo(np.uint64).max
+        self.flat = np.concatenate((keys.astype(np.uint64), np.full(2, top, dtype=np.uint64)))
+        starts = np.arange(n_tables * (stride >> b), dtype=np.int64) << b
+        first = np.searchsorted(keys, starts, side="right")
+        last = np.searchsorted(keys, starts + ((1 << b) - 1), side="right")
+        self.lut = np.where(last - first > 1, n_flat + 1, first)
+        sym = np.tile(np.arange(width1, dtype=np.int64) - m, n_tables)  # m + 2 at s = nsym
+        self.value_at = np.concatenate(([m + 2], sym, [m + 3]))
+        self.cum_at = np.concatenate(([0], tab.ravel(), [0])).astype(np.uint64)
+        freq = np.zeros_like(tab)
+        freq[:, :-1] = np.diff(tab, axis=1)  # 0 for the sentinels (never used)
+        self.freq_at = np.concatenate(([0], freq.ravel(), [0])).astype(np.uint64)
+
+    @staticmethod
+    def of(tab: NDArray[np.int64]) -> _ValueLookup:
+        """The lookup of the tables ``tab`` (validated: one power-of-two total)."""
+        return _value_lookup(tab.tobytes(), tab.shape[0], tab.shape[1])
+
+
+@functools.lru_cache(maxsize=8)
+def _value_lookup(data: bytes, n_tables: int, width1: int) -> _ValueLookup:
+    return _ValueLookup(np.frombuffer(data, dtype=np.int64).reshape(n_tables, width1))
+
+
 def decode_values_many(
     decoders: Sequence[RangeDecoder],
     cdfs: CdfTables | NDArray[np.integer],
@@ -1445,17 +1569,19 @@ def decode_values_many(
     Notes
     -----
     Frames are sorted by decreasing count, so the streams still active at a
-    position are a prefix (array views, no masks).  The symbol search is one
-    ``searchsorted`` in all tables laid end to end, each offset by ``2**17``
-    (``> MAX_TOTAL``); the target is at most ``total`` (``0 <= val < rng``), and
-    ``t == total``, the error, lands on a sentinel after its table.  Renormalisation reads at most
-    three bytes per symbol (``rng > 2**48`` before the symbol, so
-    ``rng >= r >= 2**(48 - 16)`` after it), taken at once from a 24-bit
-    window of the zero-padded data; reading past a stream's end gives zeros,
-    as in the scalar decoder.  Escapes (rare) hand the stream's state to its
-    :class:`RangeDecoder`, call the scalar escape decoder and take the state
-    back; a stream that fails is parked on an all-zero input, on which it
-    decodes zeros and never fails again, and its state is not written back.
+    position are a prefix (array views, no masks).  The symbol search is that of
+    ``searchsorted`` in all tables laid end to end, each offset by more than
+    ``total``, done with a table of bucket starts and one comparison
+    (:class:`_ValueLookup`); the target is at most ``total`` (``0 <= val < rng``),
+    and ``t == total``, the error, lands on a sentinel after its table.
+    Renormalisation reads at most three bytes per symbol (``rng > 2**48`` before
+    the symbol, so ``rng >= r >= 2**(48 - 16)`` after it), taken at once from a
+    24-bit window of the zero-padded data; reading past a stream's end gives
+    zeros, as in the scalar decoder.  Escapes (rare) are decoded from the
+    stream's state by the scalar escape decoder's arithmetic on Python ints
+    (:func:`_escape_at`); a stream that fails is parked on an all-zero input, on
+    which it decodes zeros and never fails again, and its state is not written
+    back (its decoder is left as the scalar method leaves it).
     """
     if isinstance(cdfs, CdfTables):
         tab = cdfs.to_array()
@@ -1501,25 +1627,17 @@ def decode_values_many(
     if used.min() < 0 or used.max() >= n_tables:
         raise ParameterError(f"table rows must be in [0, {n_tables})")
 
-    # Tables end to end: table j holds [j * 2**17 + cdf], searched with the key
-    # j * 2**17 + t (t <= total); p = searchsorted(..., "right") is
-    # j * (nsym+1) + s + 1 for the symbol s, and (j+1) * (nsym+1) when t == total.
-    # Per p: the value s - m (m + 2 flags the error), cum and freq.
-    stride_bits = 17  # 2**17 > MAX_TOTAL: the tables do not overlap
-    flat = (tab + (np.arange(n_tables, dtype=np.int64) << stride_bits)[:, None]).ravel()
-    flat = flat.astype(np.uint64)
-    sym = np.tile(np.arange(width1, dtype=np.int64) - m, n_tables)  # s - m; m + 2 at s = nsym
-    value_at = np.concatenate(([m + 2], sym))
-    cum_at = np.concatenate(([0], tab.ravel())).astype(np.uint64)
-    freq = np.zeros_like(tab)
-    freq[:, :-1] = np.diff(tab, axis=1)  # 0 for the sentinel (never used)
-    freq_at = np.concatenate(([0], freq.ravel())).astype(np.uint64)
+    look = _ValueLookup.of(tab)
+    flat, lut, value_at, cum_at, freq_at = (
+        look.flat, look.lut, look.value_at, look.cum_at, look.freq_at
+    )
 
     # streams by decreasing count: the active ones at step j are the first active[j]
     order = np.argsort(-cnt, kind="stable")
     neg_sorted = -cnt[order]
     active = np.searchsorted(neg_sorted, -np.arange(steps), side="left").tolist()
-    key_off = np.ascontiguousarray(idx[order, :steps].T).astype(np.uint64) << np.uint64(stride_bits)
+    key_off = np.ascontiguousarray(idx[order, :steps].T).astype(np.uint64)
+    key_off *= np.uint64(look.stride)
     decs = [decoders[i] for i in order.tolist()]
 
     # zero-padded data (plus an all-zero row for failed streams) as 24-bit windows:
@@ -1548,6 +1666,7 @@ def decode_values_many(
 
     # (measured: fancy indexing beats take(); array operands beat numpy scalars)
     shifts = np.full(n, shift, dtype=np.uint64)
+    buckets = np.full(n, look.bucket_bits, dtype=np.uint64)
     for step in range(steps):
         k = active[step]
         v = val[:k]
@@ -1558,11 +1677,17 @@ def decode_values_many(
         # t == total, the error, finds the sentinel at the end of its table
         t = v // r
         t += key_off[step, :k]
-        p = flat.searchsorted(t, side="right")
+        p = lut[t >> buckets[:k]]  # searchsorted(flat, t, "right"), see _ValueLookup
+        p += t >= flat[p]
         x = value_at[p]
         escaped: list[int] = []
-        if x[x.argmax()] > m:  # rare: an escape (m + 1) or a target outside the range (m + 2)
-            hits = np.flatnonzero(x > m)
+        if x[x.argmax()] > m:  # rare: an escape (m + 1), a target outside the range
+            hits = np.flatnonzero(x > m)  # (m + 2) or a bucket to search (m + 3)
+            search = hits[x[hits] > m + 2]
+            if search.size:
+                p[search] = flat.searchsorted(t[search], side="right")
+                x[search] = value_at[p[search]]
+                hits = hits[x[hits] > m]
             bad = hits[x[hits] > m + 1].tolist()
             for j in bad:
                 d = decs[j]
@@ -1592,13 +1717,17 @@ def decode_values_many(
         out[step, :k] = x
         for j in escaped:
             d = decs[j]
-            d._val, d._rng, d._pos = val.item(j), rng.item(j), fpos.item(j) - base.item(j)
-            try:
-                out[step, j] = d._decode_escape(m)
-            except BitstreamError as exc:  # the decoder keeps its state, as in decode_values
-                fail(j, exc)
+            b = j * span
+            got = _escape_at(d._data, val.item(j), rng.item(j), fpos.item(j) - b, m)
+            if got is None:  # corrupt: the decoder keeps its state, as in decode_values
+                d._val, d._rng, d._pos = val.item(j), rng.item(j), fpos.item(j) - b
+                try:
+                    d._decode_escape_bits(m)  # raises the error
+                except BitstreamError as exc:
+                    fail(j, exc)
                 continue
-            val[j], rng[j], fpos[j] = d._val, d._rng, base[j] + d._pos
+            out[step, j], val[j], rng[j], p_j = got
+            fpos[j] = b + p_j
 
     pos = (fpos - base[:n]).tolist()
     for d, a, b, c, f in zip(decs, val.tolist(), rng.tolist(), pos, failed.tolist(), strict=True):

@@ -299,11 +299,13 @@ def frame_signs(frame_index: npt.ArrayLike, n_bins: int = N_BINS) -> FloatArray:
     other frames are decoded with it (streaming, concealment).
     """
     i = np.asarray(frame_index, dtype=np.uint64).reshape(-1, 1)
+    # (in place; the finaliser's last step, z ^= z >> 31, keeps the top bit)
     z = i * np.uint64(n_bins) + np.arange(n_bins, dtype=np.uint64)[None, :]
-    z = z + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = z ^ (z >> np.uint64(31))
+    z += np.uint64(0x9E3779B97F4A7C15)
+    z ^= z >> np.uint64(30)
+    z *= np.uint64(0xBF58476D1CE4E5B9)
+    z ^= z >> np.uint64(27)
+    z *= np.uint64(0x94D049BB133111EB)
     return np.where(z >> np.uint64(63), 1.0, -1.0)
 
 

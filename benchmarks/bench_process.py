@@ -7,7 +7,9 @@ Run: ``python benchmarks/bench_process.py [--data ../shared/data/speech] [--core
 It cuts a 60 s and a 1 s test file from the dev split of the data folder (files
 in manifest order, 16 kHz mono, 16-bit), then times each command as a separate
 process, as a user would with ``/usr/bin/time``: wall-clock and CPU (user +
-system) seconds, the best of ``--repeat`` runs. ``--cores 1`` pins the processes
+system) seconds, the best of ``--repeat`` rounds in which every command (this
+tree, the baseline, Opus) runs once, so that a drift of the machine's speed
+reaches all of them alike. ``--cores 1`` pins the processes
 to one CPU core (``os.sched_setaffinity``). ``--baseline DIR`` also times the
 codec found in ``DIR`` (e.g. an export of an older commit) in the same run, for
 comparisons on a busy machine. Every process runs in the temporary folder (from
@@ -89,27 +91,25 @@ def run(
     return wall, cpu
 
 
-def best(
-    cmd: list[str], env: dict[str, str], cores: int | None, repeat: int, cwd: Path | None = None
-) -> tuple[float, float]:
-    runs = [run(cmd, env, cores, cwd) for _ in range(repeat)]
-    return min(w for w, _ in runs), min(c for _, c in runs)
-
-
 def whole_process(args: argparse.Namespace, long: Path, short: Path, tmp: Path) -> None:
+    """Every command once per round, ``--repeat`` rounds, the least wall and CPU
+    seconds kept: the versions and Opus interleave, so a change of the machine's
+    speed over the run (common on a shared VM) reaches all of them alike."""
     secs = {long: 60.0, short: 1.0}
     kbps = args.bitrate
     codecs: list[tuple[str, dict[str, str]]] = [("svq", dict(os.environ, PYTHONPATH=str(ROOT)))]
     if args.baseline:
         codecs.append(("svq baseline", dict(os.environ, PYTHONPATH=str(Path(args.baseline)))))
     print(
-        f"whole process, best of {args.repeat}, {kbps:g} kbit/s"
+        f"whole process, best of {args.repeat} interleaved rounds, {kbps:g} kbit/s"
         + (f", pinned to {args.cores} core(s)" if args.cores else "")
         + " (wall s / CPU s / x real time by wall)"
     )
-    for name, env in codecs:
+    # rows: (label, seconds of audio, encode command, decode command, env, cwd)
+    rows: list[tuple[str, float, list[str], list[str], dict[str, str], Path | None]] = []
+    for k, (name, env) in enumerate(codecs):
         tree = Path(env["PYTHONPATH"])
-        compiled = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        compiled = {key: v for key, v in env.items() if key != "PYTHONDONTWRITEBYTECODE"}
         subprocess.run(
             [sys.executable, "-m", "compileall", "-q", str(tree / "codec")],
             env=compiled,
@@ -121,36 +121,43 @@ def whole_process(args: argparse.Namespace, long: Path, short: Path, tmp: Path) 
         print(f"  {name}: {version.stdout.decode().strip()} from {tree}")
         svq = [sys.executable, "-m", "codec"]
         for src in (long, short):
-            coded, wav = tmp / f"{src.stem}.svq", tmp / f"{src.stem}.dec.wav"
-            enc = best(
-                svq + ["encode", str(src), str(coded), "-f", "-q", "-b", f"{kbps:g}"],
-                env,
-                args.cores,
-                args.repeat,
-                tmp,
+            coded, wav = tmp / f"{src.stem}.{k}.svq", tmp / f"{src.stem}.{k}.dec.wav"
+            rows.append(
+                (
+                    f"{name} {secs[src]:g} s",
+                    secs[src],
+                    svq + ["encode", str(src), str(coded), "-f", "-q", "-b", f"{kbps:g}"],
+                    svq + ["decode", str(coded), str(wav), "-f", "-q"],
+                    env,
+                    tmp,
+                )
             )
-            dec = best(
-                svq + ["decode", str(coded), str(wav), "-f", "-q"],
-                env,
-                args.cores,
-                args.repeat,
-                tmp,
-            )
-            _line(f"{name} {secs[src]:g} s", secs[src], enc, dec)
     if shutil.which("opusenc") and shutil.which("opusdec"):
-        env = dict(os.environ)
         for src in (long, short):
             coded, wav = tmp / f"{src.stem}.opus", tmp / f"{src.stem}.opus.wav"
-            enc = best(
-                ["opusenc", "--quiet", "--bitrate", f"{kbps:g}", str(src), str(coded)],
-                env,
-                args.cores,
-                args.repeat,
+            rows.append(
+                (
+                    f"opus {secs[src]:g} s",
+                    secs[src],
+                    ["opusenc", "--quiet", "--bitrate", f"{kbps:g}", str(src), str(coded)],
+                    ["opusdec", "--quiet", str(coded), str(wav)],
+                    dict(os.environ),
+                    None,
+                )
             )
-            dec = best(["opusdec", "--quiet", str(coded), str(wav)], env, args.cores, args.repeat)
-            _line(f"opus {secs[src]:g} s", secs[src], enc, dec)
     else:
-        print("opus: opusenc/opusdec not found (apt-get install opus-tools)")
+        print("  opus: opusenc/opusdec not found (apt-get install opus-tools)")
+    inf = (float("inf"), float("inf"))
+    enc_best = [inf] * len(rows)
+    dec_best = [inf] * len(rows)
+    for _ in range(args.repeat):
+        for i, (_, _, enc_cmd, dec_cmd, env, cwd) in enumerate(rows):
+            e = run(enc_cmd, env, args.cores, cwd)
+            d = run(dec_cmd, env, args.cores, cwd)
+            enc_best[i] = (min(enc_best[i][0], e[0]), min(enc_best[i][1], e[1]))
+            dec_best[i] = (min(dec_best[i][0], d[0]), min(dec_best[i][1], d[1]))
+    for i, (label, seconds, *_) in enumerate(rows):
+        _line(label, seconds, enc_best[i], dec_best[i])
 
 
 def _line(name: str, seconds: float, enc: tuple[float, float], dec: tuple[float, float]) -> None:

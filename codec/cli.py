@@ -774,8 +774,37 @@ def _add_verbosity(p: argparse.ArgumentParser) -> None:
     )
 
 
+_M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
+_M_MMAP_THRESHOLD = -3
+
+
+def _keep_freed_memory() -> None:
+    """Let glibc's malloc keep freed blocks for reuse instead of handing them back.
+
+    The codec's blocks make many short-lived arrays of 0.1-8 MB. By default
+    glibc serves each from fresh ``mmap`` pages and unmaps it when freed, so every
+    such array pays its page faults again: about 90 000 faults, a quarter of
+    the CPU time, when encoding 60 s at 32 kbit/s (RESULTS.md §5). Blocks up to
+    32 MB now come from the heap, which keeps up to 256 MB of freed memory; the
+    peak memory is unchanged (the arrays are reused, not added). Only the CLI
+    process does this; elsewhere (not glibc) it does nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        return
+    mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+    mallopt(_M_TRIM_THRESHOLD, 256 << 20)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit status."""
+    _keep_freed_memory()
     argv = sys.argv[1:] if argv is None else list(argv)
     # the command comes first: the other subparsers are not built (``svq --help`` builds all)
     parser = _build_parser(argv[0] if argv and argv[0] in _COMMANDS else None)

@@ -61,3 +61,27 @@ def test_seed_without_simulated_loss_is_an_error(tmp_path, capsys):
     assert main(["decode", str(svq), str(tmp_path / "a.wav"), "--seed", "3"]) == 2
     assert "--simulate-loss" in capsys.readouterr().err
     assert not (tmp_path / "a.wav").exists()
+
+
+def test_the_cli_keeps_freed_memory_for_reuse(monkeypatch, tmp_path):
+    """``main`` sets glibc's malloc to keep freed blocks up to 32 MB for reuse
+    (the page faults it saves are measured in RESULTS.md §5, not here)."""
+    import ctypes
+
+    import codec.cli as cli
+
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.setattr(cli.sys, "platform", "linux")
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: FakeLibc())
+    assert main(["modes"]) == 0
+    assert calls == [(-3, 32 << 20), (-1, 256 << 20)]  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+    calls.clear()
+    monkeypatch.setattr(cli.sys, "platform", "darwin")
+    assert main(["modes"]) == 0
+    assert calls == []

@@ -30,7 +30,9 @@ from .base import (
     FloatArray,
     IntArray,
     Quantizer,
+    argmin_rows,
     better_of,
+    smallest_sorted,
     sq_norms,
     sum_codewords,
     weighted_error,
@@ -72,15 +74,19 @@ def rvq_mbest(
     for m, c in enumerate(codebooks):
         h, k = res.shape[1], c.shape[0]
         wr = res if w is None else w[:, None, :] * res
-        cross = (wr.reshape(n * h, d) @ c.T).reshape(n, h, k)
-        cand = (err[:, :, None] - 2.0 * cross + sq_norms(c, w)[:, None, :]).reshape(n, h * k)
+        # err - 2 cross + |c|^2 in place: (-2 c) scales each product and sum exactly,
+        # and -2 cross + err is err - 2 cross
+        cand3 = (wr.reshape(n * h, d) @ (-2.0 * c.T)).reshape(n, h, k)
+        cand3 += err[:, :, None]
+        cand3 += sq_norms(c, w)[:, None, :]
+        cand = cand3.reshape(n, h * k)
         keep = 1 if m == len(codebooks) - 1 else min(beam, h * k)
-        if keep < h * k:
-            sel = np.argpartition(cand, keep - 1, axis=1)[:, :keep]
+        if keep == 1:
+            sel = argmin_rows(cand)[:, None]
+        elif keep < h * k:
+            sel = smallest_sorted(cand, keep)
         else:
-            sel = np.broadcast_to(np.arange(h * k), (n, h * k))
-        order = np.argsort(np.take_along_axis(cand, sel, axis=1), axis=1, kind="stable")
-        sel = np.take_along_axis(sel, order, axis=1)
+            sel = np.argsort(cand, axis=1, kind="stable")
         parent, kk = sel // k, sel % k
         res = res[rows, parent] - c[kk]
         wres = res * res if w is None else w[:, None, :] * res * res

@@ -45,6 +45,7 @@ __all__ = [
     "conditional_rms",
     "factor",
     "factor_index",
+    "index_of_sums",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -101,8 +102,12 @@ def factor_index(
     values ``v`` to that of ``rho`` over the bins ``mask`` marks (all (n, w)),
     to the nearest 1.5 dB step; 0 where a frame has no such bin or no level."""
     m = mask.astype(np.float64)
-    num = (v * v * m).sum(axis=-1)
-    den = (rho * rho * m).sum(axis=-1)
+    return index_of_sums((v * v * m).sum(axis=-1), (rho * rho * m).sum(axis=-1), bits)
+
+
+def index_of_sums(num: FloatArray, den: FloatArray, bits: int) -> IntArray:
+    """:func:`factor_index` of the sums of ``v²`` (``num``) and of ``ρ²`` (``den``)
+    over each frame's masked bins."""
     ok = (num > 0.0) & (den > 0.0)
     ratio = np.sqrt(np.where(ok, num, 1.0) / np.where(ok, den, 1.0))
     j = np.rint(STEPS_PER_OCTAVE * np.log2(ratio)) + CENTRE

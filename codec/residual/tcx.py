@@ -273,6 +273,59 @@ def _grid_base(ratio: FloatArray) -> IntArray:
     return np.rint(s).astype(np.int64)
 
 
+_OFF_LO = -_KAPPA_OFFSET * _KAPPA_GRID_STEPS
+_OFF_HI = ((1 << KAPPA_BITS) - 1 - _KAPPA_OFFSET) * _KAPPA_GRID_STEPS
+_PAD = _OFF_HI - _OFF_LO
+"""The κ offsets ``(j - 20) * _KAPPA_GRID_STEPS`` of the grid span
+``[_OFF_LO, _OFF_HI]``; the padded tables (:func:`_padded_tables`) have ``_PAD``
+copies of the first and the last grid row on either side, so that ``clip(base
++ off)`` is the row ``clip(base, -_OFF_HI, n_grid - 1 - _OFF_LO) + off + _PAD``
+of the padded table (no clip per trial)."""
+_SYM_COLS = 2 * _MAX_ABS + 4
+"""Columns of a padded table's row: the escape below ``-M``, the values ``-M
+.. M``, the escape above ``M``, then a zero beyond ``last`` (no bits)."""
+
+
+@functools.cache
+def _padded_tables() -> tuple[FloatArray, FloatArray]:
+    """Per grid row (padded, see :data:`_PAD`) and column (:data:`_SYM_COLS`),
+    flattened: the symbol bits (:func:`_symbol_bits`; 0 in the column beyond
+    ``last``) and ``ρ²`` (:func:`_fill_table` squared in the two columns of a
+    zero value, else 0)."""
+    m = _MAX_ABS
+    nsym = 2 * m + 2
+    sb = _symbol_bits().reshape(_N_GRID, nsym)
+    fill = _fill_table()
+    rho2 = fill * fill
+    rows = np.clip(np.arange(_N_GRID + 2 * _PAD) - _PAD, 0, _N_GRID - 1)
+    bits = np.zeros((rows.size, _SYM_COLS))
+    bits[:, 1 : 2 * m + 2] = sb[rows, : 2 * m + 1]
+    bits[:, 0] = sb[rows, nsym - 1]
+    bits[:, 2 * m + 2] = sb[rows, nsym - 1]
+    zero = np.zeros((rows.size, _SYM_COLS))
+    zero[:, m + 1] = rho2[rows]
+    zero[:, 2 * m + 3] = rho2[rows]
+    return bits.reshape(-1), zero.reshape(-1)
+
+
+@functools.cache
+def _search_table() -> FloatArray:
+    """The symbol bits (:func:`_symbol_bits`) per padded grid row (see
+    :data:`_PAD`) and signed magnitude, flattened: columns ``0 .. M`` the values
+    ``0 .. M``, ``M + 1`` the escape above ``M``, then ``M + 2 .. 2M + 2`` the
+    values ``0 .. -M`` and ``2M + 3`` the escape below ``-M``."""
+    m = _MAX_ABS
+    nsym = 2 * m + 2
+    sb = _symbol_bits().reshape(_N_GRID, nsym)
+    rows = np.clip(np.arange(_N_GRID + 2 * _PAD) - _PAD, 0, _N_GRID - 1)
+    bits = np.zeros((rows.size, 2 * m + 4))
+    bits[:, : m + 1] = sb[rows, m : 2 * m + 1]
+    bits[:, m + 2 : 2 * m + 3] = sb[rows, m::-1][:, : m + 1]
+    bits[:, m + 1] = sb[rows, nsym - 1]
+    bits[:, 2 * m + 3] = sb[rows, nsym - 1]
+    return bits.reshape(-1)
+
+
 def _top(score: FloatArray, m: int) -> IntArray:
     """The columns of the ``m`` largest scores of each row, largest first, ties
     in column order: ``np.argsort(-score, kind="stable")[:, :m]``, from a
@@ -289,6 +342,33 @@ def _top(score: FloatArray, m: int) -> IntArray:
     if tie.any():
         part[tie] = np.argsort(-score[tie], axis=1, kind="stable")[:, : m + 1]
     return part[:, :m]
+
+
+def _escape_steps(v: IntArray, m: int) -> tuple[IntArray, IntArray, IntArray, IntArray]:
+    """:func:`escape_fields` of every value of ``v`` (``|v| > m``, excess below
+    ``2**(MAX_ESCAPE_BITS + 1)``) at once: the number of fields of each value,
+    and for every field (value after value, each in order) the value it
+    belongs to, its value and its width."""
+    excess = np.abs(v) - m
+    nb = np.frexp(excess.astype(np.float64))[1].astype(np.int64) - 1  # bit_length - 1
+    big = nb > 16
+    count = nb + 2 + np.where(big, 2, np.minimum(nb, 1))
+    owner = np.repeat(np.arange(v.size), count)
+    start = np.cumsum(count) - count
+    t = np.arange(owner.size) - start[owner]
+    val = (t <= nb[owner]).astype(np.int64)  # the gamma code: ones, then a zero
+    width = np.ones(owner.size, dtype=np.int64)
+    val[start] = v < 0  # the sign
+    low = excess - np.left_shift(1, nb)
+    at = start + nb + 2  # the low bits, in fields of at most 16 bits
+    small = (nb > 0) & ~big
+    val[at[small]] = low[small]
+    width[at[small]] = nb[small]
+    val[at[big]] = low[big] >> (nb[big] - 16)
+    width[at[big]] = 16
+    val[at[big] + 1] = low[big] & (np.left_shift(1, nb[big] - 16) - 1)
+    width[at[big] + 1] = nb[big] - 16
+    return count, owner, val, width
 
 
 def frame_signs(frame_index: npt.ArrayLike, n_bins: int = N_BINS) -> FloatArray:
@@ -402,17 +482,22 @@ class TCX:
 
     @staticmethod
     def _kappa_index(q: IntArray, ratio: FloatArray, last: IntArray) -> IntArray:
-        cnt = np.maximum(last, 1)  # the number of bins below last
-        # |q| / r below last (computed only up to the largest last)
+        """κ index of each frame from the mean of ``|q| / r`` below ``last``
+        (``last``: :meth:`_last` of ``q``, so that ``q`` is zero from it on)."""
+        # |q| / r up to the largest last (0 / r = 0 beyond a frame's own last)
         width = int(last.max()) if last.size else 0
-        mask = np.arange(width) < last[..., None]
-        terms = np.abs(q[..., :width]) / ratio[..., :width] * mask
-        mean_mag = terms.sum(axis=-1) / cnt
+        terms = np.abs(q[..., :width]) / ratio[..., :width]
+        return TCX._kappa_of_sum(terms.sum(axis=-1), last)
+
+    @staticmethod
+    def _kappa_of_sum(total: FloatArray, last: IntArray) -> IntArray:
+        """:meth:`_kappa_index` of the sum of ``|q| / r`` over each frame's bins."""
+        mean_mag = total / np.maximum(last, 1)  # the number of bins below last
         j = np.rint(4.0 * np.log2(np.maximum(mean_mag, 1e-6))) + _KAPPA_OFFSET + KAPPA_BIAS
         return np.clip(j, 0, (1 << KAPPA_BITS) - 1).astype(np.int64)
 
     @staticmethod
-    def _last(q: IntArray) -> IntArray:
+    def _last(q: npt.NDArray[Any]) -> IntArray:
         """Coded bins (a multiple of LAST_UNIT) that hold every nonzero of ``q``
         (the whole spectrum or its first bins, when the rest is zero)."""
         nz = q != 0
@@ -516,9 +601,10 @@ class TCX:
         # that the rate loop corrects with exact costs)
         avail = avail - self.side.typical_bits()
         base = _grid_base(ratio[:, : self.config.coded_bins])
+        search = self._search_cost(xs, ratio, base)
         while np.any(lo < hi):
             mid = (lo + hi) // 2
-            bits, *_ = self._cost(self._quantize(xs, _gain_step(mid), ratio), ratio, base=base)
+            bits = search(_gain_step(mid))
             fits = bits <= avail
             hi = np.where(fits, mid, hi)
             lo = np.where(fits, lo, np.minimum(mid + 1, hi))
@@ -534,6 +620,48 @@ class TCX:
             q, filled = self._fill_slack(xs, ratio, final, fixed, budget, base)
             coded = {k: d for k, d in coded.items() if not filled[k[0]]}
         return self._code_frames(xs, ratio, final, coded, gain, cannot_fit, side, frame_bytes, q=q)
+
+    def _search_cost(
+        self, xs: FloatArray, ratio: FloatArray, base: IntArray
+    ) -> Callable[[FloatArray], FloatArray]:
+        """The cost of the values quantized at steps ``step`` (one per frame) that
+        the binary search of :meth:`encode` uses: ``_cost(_quantize(xs, step,
+        ratio), ratio, base=base)[0]``, the same numbers; without RDOQ from the
+        magnitudes alone (``|xs| / Δ`` is ``|xs / Δ|``), each value looked up in
+        a table of signed magnitudes (:func:`_search_table`)."""
+        cb = self.config.coded_bins
+        if self.config.rdo_lambda > 0.0 or cb == 0:
+            return lambda step: self._cost(self._quantize(xs, step, ratio), ratio, base=base)[0]
+        m = _MAX_ABS
+        cols = 2 * m + 4
+        table = _search_table()
+        ax = np.abs(xs[:, :cb])
+        rc = np.ascontiguousarray(ratio[:, :cb])
+        row = np.clip(base, -_OFF_HI, _N_GRID - 1 - _OFF_LO) + _PAD
+        at0 = row * cols + np.where(xs[:, :cb] < 0, m + 2, 0)
+        in_band = np.arange(cb)
+        theta = self.config.deadzone
+
+        def cost(step: FloatArray) -> FloatArray:
+            mag = ax / step[:, None]  # _quantize's magnitudes
+            mag += 0.5
+            mag -= theta
+            np.floor(mag, out=mag)
+            np.maximum(mag, 0.0, out=mag)
+            last = self._last(mag)
+            width = int(last.max()) if last.size else 0
+            kap = self._kappa_of_sum((mag[:, :width] / rc[:, :width]).sum(axis=-1), last)
+            at = at0 + ((kap - _KAPPA_OFFSET) * (_KAPPA_GRID_STEPS * cols))[:, None]
+            np.add(at, np.minimum(mag, m + 1), out=at, casting="unsafe")
+            costs = np.take(table, at)  # _value_costs
+            escaped = np.flatnonzero(mag > m)
+            if escaped.size:
+                _, exp = np.frexp(mag.flat[escaped] - m)
+                costs.flat[escaped] += 2.0 * exp
+            np.multiply(costs, in_band < last[:, None], out=costs)
+            return np.asarray(costs.sum(axis=-1), dtype=np.float64)
+
+        return cost
 
     def _prepare(
         self,
@@ -598,6 +726,15 @@ class TCX:
         m = min(self.config.fill_slack, cb)
         order = _top(better, m)
         gain_of = np.take_along_axis(better, order, axis=1)
+        if (
+            base is not None
+            and isinstance(self.side, ModelSide)
+            and self.config.noise_fill
+            and self.config.model_fill
+        ):
+            return self._fill_slack_indexed(
+                v, q, mag, ratio, gains, fixed, budget, base, hf, order, gain_of
+            )
         cur = q.copy()
         filled = np.zeros(n, dtype=bool)
         for j in range(m):
@@ -623,13 +760,114 @@ class TCX:
             filled[sub[ok]] = True
         return cur, filled
 
+    def _fill_slack_indexed(
+        self,
+        v: FloatArray,
+        q: IntArray,
+        mag: IntArray,
+        ratio: FloatArray,
+        gains: IntArray,
+        fixed: FloatArray,
+        budget: int,
+        base: IntArray,
+        hf: IntArray,
+        order: IntArray,
+        gain_of: FloatArray,
+    ) -> tuple[IntArray, npt.NDArray[np.bool_]]:
+        """The loop of :meth:`_fill_slack` (side model, model noise fill, ``base``
+        given) with the same costs as :meth:`_cost_with_side`, the same numbers
+        summed in the same order, from per-frame arrays updated as values
+        change: a trial changes one bin, from ``|q| < M`` to ``|q| + 1`` (the
+        sign of ``v``), so the escapes stay and ``last`` only grows.
+
+        ``v``: the coded band in steps; ``mag``: ``|q|`` of the coded band.
+        """
+        m = _MAX_ABS
+        zero_col = 2 * m + 3
+        cb = self.config.coded_bins
+        nf = min(self._nf_start, cb)
+        n = q.shape[0]
+        bits_tab, rho2_tab = _padded_tables()
+        cur = q.copy()
+        qc = cur[:, :cb]
+        last = self._last(qc)
+        cols = np.arange(cb)
+        # each bin's index in the padded tables, without the κ offset
+        sym = np.where(cols < last[:, None], np.clip(qc, -m - 1, m + 1) + (m + 1), zero_col)
+        idx0 = (np.clip(base, -_OFF_HI, _N_GRID - 1 - _OFF_LO) + _PAD) * _SYM_COLS + sym
+        magf = mag.astype(np.float64)
+        rc = np.ascontiguousarray(ratio[:, :cb])
+        num0 = np.where((mag == 0) & (cols >= nf), v * v, 0.0)  # v² of the noise-filled bins
+        esc_row, esc_col = np.nonzero(mag > m)
+        _, exp = np.frexp((mag[esc_row, esc_col] - m).astype(np.float64))
+        esc_bits = 2.0 * exp  # the raw bits of the escapes (_value_costs)
+        pos = np.full(n, -1)
+        filled = np.zeros(n, dtype=bool)
+        for j in range(order.shape[1]):
+            try_it = gain_of[:, j] > 0.0
+            if not try_it.any():
+                break
+            sub = np.flatnonzero(try_it)
+            at = np.arange(sub.size)
+            col = order[sub, j]
+            sgn = np.where(v[sub, col] < 0, -1, 1)
+            new_q = cur[sub, col] + sgn
+            old_last = last[sub]
+            new_last = np.maximum(old_last, (col // LAST_UNIT + 1) * LAST_UNIT)
+            # κ: the sum of |q| / r up to the largest last (_kappa_index)
+            width = int(new_last.max())
+            terms = magf[sub, :width]
+            terms[at, col] = np.abs(new_q)
+            np.divide(terms, rc[sub, :width], out=terms)
+            kap = self._kappa_of_sum(terms.sum(axis=-1), new_last)
+            # the bins between the old and the new last become coded zeros
+            base_idx = idx0[sub]
+            ext = np.flatnonzero(new_last > old_last)
+            if ext.size:
+                span = (cols >= old_last[ext, None]) & (cols < new_last[ext, None])
+                base_idx[ext] -= span * (zero_col - (m + 1))
+            base_idx[at, col] += sgn
+            idx = base_idx + ((kap - _KAPPA_OFFSET) * (_KAPPA_GRID_STEPS * _SYM_COLS))[:, None]
+            costs = np.take(bits_tab, idx)  # _value_costs, zero beyond last
+            pos[sub] = at
+            esc_at = pos[esc_row]
+            pos[sub] = -1
+            has = esc_at >= 0
+            costs.flat[esc_at[has] * cb + esc_col[has]] += esc_bits[has]
+            den = np.take(rho2_tab, idx)  # ρ² of the zeros (_noise_index)
+            den[:, :nf] = 0.0
+            num = num0[sub]
+            num[at, col] = 0.0
+            fields = {
+                "gain": gains[sub],
+                "last": new_last // LAST_UNIT,
+                "kappa": kap,
+                "noise": noisefill.index_of_sums(
+                    num.sum(axis=-1), den.sum(axis=-1), NOISE_BITS
+                ),
+                "hf": hf[sub],
+            }
+            bits = costs.sum(axis=-1) + self.side.cost(fields)
+            ok = fixed[sub] + bits < budget - _SURE_BITS
+            if ok.any():
+                rows, c, qn = sub[ok], col[ok], new_q[ok]
+                cur[rows, c] = qn
+                magf[rows, c] = np.abs(qn)
+                num0[rows, c] = 0.0
+                idx0[rows] = base_idx[ok]
+                last[rows] = new_last[ok]
+                filled[rows] = True
+        return cur, filled
+
     def side_info(
         self, env_idx: IntArray, env_field_bits: Sequence[int], pitch: PitchParams | None
     ) -> tuple[list[Side], FloatArray]:
         """Each frame's envelope and pitch fields, and their bits (envelope raw,
         pitch as :attr:`side` codes it). ``pitch`` None: no pitch fields."""
         n = len(env_idx)
-        env = [[(int(v), nb) for v, nb in zip(row, env_field_bits, strict=True)] for row in env_idx]
+        widths = list(env_field_bits)
+        rows = np.asarray(env_idx).astype(np.int64, copy=False).tolist()
+        env = [list(zip(row, widths, strict=True)) for row in rows]
         fixed = np.full(n, float(sum(env_field_bits)))
         if not self.config.pitch or pitch is None:
             return [(e, None) for e in env], fixed
@@ -638,8 +876,8 @@ class TCX:
         gain = np.where(on > 0, pitch.gain, 0)
         fixed += self.side.pitch_cost(on, lag, gain)
         fields = [
-            {"pitch_on": int(o), "pitch_lag": int(la), "pitch_gain": int(g)}
-            for o, la, g in zip(on, lag, gain, strict=True)
+            {"pitch_on": o, "pitch_lag": la, "pitch_gain": g}
+            for o, la, g in zip(on.tolist(), lag.tolist(), gain.tolist(), strict=True)
         ]
         side: list[Side] = list(zip(env, fields, strict=True))
         return side, fixed
@@ -806,17 +1044,20 @@ class TCX:
         table = _grid_table()
         cums = np.take(table, at)
         freqs = np.take(table, at + 1) - cums
-        escapes: dict[int, list[tuple[int, list[tuple[int, int]]]]] = {}
-        for i, j in zip(*(idx.tolist() for idx in np.nonzero(escaped)), strict=True):
-            escapes.setdefault(i, []).append((j, escape_fields(int(qc[i, j]), _MAX_ABS)))
+        esc_row, esc_col = np.nonzero(escaped)
         # the frames not coded by trial (coded and fitting: their gain is final)
         todo = [i for i in range(xs.shape[0]) if coded.get((i, int(gains[i]))) is None]
         encoders: dict[int, RangeEncoder] = {}
         if len(todo) >= ENCODE_MANY_MIN_STREAMS:  # all at once with numpy
             head = self._side_steps(todo, side, gains, last, kap, nf, hf)
-            coded_many = self._code_many(head, todo, last, cums, freqs, escapes)
+            coded_many = self._code_many(
+                head, todo, last, cums, freqs, (esc_row, esc_col, qc[esc_row, esc_col])
+            )
             encoders = dict(zip(todo, coded_many, strict=True))
         else:
+            escapes: dict[int, list[tuple[int, list[tuple[int, int]]]]] = {}
+            for i, j in zip(esc_row.tolist(), esc_col.tolist(), strict=True):
+                escapes.setdefault(i, []).append((j, escape_fields(int(qc[i, j]), _MAX_ABS)))
             for i in todo:
                 n_code = int(last[i])  # every nonzero value lies below it
                 enc = RangeEncoder()
@@ -866,6 +1107,22 @@ class TCX:
             "last": int(last[i]) // LAST_UNIT,
         }
 
+    @staticmethod
+    def _head_fields(env: Sequence[list[tuple[int, int]]]) -> tuple[IntArray, IntArray]:
+        """The values and widths of the raw head fields of frames, arrays (frames,
+        fields) laid out frames of one length at a time; frames with fewer (no
+        top-band levels) padded with zero-width fields, which code nothing."""
+        sizes = [len(fields) for fields in env]
+        lengths = np.array(sizes, dtype=np.int64)
+        vals = np.zeros((lengths.size, max(sizes, default=0)), dtype=np.int64)
+        nbs = np.zeros_like(vals)
+        for n_f in set(sizes) - {0}:
+            at = np.flatnonzero(lengths == n_f)
+            pairs = np.array([env[r] for r in at.tolist()], dtype=np.int64)
+            vals[at, :n_f] = pairs[..., 0]
+            nbs[at, :n_f] = pairs[..., 1]
+        return vals, nbs
+
     def _side_steps(
         self,
         todo: Sequence[int],
@@ -882,16 +1139,10 @@ class TCX:
         frame (:class:`OpRecorder`) and padded with no-op steps ``(0, 1, 0)``."""
         rows = np.asarray(todo, dtype=np.int64)
         env = [side[i][0] for i in todo]
-        widths = {nb for fields in env for _, nb in fields}
-        if isinstance(self.side, ModelSide) and all(0 <= b <= 16 for b in widths):
-            # the head fields of every frame; frames with fewer (no top-band
-            # levels) padded with zero-width fields, which code nothing
-            most = max((len(fields) for fields in env), default=0)
-            vals = np.zeros((rows.size, most), dtype=np.int64)
-            nbs = np.zeros((rows.size, most), dtype=np.int64)
-            for r, fields in enumerate(env):
-                if fields:
-                    vals[r, : len(fields)], nbs[r, : len(fields)] = zip(*fields, strict=True)
+        head = self._head_fields(env) if isinstance(self.side, ModelSide) else None
+        if head is not None and np.all((head[1] >= 0) & (head[1] <= 16)):
+            assert isinstance(self.side, ModelSide)
+            vals, nbs = head
             values: dict[str, IntArray] = {
                 "gain": gains[rows],
                 "last": last[rows] // LAST_UNIT,
@@ -933,7 +1184,7 @@ class TCX:
         last: IntArray,
         cums: IntArray,
         freqs: IntArray,
-        escapes: dict[int, list[tuple[int, list[tuple[int, int]]]]],
+        escapes: tuple[IntArray, IntArray, IntArray],
     ) -> list[RangeEncoder]:
         """:func:`encode_many` of frames ``todo``: each frame's side steps
         (``head``: :meth:`_side_steps`), then its values below ``last`` with the
@@ -945,10 +1196,14 @@ class TCX:
         n_val = last[rows]
         # steps of each value: itself and its escape's raw fields
         k = (np.arange(width) < n_val[:, None]).astype(np.int64)
-        where = {i: r for r, i in enumerate(todo)}
-        esc = [(where[i], j, f) for i, lst in escapes.items() if i in where for j, f in lst]
-        for r, j, f in esc:
-            k[r, j] += len(f)
+        row_of = np.full(cums.shape[0], -1)
+        row_of[rows] = np.arange(rows.size)
+        esc_frame, esc_col, esc_val = escapes
+        esc_r = row_of[esc_frame]
+        keep = esc_r >= 0  # the escapes of frames todo
+        esc_r, esc_col = esc_r[keep], esc_col[keep]
+        n_fields, owner, field_val, field_nb = _escape_steps(esc_val[keep], _MAX_ABS)
+        k[esc_r, esc_col] += n_fields
         pos = n_head + np.cumsum(k, axis=1) - k  # the step of value j
         count = n_head + k.sum(axis=1)
         n_steps = int(count.max())
@@ -960,11 +1215,12 @@ class TCX:
         at = r_at * n_steps + pos[r_at, j_at]
         np.put(op_c, at, cums[rows[r_at], j_at])
         np.put(op_f, at, freqs[rows[r_at], j_at])
-        if esc:
-            at_e = [r * n_steps + int(pos[r, j]) + 1 + t for r, j, f in esc for t in range(len(f))]
-            np.put(op_c, at_e, [v for _, _, f in esc for v, _ in f])
+        if owner.size:
+            first = esc_r * n_steps + pos[esc_r, esc_col] + 1  # each escape's first field
+            at_e = first[owner] + (np.arange(owner.size) - (np.cumsum(n_fields) - n_fields)[owner])
+            np.put(op_c, at_e, field_val)
             np.put(op_f, at_e, 1)
-            np.put(op_s, at_e, [nb for _, _, f in esc for _, nb in f])
+            np.put(op_s, at_e, field_nb)
         return encode_many(op_c, op_f, op_s, count)
 
     def _encode_frame(

@@ -1285,17 +1285,7 @@ def _escape_at(
     bot = _BOT
     # the sign, then the Elias-gamma prefix: raw bits (decode_bits(1): t = val // r,
     # which is 0 or 1 unless val >= 2 r, the error)
-    r = rng >> 1
-    negative = val >= r
-    if negative:
-        val -= r
-        if val >= r:
-            return None
-    rng = r
-    while rng <= bot:
-        val = (val << 8) | (data[pos] if pos < n else 0)
-        pos += 1
-        rng <<= 8
+    negative: bool | None = None
     nb = 0
     while True:
         r = rng >> 1
@@ -1309,6 +1299,9 @@ def _escape_at(
             val = (val << 8) | (data[pos] if pos < n else 0)
             pos += 1
             rng <<= 8
+        if negative is None:  # the first bit is the sign
+            negative = one
+            continue
         if not one:
             break
         nb += 1

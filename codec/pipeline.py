@@ -305,15 +305,8 @@ class StreamEncoder:
         need = total * FRAME_LENGTH + _TAIL - (self._buf_start + self._buf.size)
         self._buf = np.r_[self._buf, np.zeros(max(need, 0))]
         while self.frame_count < total:
-            frames += self._code(min(self._block(), total - self.frame_count))
+            frames += self._code(min(self.block_frames, total - self.frame_count))
         return frames
-
-    def _block(self) -> int:
-        """Frames of the next block (blocks of up to :data:`PITCH_GROUP` frames
-        stay inside one pitch group, so that no block is cut short)."""
-        if self.block_frames <= PITCH_GROUP:
-            return min(self.block_frames, PITCH_GROUP - self.frame_count % PITCH_GROUP)
-        return self.block_frames
 
     def header(self) -> Header:
         """The container header (after :meth:`finish`)."""
@@ -357,7 +350,7 @@ class StreamEncoder:
         frames: list[bytes] = []
         end = self._buf_start + self._buf.size
         # frame k needs its samples and the look-ahead of its LPC window
-        while (self.frame_count + (n := self._block())) * FRAME_LENGTH + LOOKAHEAD <= end:
+        while (self.frame_count + (n := self.block_frames)) * FRAME_LENGTH + LOOKAHEAD <= end:
             frames += self._code(n)
         return frames
 
@@ -508,7 +501,7 @@ class StreamDecoder:
         enhance: bool | None = None,
         record_features: bool = False,
     ) -> None:
-        self.block_frames = _check_block(block_frames)
+        self.block_frames = _check_block(block_frames, DECODE_BLOCK_FRAMES)
         _check_header(header)
         if conceal not in ("causal", "interpolate"):
             raise ParameterError(f"conceal must be 'causal' or 'interpolate', got {conceal!r}")

@@ -122,3 +122,55 @@ def test_top_columns_equal_a_stable_full_sort() -> None:
             score = rng.normal(size=(n, width))
         want = np.argsort(-score, axis=1, kind="stable")[:, :m]
         assert np.array_equal(_top(score, m), want)
+
+
+@pytest.mark.parametrize("rate", [8.0, 13.2, 24.4, 32.0])
+def test_encoder_fast_paths_equal_their_references(speech, monkeypatch, rate):
+    """The binary search's cost from magnitudes (``_search_cost``) and the
+    left-over-bits loop on per-frame arrays (``indexed``) give the numbers of
+    the reference code (``_cost(_quantize(...))``; the loop that costs whole
+    frames), bit for bit."""
+    coder, args, kwargs = _captured(speech, monkeypatch, rate)
+    coefs, a_q, env_idx, env_bits, frame_bytes = args
+    pitch = kwargs.get("pitch") or PitchParams.off(coefs.shape[0])
+    xs, ratio, _, fixed, budget = _setup(coder, coefs, a_q, env_idx, env_bits, frame_bytes, pitch)
+    base = tcx_module._grid_base(ratio[:, : coder.config.coded_bins])
+    search = coder._search_cost(xs, ratio, base)
+    n = xs.shape[0]
+    rng = np.random.default_rng(int(rate * 10))
+    for g in (np.zeros(n, dtype=np.int64), rng.integers(0, 256, n), np.full(n, 255)):
+        step = tcx_module._gain_step(g)
+        ref = coder._cost(coder._quantize(xs, step, ratio), ratio, base=base)[0]
+        assert np.array_equal(search(step), ref)
+    frames = coder.encode(coefs, a_q, env_idx, env_bits, frame_bytes, pitch=pitch)
+    gains = coder.read_side(frames, env_bits)[1]["gain"]
+    for g in (gains, np.minimum(gains + 2, 255)):  # the real gains; coarser (more left)
+        q, filled = coder._fill_slack(xs, ratio, g, fixed, budget, base)
+        q_ref, filled_ref = coder._fill_slack(xs, ratio, g, fixed, budget, base, indexed=False)
+        assert filled.any()
+        assert np.array_equal(q, q_ref) and np.array_equal(filled, filled_ref)
+
+
+def test_escape_fields_many_equals_escape_fields() -> None:
+    from codec.residual.rangecoder import MAX_ESCAPE_BITS, escape_fields, escape_fields_many
+
+    m = tcx_module._MAX_ABS
+    rng = np.random.default_rng(3)
+    excess = [
+        1,
+        2,
+        3,
+        4,
+        5,
+        (1 << 16) - 1,
+        1 << 16,
+        (1 << 17) + 5,
+        (1 << (MAX_ESCAPE_BITS + 1)) - 1,
+    ]
+    excess += rng.integers(1, 1 << (MAX_ESCAPE_BITS + 1), 300).tolist()
+    v = np.array([(m + e) * s for e in excess for s in (1, -1)], dtype=np.int64)
+    count, owner, val, width = escape_fields_many(v, m)
+    ref = [escape_fields(int(x), m) for x in v]
+    assert count.tolist() == [len(f) for f in ref]
+    assert owner.tolist() == [i for i, f in enumerate(ref) for _ in f]
+    assert list(zip(val.tolist(), width.tolist(), strict=True)) == [p for f in ref for p in f]

@@ -286,11 +286,10 @@ def check_int(value: object, name: str, lo: int, hi: int | None = None) -> int:
     return int(value)
 
 
-def chunk_rows(work_per_row: int, cap: int = 4096, elements: int = 0) -> int:
+def chunk_rows(work_per_row: int, cap: int = 4096, elements: int = _CHUNK_ELEMENTS) -> int:
     """Rows per chunk so that a chunk's distance matrix stays below ``elements``
-    values (default ``_CHUNK_ELEMENTS``, ~16 MB)."""
-    most = elements or _CHUNK_ELEMENTS
-    return int(max(1, min(cap, most // max(1, work_per_row))))
+    values (by default ~16 MB)."""
+    return int(max(1, min(cap, elements // max(1, work_per_row))))
 
 
 # ----------------------------------------------------------------------------- distances

@@ -132,6 +132,7 @@ __all__ = [
     "decode_values_many",
     "encode_many",
     "escape_fields",
+    "escape_fields_many",
     "laplace_cdf",
     "laplace_cdfs",
     "laplace_cdfs_from_index",
@@ -745,6 +746,35 @@ def escape_fields(v: int, m: int) -> list[tuple[int, int]]:
     elif nb:
         fields.append((low, nb))
     return fields
+
+
+def escape_fields_many(
+    v: NDArray[np.int64], m: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """:func:`escape_fields` of every value of ``v`` (``|v| > m``, excess below
+    ``2**(MAX_ESCAPE_BITS + 1)``) at once: the number of fields of each value,
+    and for every field (value after value, each in order) the value it
+    belongs to, its value and its width."""
+    excess = np.abs(v) - m
+    nb = np.frexp(excess.astype(np.float64))[1].astype(np.int64) - 1  # bit_length - 1
+    big = nb > 16
+    count = nb + 2 + np.where(big, 2, np.minimum(nb, 1))
+    owner = np.repeat(np.arange(v.size), count)
+    start = np.cumsum(count) - count
+    t = np.arange(owner.size) - start[owner]
+    val = (t <= nb[owner]).astype(np.int64)  # the gamma code: ones, then a zero
+    width = np.ones(owner.size, dtype=np.int64)
+    val[start] = v < 0  # the sign
+    low = excess - np.left_shift(1, nb)
+    at = start + nb + 2  # the low bits, in fields of at most 16 bits
+    small = (nb > 0) & ~big
+    val[at[small]] = low[small]
+    width[at[small]] = nb[small]
+    val[at[big]] = low[big] >> (nb[big] - 16)
+    width[at[big]] = 16
+    val[at[big] + 1] = low[big] & (np.left_shift(1, nb[big] - 16) - 1)
+    width[at[big] + 1] = nb[big] - 16
+    return count, owner, val, width
 
 
 class OpRecorder:
@@ -1622,7 +1652,11 @@ def decode_values_many(
 
     look = _ValueLookup.of(tab)
     flat, lut, value_at, cum_at, freq_at = (
-        look.flat, look.lut, look.value_at, look.cum_at, look.freq_at
+        look.flat,
+        look.lut,
+        look.value_at,
+        look.cum_at,
+        look.freq_at,
     )
 
     # streams by decreasing count: the active ones at step j are the first active[j]

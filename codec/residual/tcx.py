@@ -77,6 +77,7 @@ from codec.residual.rangecoder import (
     decode_values_many,
     encode_many,
     escape_fields,
+    escape_fields_many,
     laplace_cdfs_from_index,
     laplace_grid_rows,
     laplace_tables_from_index,
@@ -286,6 +287,11 @@ _SYM_COLS = 2 * _MAX_ABS + 4
 .. M``, the escape above ``M``, then a zero beyond ``last`` (no bits)."""
 
 
+def _padded_rows() -> IntArray:
+    """The grid row behind each row of a padded table (see :data:`_PAD`)."""
+    return np.clip(np.arange(_N_GRID + 2 * _PAD) - _PAD, 0, _N_GRID - 1)
+
+
 @functools.cache
 def _padded_tables() -> tuple[FloatArray, FloatArray]:
     """Per grid row (padded, see :data:`_PAD`) and column (:data:`_SYM_COLS`),
@@ -293,18 +299,14 @@ def _padded_tables() -> tuple[FloatArray, FloatArray]:
     ``last``) and ``ρ²`` (:func:`_fill_table` squared in the two columns of a
     zero value, else 0)."""
     m = _MAX_ABS
-    nsym = 2 * m + 2
-    sb = _symbol_bits().reshape(_N_GRID, nsym)
-    fill = _fill_table()
-    rho2 = fill * fill
-    rows = np.clip(np.arange(_N_GRID + 2 * _PAD) - _PAD, 0, _N_GRID - 1)
+    rows = _padded_rows()
+    sb = _symbol_bits().reshape(_N_GRID, 2 * m + 2)[rows]
+    rho2 = (_fill_table() ** 2)[rows]
     bits = np.zeros((rows.size, _SYM_COLS))
-    bits[:, 1 : 2 * m + 2] = sb[rows, : 2 * m + 1]
-    bits[:, 0] = sb[rows, nsym - 1]
-    bits[:, 2 * m + 2] = sb[rows, nsym - 1]
+    bits[:, 1 : 2 * m + 2] = sb[:, : 2 * m + 1]
+    bits[:, 0] = bits[:, 2 * m + 2] = sb[:, -1]  # the escapes
     zero = np.zeros((rows.size, _SYM_COLS))
-    zero[:, m + 1] = rho2[rows]
-    zero[:, 2 * m + 3] = rho2[rows]
+    zero[:, m + 1] = zero[:, 2 * m + 3] = rho2
     return bits.reshape(-1), zero.reshape(-1)
 
 
@@ -315,14 +317,12 @@ def _search_table() -> FloatArray:
     ``0 .. M``, ``M + 1`` the escape above ``M``, then ``M + 2 .. 2M + 2`` the
     values ``0 .. -M`` and ``2M + 3`` the escape below ``-M``."""
     m = _MAX_ABS
-    nsym = 2 * m + 2
-    sb = _symbol_bits().reshape(_N_GRID, nsym)
-    rows = np.clip(np.arange(_N_GRID + 2 * _PAD) - _PAD, 0, _N_GRID - 1)
+    rows = _padded_rows()
+    sb = _symbol_bits().reshape(_N_GRID, 2 * m + 2)[rows]
     bits = np.zeros((rows.size, 2 * m + 4))
-    bits[:, : m + 1] = sb[rows, m : 2 * m + 1]
-    bits[:, m + 2 : 2 * m + 3] = sb[rows, m::-1][:, : m + 1]
-    bits[:, m + 1] = sb[rows, nsym - 1]
-    bits[:, 2 * m + 3] = sb[rows, nsym - 1]
+    bits[:, : m + 1] = sb[:, m : 2 * m + 1]
+    bits[:, m + 2 : 2 * m + 3] = sb[:, m::-1]
+    bits[:, m + 1] = bits[:, 2 * m + 3] = sb[:, -1]  # the escapes
     return bits.reshape(-1)
 
 
@@ -342,33 +342,6 @@ def _top(score: FloatArray, m: int) -> IntArray:
     if tie.any():
         part[tie] = np.argsort(-score[tie], axis=1, kind="stable")[:, : m + 1]
     return part[:, :m]
-
-
-def _escape_steps(v: IntArray, m: int) -> tuple[IntArray, IntArray, IntArray, IntArray]:
-    """:func:`escape_fields` of every value of ``v`` (``|v| > m``, excess below
-    ``2**(MAX_ESCAPE_BITS + 1)``) at once: the number of fields of each value,
-    and for every field (value after value, each in order) the value it
-    belongs to, its value and its width."""
-    excess = np.abs(v) - m
-    nb = np.frexp(excess.astype(np.float64))[1].astype(np.int64) - 1  # bit_length - 1
-    big = nb > 16
-    count = nb + 2 + np.where(big, 2, np.minimum(nb, 1))
-    owner = np.repeat(np.arange(v.size), count)
-    start = np.cumsum(count) - count
-    t = np.arange(owner.size) - start[owner]
-    val = (t <= nb[owner]).astype(np.int64)  # the gamma code: ones, then a zero
-    width = np.ones(owner.size, dtype=np.int64)
-    val[start] = v < 0  # the sign
-    low = excess - np.left_shift(1, nb)
-    at = start + nb + 2  # the low bits, in fields of at most 16 bits
-    small = (nb > 0) & ~big
-    val[at[small]] = low[small]
-    width[at[small]] = nb[small]
-    val[at[big]] = low[big] >> (nb[big] - 16)
-    width[at[big]] = 16
-    val[at[big] + 1] = low[big] & (np.left_shift(1, nb[big] - 16) - 1)
-    width[at[big] + 1] = nb[big] - 16
-    return count, owner, val, width
 
 
 def frame_signs(frame_index: npt.ArrayLike, n_bins: int = N_BINS) -> FloatArray:
@@ -705,6 +678,8 @@ class TCX:
         fixed: FloatArray,
         budget: int,
         base: IntArray | None = None,
+        *,
+        indexed: bool = True,
     ) -> tuple[IntArray, npt.NDArray[np.bool_]]:
         """Spend the bits the rate loop left (the frame's gain is the finest that
         fits; what is left is up to a step's worth of bits): one value at a time,
@@ -712,7 +687,11 @@ class TCX:
         > 1/2``, mostly bins the dead zone set to zero) gets that step while the
         frame's ideal cost still surely fits (see :meth:`_rate_loop`), trying at
         most ``config.fill_slack`` bins (``base``: :func:`_grid_base`, for the
-        costs). Encoder only. Returns the values and which frames changed."""
+        costs). Encoder only. Returns the values and which frames changed.
+
+        With the side model and the model noise fill (the shipped coder) the loop
+        runs on per-frame arrays (:meth:`_fill_slack_indexed`, the same numbers);
+        ``indexed=False`` runs the reference loop, which costs whole frames."""
         step = _frame_steps()[gains]
         q = self._quantize(xs, step, ratio)
         cb = self.config.coded_bins
@@ -727,7 +706,8 @@ class TCX:
         order = _top(better, m)
         gain_of = np.take_along_axis(better, order, axis=1)
         if (
-            base is not None
+            indexed
+            and base is not None
             and isinstance(self.side, ModelSide)
             and self.config.noise_fill
             and self.config.model_fill
@@ -842,9 +822,7 @@ class TCX:
                 "gain": gains[sub],
                 "last": new_last // LAST_UNIT,
                 "kappa": kap,
-                "noise": noisefill.index_of_sums(
-                    num.sum(axis=-1), den.sum(axis=-1), NOISE_BITS
-                ),
+                "noise": noisefill.index_of_sums(num.sum(axis=-1), den.sum(axis=-1), NOISE_BITS),
                 "hf": hf[sub],
             }
             bits = costs.sum(axis=-1) + self.side.cost(fields)
@@ -1202,7 +1180,7 @@ class TCX:
         esc_r = row_of[esc_frame]
         keep = esc_r >= 0  # the escapes of frames todo
         esc_r, esc_col = esc_r[keep], esc_col[keep]
-        n_fields, owner, field_val, field_nb = _escape_steps(esc_val[keep], _MAX_ABS)
+        n_fields, owner, field_val, field_nb = escape_fields_many(esc_val[keep], _MAX_ABS)
         k[esc_r, esc_col] += n_fields
         pos = n_head + np.cumsum(k, axis=1) - k  # the step of value j
         count = n_head + k.sum(axis=1)

@@ -144,6 +144,89 @@ def test_analyzer_keeps_the_tool_off_without_a_pitch(signal):
     assert np.all(params.bits() == 1)
 
 
+def _choose_reference(analyzer: PitchAnalyzer, pad: np.ndarray, n: int, first: int = 0):
+    """The analyzer's decisions on the plain float64 correlation matrix (no screening)."""
+    hp = pitch._highpass(pitch._highpass(pad[: LAG_MAX + (first + n) * FRAME]))
+    corr = pitch.normalized_correlation(hp, n, first=first)
+    rows = np.arange(n)
+    j = np.argmax(corr, axis=1)
+    best = corr[rows, j]
+    for m in (2, 3, 4):
+        c = np.rint((j + LAG_MIN) / m).astype(np.int64) - LAG_MIN
+        win = np.clip(c[:, None] + np.arange(-2, 3)[None, :], 0, pitch._LAGS.size - 1)
+        jm = win[rows, np.argmax(corr[rows[:, None], win], axis=1)]
+        better = (c >= 0) & (corr[rows, jm] >= analyzer.octave * best) & (jm < j)
+        j = np.where(better, jm, j)
+    rho = corr[rows, j]
+    g = analyzer.scale * rho
+    gidx = np.clip(np.rint(g / pitch.GAIN_STEP) - 1, 0, 7).astype(np.int64)
+    cur = hp[LAG_MAX + first * FRAME :][: n * FRAME].reshape(n, FRAME)
+    loud = np.einsum("kn,kn->k", cur, cur) >= FRAME * pitch._SILENCE
+    return pitch._LAGS[j], np.where((rho >= analyzer.threshold) & loud, gidx, -1)
+
+
+def _tricky_signals(speech: np.ndarray) -> list[np.ndarray]:
+    rng = np.random.default_rng(11)
+    t = np.arange(24 * FRAME)
+    pulses = np.zeros(t.size)
+    pulses[::80] = 0.5  # exact ties between the period and its multiples
+    tone = np.sin(2 * np.pi * t / 64.0)  # a period that is a whole number of samples
+    gaps = speech[: t.size].copy()
+    gaps[3 * FRAME : 9 * FRAME] = 0.0  # digital silence inside speech
+    gaps[15 * FRAME : 16 * FRAME] = 1e-7 * rng.standard_normal(FRAME)  # near silence
+    return [
+        speech[: 60 * FRAME],
+        0.9 * speech[FRAME : 61 * FRAME] / np.max(np.abs(speech)),
+        pulses,
+        tone,
+        np.round(tone * 3) / 3,  # coarse steps: many equal products
+        gaps,
+        1e6 * speech[: t.size],  # far outside the audio range
+        np.zeros(t.size),
+        0.3 * rng.standard_normal(t.size),
+    ]
+
+
+def test_analyzer_decides_as_on_the_plain_float64_correlation(speech):
+    """The screened correlation (float32 first, float64 where a decision is open)
+    gives the same lags and gains as the plain float64 matrix, bit for bit."""
+    x, _ = speech
+    analyzer = PitchAnalyzer()
+    for y in _tricky_signals(x):
+        pad = _pad(y)
+        n = y.size // FRAME
+        for first, count in ((0, n), (5, n - 5), (n - 1, 1)):
+            got = analyzer.choose(pad, count, first=first)
+            lag, gain = _choose_reference(analyzer, pad, count, first)
+            assert np.array_equal(got.lag, lag)
+            assert np.array_equal(got.gain, gain)
+
+
+def test_screened_correlation_answers_as_the_float64_matrix(speech):
+    """Its argmax over any lags and its threshold tests, including thresholds at a
+    value's last bit, equal those of :func:`normalized_correlation`."""
+    x, _ = speech
+    rng = np.random.default_rng(5)
+    for y in _tricky_signals(x):
+        hp = pitch._highpass(pitch._highpass(_pad(y)))
+        n = y.size // FRAME
+        exact = pitch.normalized_correlation(hp, n)
+        rows = np.arange(n)
+        screened = pitch._ScreenedCorrelation(hp, n, 0)
+        every = np.broadcast_to(np.arange(pitch._LAGS.size), exact.shape)
+        assert np.array_equal(screened.argmax(rows, every), np.argmax(exact, axis=1))
+        for width in (2, 5, 40):
+            cols = rng.integers(0, pitch._LAGS.size, (n, width))
+            want = cols[rows, np.argmax(exact[rows[:, None], cols], axis=1)]
+            assert np.array_equal(screened.argmax(rows, cols), want)
+        cols = rng.integers(0, pitch._LAGS.size, n)
+        value = exact[rows, cols]
+        for thr in (value, np.nextafter(value, np.inf), np.nextafter(value, -np.inf)):
+            fresh = pitch._ScreenedCorrelation(hp, n, 0)
+            assert np.array_equal(fresh.at_least(rows, cols, thr), value >= thr)
+            assert np.array_equal(fresh.exact(rows, cols), value)
+
+
 def test_parameters_round_trip_through_the_frame(speech):
     x, _ = speech
     rng = np.random.default_rng(7)

@@ -144,6 +144,124 @@ def normalized_correlation(
     return out
 
 
+class _ScreenedCorrelation:
+    """:func:`normalized_correlation` on all lags, exact where a decision needs it.
+
+    The encoder's choice of lag reads the correlation matrix only through
+    comparisons: the best lag of a row, the best of a few lags around its
+    sub-multiples, and thresholds. So the matrix is first computed in float32
+    (about twice as fast), with a rigorous bound ``delta`` per row on how far
+    each value can lie from the float64 value :func:`normalized_correlation`
+    computes; a comparison that the bound decides is decided, and only the values
+    it leaves open are computed in float64, by the same einsum on the same
+    numbers, so every result equals the plain computation's bit for bit.
+
+    The bound: a dot product of ``n = FRAME`` float64 values rounded to float32
+    and summed in float32 (any order) lies within ``(n + 3) u32 + n u64`` times
+    ``sum |x||y| <= sqrt(E_cur E_past)`` of the float64 one, ``u32 = 2**-24``, so
+    within ``330 u32 < 2e-5`` of it once divided by the row's denominators (whose
+    energies come from a running sum with its own error bound). Rows where the
+    bound does not hold or is useless (digital silence, non-finite values) are
+    computed in float64 outright.
+    """
+
+    def __init__(self, pad: FloatArray, n_frames: int, first: int) -> None:
+        h = LAG_MAX + first * FRAME
+        self._cur = cur = pad[h : h + n_frames * FRAME].reshape(n_frames, FRAME)
+        e_cur = np.einsum("kn,kn->k", cur, cur)
+        used = pad[: h + n_frames * FRAME]
+        c = np.concatenate(([0.0], np.cumsum(used * used)))
+        self._starts = starts = h + np.arange(n_frames) * FRAME
+        e_past = c[starts[:, None] - _LAGS + FRAME] - c[starts[:, None] - _LAGS]
+        self._den = den = np.sqrt(np.maximum(e_cur[:, None] * e_past, 1e-20))
+        self._windows = np.lib.stride_tricks.sliding_window_view(pad, FRAME)
+        p32 = pad[h - LAG_MAX : h + n_frames * FRAME].astype(np.float32)
+        with np.errstate(all="ignore"):
+            approx = np.einsum("kn,kjn->kj", *self._views(p32, n_frames)).astype(np.float64)
+            approx /= den
+            # error of a window's energy from the running sum: 2 sums of at most
+            # ``used.size`` terms, each with its squaring, all below c[-1]
+            c_err = 3.0 * used.size * 2.0**-53 * float(c[-1])
+            e_min = e_past.min(axis=1) if n_frames else np.zeros(0)
+            ratio = np.sqrt((1.0 + 1e-9) * (1.0 + c_err / e_min)) * (1.0 + 1e-9)
+            self._delta = 2e-5 * ratio + 1e-30
+            plain = ~((e_min > 0) & (e_cur * e_min > 1e-12) & np.isfinite(approx).all(axis=1))
+        self._known = np.zeros(approx.shape, dtype=bool)
+        self._values = approx  # float64 values where _known, float32 ones elsewhere
+        self._plain = plain
+        for a, b in _runs(np.flatnonzero(plain)):
+            self._values[a:b] = np.einsum(
+                "kn,kjn->kj", cur[a:b], self._views(pad[h - LAG_MAX + a * FRAME :], b - a)[1]
+            )
+            self._values[a:b] /= den[a:b]
+            self._known[a:b] = True
+            self._delta[a:b] = 0.0
+
+    @staticmethod
+    def _views(
+        seg: npt.NDArray[np.floating], n_frames: int
+    ) -> tuple[npt.NDArray[np.floating], ...]:
+        """``cur`` and ``past[k, j, n] = x[k FRAME - LAGS[j] + n]`` over ``seg`` (history first)."""
+        s = seg.strides[0]
+        cur = seg[LAG_MAX : LAG_MAX + n_frames * FRAME].reshape(n_frames, FRAME)
+        past = np.lib.stride_tricks.as_strided(
+            seg[LAG_MAX - LAG_MIN :],
+            shape=(n_frames, _LAGS.size, FRAME),
+            strides=(FRAME * s, -s, s),
+            writeable=False,
+        )
+        return cur, past
+
+    def exact(self, rows: IntArray, cols: IntArray) -> FloatArray:
+        """The float64 values at ``(rows, cols)``, computing those not known yet."""
+        need = ~self._known[rows, cols]
+        if need.any():
+            r, c = rows[need], cols[need]
+            win = self._windows[self._starts[r] - _LAGS[c]]
+            self._values[r, c] = np.einsum("kn,kn->k", self._cur[r], win) / self._den[r, c]
+            self._known[r, c] = True
+        return np.asarray(self._values[rows, cols])
+
+    def argmax(self, rows: IntArray, cols: npt.NDArray[np.intp]) -> IntArray:
+        """Per row, the first of ``cols[i]`` (in order) whose float64 value is largest."""
+        vals = self._values[rows[:, None], cols]
+        d = self._delta[rows]
+        # candidates: values that can still be the largest
+        cand = vals >= (vals.max(axis=1) - 2.0 * d)[:, None]
+        pos = np.argmax(cand, axis=1)
+        open_ = (cand.sum(axis=1) != 1) & ~self._plain[rows]
+        if open_.any():
+            sub = cand[open_]
+            r = np.broadcast_to(rows[open_, None], sub.shape)[sub]
+            v = np.full(sub.shape, -np.inf)
+            v[sub] = self.exact(r, cols[open_][sub])
+            pos[open_] = np.argmax(v, axis=1)
+        plain = self._plain[rows]
+        if plain.any():  # float64 already: the plain argmax (which also handles NaN)
+            pos[plain] = np.argmax(vals[plain], axis=1)
+        return np.asarray(cols[np.arange(rows.size), pos], dtype=np.int64)
+
+    def at_least(
+        self, rows: IntArray, cols: IntArray, threshold: FloatArray
+    ) -> npt.NDArray[np.bool_]:
+        """Whether the float64 value at ``(rows, cols)`` is ``>= threshold``."""
+        vals = self._values[rows, cols]
+        d = self._delta[rows]
+        out = vals - d >= threshold
+        open_ = ~out & (vals + d >= threshold)
+        if open_.any():
+            out[open_] = self.exact(rows[open_], cols[open_]) >= threshold[open_]
+        return out
+
+
+def _runs(idx: IntArray) -> list[tuple[int, int]]:
+    """Runs of consecutive integers in sorted ``idx`` as ``(start, stop)`` pairs."""
+    if idx.size == 0:
+        return []
+    cut = np.flatnonzero(np.diff(idx) != 1) + 1
+    return [(int(r[0]), int(r[-1]) + 1) for r in np.split(idx, cut)]
+
+
 def estimate_pitch(
     x: FloatArray, *, min_lag: int = 40, max_lag: int = 320
 ) -> tuple[IntArray, FloatArray]:
@@ -190,19 +308,20 @@ class PitchAnalyzer:
         if n_frames == 0:
             return PitchParams.off(0)
         hp = _highpass(_highpass(pad[: LAG_MAX + (first + n_frames) * FRAME]))
-        corr = normalized_correlation(hp, n_frames, first=first)
+        corr = _ScreenedCorrelation(hp, n_frames, first)
         rows = np.arange(n_frames)
-        j = np.argmax(corr, axis=1)
-        best = corr[rows, j]
+        j = corr.argmax(rows, np.broadcast_to(np.arange(_LAGS.size), (n_frames, _LAGS.size)))
+        best = corr.exact(rows, j)
         # prefer a sub-multiple of the best lag whose correlation is close to it
         for m in (2, 3, 4):
             c = np.rint((j + LAG_MIN) / m).astype(np.int64) - LAG_MIN
             win = np.clip(c[:, None] + np.arange(-2, 3)[None, :], 0, _LAGS.size - 1)
-            jm = win[rows, np.argmax(corr[rows[:, None], win], axis=1)]
-            better = (c >= 0) & (corr[rows, jm] >= self.octave * best) & (jm < j)
+            jm = corr.argmax(rows, win)
+            better = (c >= 0) & (jm < j)
+            better[better] = corr.at_least(rows[better], jm[better], self.octave * best[better])
             j = np.where(better, jm, j)
         lag = _LAGS[j]
-        rho = corr[rows, j]
+        rho = corr.exact(rows, j)
         g = self.scale * rho
         gidx = np.clip(np.rint(g / GAIN_STEP) - 1, 0, (1 << GAIN_BITS) - 1).astype(np.int64)
         h = LAG_MAX + first * FRAME

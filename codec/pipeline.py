@@ -585,7 +585,7 @@ class StreamDecoder:
                 if lost[i]:  # the last lag, the gain fading as the concealment does
                     self._conceal_pitch(k0 + i)
                 else:
-                    self._good_pitch(k0 + i, int(lags[i]), int(gains[i]))
+                    self._good_pitches(k0 + i, lags[i : i + 1], gains[i : i + 1])
             y = self._synthesize(coefs, lost, k0)
         self.frames_done += n
         self.lost_frames += int(lost.sum())
@@ -655,10 +655,19 @@ class StreamDecoder:
         self._last_pitch = (lag, gain * FADE if self._lost_run < MUTE_AFTER else 0.0)
         self._push_pitch(k, *self._last_pitch)
 
-    def _good_pitch(self, k: int, lag: int, gain_index: int) -> None:
+    def _good_pitches(
+        self, k: int, lags: npt.NDArray[np.int64], gain_indices: npt.NDArray[np.int64]
+    ) -> None:
+        """Post-filter parameters of the received frames ``k, k + 1, ..``."""
+        if not lags.size:
+            return
+        pairs = list(zip(lags.tolist(), pitch_gain(gain_indices).tolist(), strict=True))
+        frames = range(k, k + lags.size)
+        self._comb.push_many(frames, pairs)
+        if self.enhancer is not None or self.features is not None:
+            self._pitch_of.update(zip(frames, pairs, strict=True))
         self._lost_run = 0
-        self._last_pitch = (lag, float(pitch_gain(gain_index)))
-        self._push_pitch(k, *self._last_pitch)
+        self._last_pitch = pairs[-1]
 
     def _synthesize_interpolating(
         self,
@@ -693,8 +702,7 @@ class StreamDecoder:
         while i < m:
             j = i + int(np.argmax(np.r_[lost[i:] != lost[i], True]))  # end of the run
             if not lost[i]:
-                for k in range(i, j):
-                    self._good_pitch(base + k, int(lags[k]), int(gains[k]))
+                self._good_pitches(base + i, lags[i:j], gains[i:j])
                 block = coefs[i:j]
                 self._concealer.good(block[-1])
                 parts.append(self._ola(block, base + i, False))

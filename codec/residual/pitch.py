@@ -33,6 +33,7 @@ block-by-block processing equals whole-signal processing.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -171,10 +172,19 @@ class _ScreenedCorrelation:
         e_cur = np.einsum("kn,kn->k", cur, cur)
         used = pad[: h + n_frames * FRAME]
         c = np.concatenate(([0.0], np.cumsum(used * used)))
-        self._starts = starts = h + np.arange(n_frames) * FRAME
-        e_past = c[starts[:, None] - _LAGS + FRAME] - c[starts[:, None] - _LAGS]
+        self._starts = h + np.arange(n_frames) * FRAME
+        # e_past[k, j] = c[h + k FRAME - LAGS[j] + FRAME] - c[h + k FRAME - LAGS[j]]
+        # (the values normalized_correlation gathers), read through strided views
+        step = c.strides[0]
+        ends, begins = (
+            np.lib.stride_tricks.as_strided(
+                c[h - LAG_MIN + off :], (n_frames, _LAGS.size), (FRAME * step, -step)
+            )
+            for off in (FRAME, 0)
+        )
+        e_past = ends - begins
         self._den = den = np.sqrt(np.maximum(e_cur[:, None] * e_past, 1e-20))
-        self._windows = np.lib.stride_tricks.sliding_window_view(pad, FRAME)
+        self._pad = pad
         p32 = pad[h - LAG_MAX : h + n_frames * FRAME].astype(np.float32)
         with np.errstate(all="ignore"):
             approx = np.einsum("kn,kjn->kj", *self._views(p32, n_frames)).astype(np.float64)
@@ -217,7 +227,11 @@ class _ScreenedCorrelation:
         need = ~self._known[rows, cols]
         if need.any():
             r, c = rows[need], cols[need]
-            win = self._windows[self._starts[r] - _LAGS[c]]
+            s = self._pad.strides[0]
+            windows = np.lib.stride_tricks.as_strided(
+                self._pad, (self._pad.size - FRAME + 1, FRAME), (s, s), writeable=False
+            )
+            win = windows[self._starts[r] - _LAGS[c]]
             self._values[r, c] = np.einsum("kn,kn->k", self._cur[r], win) / self._den[r, c]
             self._known[r, c] = True
         return np.asarray(self._values[rows, cols])
@@ -500,6 +514,11 @@ class PostFilter:
     def push_params(self, frame: int, lag: int, gain: float) -> None:
         """Parameters of frame ``frame`` (frames in increasing order)."""
         self._params[frame] = (int(lag), float(gain))
+
+    def push_many(self, frames: Iterable[int], params: Iterable[tuple[int, float]]) -> None:
+        """:meth:`push_params` for several frames: ``(lag, gain)`` pairs of Python
+        ``int`` and ``float``."""
+        self._params.update(zip(frames, params, strict=True))
 
     def _frame(self, k: int) -> tuple[int, float]:
         if k < 0:

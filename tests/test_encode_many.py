@@ -17,6 +17,7 @@ from codec.residual.rangecoder import (
     OpRecorder,
     RangeEncoder,
     encode_many,
+    encode_many_finished,
     escape_fields,
 )
 
@@ -95,6 +96,66 @@ def test_encode_many_carries_across_long_ff_runs() -> None:
     rec.encode_bits(1, 1)
     (out,) = encode_many(*_arrays([rec]))
     assert out.finish() == enc.finish()
+
+
+def _finished(recs: list[OpRecorder], width: int) -> tuple[np.ndarray, np.ndarray]:
+    """encode_many_finished of the recorded streams (laid out step by step, by
+    decreasing length as it takes them), back in the streams' order."""
+    c, f, s, counts = _arrays(recs)
+    order = np.argsort(-counts, kind="stable")
+    steps = int(counts.max()) if counts.size else 0
+    lay = [np.ascontiguousarray(a[order, :steps].T).astype(np.uint64) for a in (c, f, s)]
+    tell, rows = encode_many_finished(*lay, counts[order], width)
+    back = np.empty_like(order)
+    back[order] = np.arange(order.size)
+    return tell[back], rows[back]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_encode_many_finished_equals_the_scalar_encoder(seed: int) -> None:
+    """tell() and finish() (zero-padded) of every stream, without encoders."""
+    encs, recs = _random_streams(seed, 120, 300)
+    width = max(len(e.finish()) for e in encs) + int(seed)
+    tell, rows = _finished(recs, width)
+    assert tell.tolist() == [e.tell() for e in encs]
+    for enc, row in zip(encs, rows, strict=True):
+        data = enc.finish()
+        assert row.tobytes() == data + bytes(width - len(data))
+
+
+def test_encode_many_finished_carries_and_short_rows() -> None:
+    # streams ending in each of finish()'s three ways (low == 0; a carry; one more
+    # byte), long runs of 0xFF bytes (symbols at the top of their table), and rows
+    # narrower than some streams (only the rows of those that fit are specified)
+    low, top = [0, 1, 1 << 16], [0, (1 << 16) - 1, 1 << 16]
+    cases = [(top, 40, (1, 1)), (top, 0, None), (low, 3, (0, 8)), (top, 25, (255, 8))]
+    cases.append((top, 2, (3, 2)))
+    encs, recs = [], []
+    for cdf, n_sym, tail in cases:
+        enc, rec = RangeEncoder(), OpRecorder()
+        for _ in range(n_sym):
+            enc.encode_symbol(1, cdf)
+            rec.encode_symbol(1, cdf)
+        if tail is not None:
+            enc.encode_bits(*tail)
+            rec.encode_bits(*tail)
+        encs.append(enc)
+        recs.append(rec)
+    ends = {(e._low == 0, e._low + e._rng > 1 << 56) for e in encs}
+    assert ends == {(True, False), (False, True), (False, False)}
+    for width in (1, 8, 60):
+        tell, rows = _finished(recs, width)
+        assert tell.tolist() == [e.tell() for e in encs]
+        for enc, row in zip(encs, rows, strict=True):
+            data = enc.finish()
+            if enc.tell() <= 8 * width:
+                assert row.tobytes() == data + bytes(width - len(data))
+    empty = np.zeros((0, 0), dtype=np.uint64)
+    tell, rows = encode_many_finished(empty, empty, empty, np.zeros(0, dtype=np.int64), 4)
+    assert tell.shape == (0,) and rows.shape == (0, 4)
+    with pytest.raises(ParameterError, match="non-increasing"):
+        one = np.zeros((2, 2), dtype=np.uint64)
+        encode_many_finished(one, one + 1, one, np.array([1, 2]), 4)
 
 
 def test_encode_many_edge_cases_and_errors() -> None:

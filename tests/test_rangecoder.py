@@ -769,6 +769,34 @@ def test_decode_values_many_equals_decode_values(max_abs: int, total_bits: int) 
     assert _check_many(padded, heads, tab, rows, counts) == [None] * 150
 
 
+@pytest.mark.parametrize("shift", [4, 8, 12, 15, 16])
+def test_value_lookup_buckets_equal_a_binary_search(shift: int) -> None:
+    """The bucket table of the values' symbol search (counted from the keys'
+    buckets) equals its definition by searchsorted, with zero-frequency symbols
+    (equal keys) and buckets that hold several entries."""
+    from codec.residual.rangecoder import _ValueLookup
+
+    rng = np.random.default_rng(shift)
+    tables = [laplace_cdfs_from_index(np.arange(129), 15, 15)] if shift == 15 else []
+    for _ in range(12):
+        n, w = int(rng.integers(1, 30)), int(rng.integers(3, 40))
+        freq = rng.integers(0, 4, (n, w - 1))
+        cdf = np.cumsum(freq, axis=1) + np.arange(1, w)  # a few equal steps after rounding
+        cdf = np.floor(cdf / cdf[:, -1:] * (1 << shift)).astype(np.int64)
+        tables.append(np.concatenate((np.zeros((n, 1), dtype=np.int64), cdf), axis=1))
+    for tab in tables:
+        n_tables, width1 = tab.shape
+        look = _ValueLookup(tab)
+        b, stride = look.bucket_bits, look.stride
+        keys = (tab + np.arange(n_tables)[:, None] * stride).ravel()
+        starts = np.arange(n_tables * (stride >> b), dtype=np.int64) << b
+        first = np.searchsorted(keys, starts, side="right")
+        last = np.searchsorted(keys, starts + ((1 << b) - 1), side="right")
+        want = np.where(last - first > 1, n_tables * width1 + 1, first)
+        assert look.lut.dtype == want.dtype
+        assert np.array_equal(look.lut, want)
+
+
 def test_decode_values_many_ranges_on_the_renormalisation_thresholds() -> None:
     # power-of-two frequencies keep rng a power of two: it then lands exactly on
     # 2**48 and 2**40, where the decoder must (still) read one or two bytes

@@ -122,6 +122,15 @@ def test_top_columns_equal_a_stable_full_sort() -> None:
             score = rng.normal(size=(n, width))
         want = np.argsort(-score, axis=1, kind="stable")[:, :m]
         assert np.array_equal(_top(score, m), want)
+    # more columns than the rounds of argmax take, and infinite scores: the partial sort
+    for _ in range(100):
+        n, width = (int(v) for v in rng.integers(1, 40, size=2))
+        m = int(rng.integers(1, 30))
+        score = rng.integers(-3, 3, size=(n, width)).astype(np.float64)
+        if rng.random() < 0.5:
+            score[rng.random((n, width)) < 0.2] = rng.choice([np.inf, -np.inf])
+        want = np.argsort(-score, axis=1, kind="stable")[:, :m]
+        assert np.array_equal(_top(score, m), want)
 
 
 @pytest.mark.parametrize("rate", [8.0, 13.2, 24.4, 32.0])
@@ -174,3 +183,63 @@ def test_escape_fields_many_equals_escape_fields() -> None:
     assert count.tolist() == [len(f) for f in ref]
     assert owner.tolist() == [i for i, f in enumerate(ref) for _ in f]
     assert list(zip(val.tolist(), width.tolist(), strict=True)) == [p for f in ref for p in f]
+
+
+@pytest.mark.parametrize("rate", [8.0, 32.0])
+def test_encoder_shortcuts_equal_their_references(speech, monkeypatch, rate):
+    """The shortcuts of the encoder give the numbers of what they replace: the
+    grid cache (``_GridCache``) those of ``_grid_index``, ``_quantize`` in place
+    the dead-zone formula, ``_noise_index`` ``noisefill.factor_index``, and the
+    rate loop's values at the final gains (``q_out``) ``_quantize`` at those gains."""
+    from codec.residual import noisefill
+
+    coder, args, kwargs = _captured(speech, monkeypatch, rate)
+    coefs, a_q, env_idx, env_bits, frame_bytes = args
+    pitch = kwargs.get("pitch") or PitchParams.off(coefs.shape[0])
+    xs, ratio, side, fixed, budget = _setup(
+        coder, coefs, a_q, env_idx, env_bits, frame_bytes, pitch
+    )
+    n, cb = xs.shape[0], coder.config.coded_bins
+    rng = np.random.default_rng(int(rate))
+    cache = tcx_module._GridCache(ratio[:, :cb])
+    for _ in range(4):  # random frames and κ, asked again and again
+        rows = rng.integers(0, n, size=n // 2)
+        kap = rng.integers(0, 32, size=rows.size)
+        want = tcx_module._grid_index(tcx_module._frame_kappas()[kap][:, None] * ratio[rows, :cb])
+        assert np.array_equal(cache.get(rows, kap), want)
+    step = tcx_module._gain_step(rng.integers(100, 200, n))
+    v = xs / step[:, None]
+    v[:, :4] = [0.0, -0.0, 0.3, -0.3]  # zeros of either sign and dead-zone values
+    for theta in (0.0, 0.2, 0.5, 0.7, -0.6):  # (the last two: the formula itself)
+        q = TCX(replace(coder.config, deadzone=theta))._quantize(v, np.ones(n))
+        mag = np.floor(np.abs(v[:, :cb]) + 0.5 - theta)
+        want = (np.sign(v[:, :cb]) * np.maximum(mag, 0.0)).astype(np.int64)
+        assert np.array_equal(q[:, :cb], want) and not q[:, cb:].any()
+    q = coder._quantize(xs, step, ratio)
+    kap = coder._kappa_index(q[:, :cb], ratio[:, :cb], coder._last(q[:, :cb]))
+    grid = tcx_module._grid_index(tcx_module._frame_kappas()[kap][:, None] * ratio[:, :cb])
+    vs = xs / step[:, None]
+    mask = coder._noise_mask(q)[:, :cb]
+    rho = tcx_module._fill_table()[grid]
+    want = noisefill.factor_index(vs[:, :cb], rho, mask, tcx_module.NOISE_BITS)
+    assert np.array_equal(coder._noise_index(vs, q, ratio, grid), want)
+    base = tcx_module._grid_base(ratio[:, :cb])
+    for theta in (0.0, 0.7):  # the search's cost at other dead zones
+        c = TCX(replace(coder.config, deadzone=theta))
+        ref = c._cost(c._quantize(xs, step, ratio), ratio, base=base)[0]
+        assert np.array_equal(c._search_cost(xs, ratio, base)(step), ref)
+    search = coder._search_cost(xs, ratio, base)
+    lo, gain = np.zeros(n, dtype=np.int64), np.full(n, 255)
+    while np.any(lo < gain):  # encode()'s search, for gains to start from
+        mid = (lo + gain) // 2
+        fits = search(tcx_module._gain_step(mid)) <= budget - fixed - 2.0
+        gain = np.where(fits, mid, gain)
+        lo = np.where(fits, lo, np.minimum(mid + 1, gain))
+    cannot_fit = np.zeros(n, dtype=bool)
+    q_out = np.zeros(xs.shape, dtype=np.int64)
+    final, _ = coder._rate_loop(
+        xs, ratio, gain, cannot_fit, side, fixed, budget, grids=cache, q_out=q_out
+    )
+    plain, _ = coder._rate_loop(xs, ratio, gain, cannot_fit, side, fixed, budget)
+    assert np.array_equal(final, plain)
+    assert np.array_equal(q_out, coder._quantize(xs, tcx_module._frame_steps()[final], ratio))

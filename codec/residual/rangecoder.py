@@ -846,6 +846,10 @@ def encode_many(
     ------
     ParameterError
         For malformed arrays or an invalid interval among those coded.
+
+    See Also
+    --------
+    encode_many_finished : the finished streams of steps laid out step by step.
     """
     cu = np.asarray(cums, dtype=np.int64)
     fr = np.asarray(freqs, dtype=np.int64)
@@ -862,13 +866,108 @@ def encode_many(
     if n == 0:
         return []
     steps = int(cnt.max())
-    # streams by decreasing number of steps: the active ones at step s are the first active[s]
+    # streams by decreasing number of steps, laid out step by step (_lock_step)
     order = np.argsort(-cnt, kind="stable")
-    active = np.searchsorted(-cnt[order], -np.arange(steps), side="left").tolist()
     op_c = np.ascontiguousarray(cu[order, :steps].T.astype(np.uint64))
     op_f = np.ascontiguousarray(fr[order, :steps].T.astype(np.uint64))
     op_s = np.ascontiguousarray(sh[order, :steps].T.astype(np.uint64))
+    low, rng, digits, n_bytes = _lock_step(op_c, op_f, op_s, cnt[order])
+    # the pending carries (0 where nothing was emitted: low + rng <= 2**56 there)
+    digits[np.maximum(n_bytes - 1, 0), np.arange(n)] += (low >> np.uint64(PRECISION)).astype(
+        np.int64
+    )
+    low &= np.uint64(_TOP - 1)
+    _resolve_carries(digits)
+    out_bytes = np.ascontiguousarray(digits.T).astype(np.uint8).tobytes()
+    stride = digits.shape[0]
+    encoders: list[RangeEncoder] = [RangeEncoder.__new__(RangeEncoder) for _ in range(n)]
+    for j, (i, lo_j, rng_j, nb_j) in enumerate(
+        zip(order.tolist(), low.tolist(), rng.tolist(), n_bytes.tolist(), strict=True)
+    ):
+        enc = encoders[i]
+        enc._low = lo_j
+        enc._rng = rng_j
+        enc._buf = bytearray(out_bytes[j * stride : j * stride + nb_j])
+    return encoders
 
+
+def encode_many_finished(
+    op_c: NDArray[np.uint64],
+    op_f: NDArray[np.uint64],
+    op_s: NDArray[np.uint64],
+    counts: NDArray[np.int64],
+    width: int,
+) -> tuple[NDArray[np.int64], NDArray[np.uint8]]:
+    """:func:`encode_many` of steps already laid out step by step, finished:
+    each stream's ``tell()`` and its ``finish()`` bytes zero-padded to
+    ``width`` bytes, without a :class:`RangeEncoder` per stream.
+
+    For callers that lay out trusted steps themselves (the TCX encoder): the
+    intervals are not checked.
+
+    Parameters
+    ----------
+    op_c, op_f, op_s : ndarray of uint64, shape (steps, n), C-contiguous
+        Step ``j`` of stream ``i`` at ``[j, i]``: valid intervals (as in
+        :func:`encode_many`) for ``j < counts[i]``; the rest is ignored.
+    counts : ndarray of int, shape (n,)
+        Steps of each stream, non-increasing (streams sorted by decreasing
+        length), ``counts[0] == steps`` when ``n > 0``.
+    width : int
+        Bytes per output row.
+
+    Returns
+    -------
+    tell : ndarray of int64, shape (n,)
+        :meth:`RangeEncoder.tell` of each stream.
+    rows : ndarray of uint8, shape (n, width)
+        ``finish()`` of stream ``i`` followed by zeros, where it fits (always
+        when ``tell[i] <= 8 * width``, as ``len(finish()) <= ceil(tell() / 8)``);
+        unspecified in the rows of the other streams.
+    """
+    cnt = np.asarray(counts, dtype=np.int64)
+    n = cnt.size
+    if op_c.shape != (int(cnt.max()) if n else op_c.shape[0], n) or np.any(np.diff(cnt) > 0):
+        raise ParameterError("steps must have shape (max(counts), n), counts non-increasing")
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, width), dtype=np.uint8)
+    low, rng, digits, n_bytes = _lock_step(op_c, op_f, op_s, cnt, rows=width + 1)
+    cols = np.arange(n)
+    # the pending carries (0 where nothing was emitted: low + rng <= 2**56 there),
+    # then finish(): low == 0 keeps the bytes; low + rng > 2**56 adds one unit to
+    # the number they form; otherwise one more byte, (low + 2**48 - 1) >> 48
+    # (< 256: low + rng <= 2**56 and rng > 2**48 there)
+    carry = (low >> np.uint64(PRECISION)).astype(np.int64)
+    low &= np.uint64(_TOP - 1)
+    ends = low + rng > np.uint64(_TOP)
+    carry += ends
+    digits[np.maximum(n_bytes - 1, 0), cols] += carry
+    more = np.flatnonzero(~ends & (low != 0))
+    digits[n_bytes[more], more] = ((low[more] + np.uint64(_LOW_MASK)) >> np.uint64(_SHIFT)).astype(
+        np.int64
+    )
+    _resolve_carries(digits)
+    # tell(): 8 * bytes + PRECISION + 1 - rng.bit_length(), rng in (2**48, 2**56]
+    top = (rng >> np.uint64(_SHIFT)).astype(np.float64)  # 1 .. 256, exact
+    tell = 8 * n_bytes + (PRECISION + 1 - _SHIFT) - np.frexp(top)[1].astype(np.int64)
+    return tell, np.ascontiguousarray(digits[:width].T).astype(np.uint8)
+
+
+def _lock_step(
+    op_c: NDArray[np.uint64],
+    op_f: NDArray[np.uint64],
+    op_s: NDArray[np.uint64],
+    counts: NDArray[np.int64],
+    rows: int = 0,
+) -> tuple[NDArray[np.uint64], NDArray[np.uint64], NDArray[np.int64], NDArray[np.int64]]:
+    """The coding of :func:`encode_many` on steps laid out step by step (shape
+    (steps, n), streams by decreasing ``counts``: the active ones at step ``s``
+    are the first ``active[s]``). Returns the registers ``low`` (with its carry
+    bit, see below) and ``rng`` of each stream, the digits it emitted, shape
+    (at least ``max(rows, bytes + 1)``, n), a digit per byte position and
+    stream with the carries pending (zero beyond), and the number of bytes."""
+    steps, n = op_c.shape
+    active = np.searchsorted(-counts, -np.arange(steps), side="left").tolist()
     # Carries.  The scalar coder keeps low < 2**56 by adding a carry (low >= 2**56)
     # to the bytes already emitted at once (_carry).  Here low keeps its carry bit
     # until the next output byte: low + rng never grows (low + r*cum + r*freq <=
@@ -887,64 +986,70 @@ def encode_many(
     # step emits at most three bytes: rng > 2**48 before it and r >= rng >> 16.
     low = np.zeros(n, dtype=np.uint64)
     rng = np.full(n, _TOP, dtype=np.uint64)
-    log_low = np.empty((steps, n), dtype=np.uint64)
-    log_below = np.full((steps, n), 3, dtype=np.int8)  # 3 - number of output bytes
+    r_buf = np.empty(n, dtype=np.uint64)
+    t_buf = np.empty(n, dtype=np.uint64)
+    log_low = np.empty((steps, n), dtype=np.uint64)  # low after each step's interval
+    log_shl = np.zeros((steps, n), dtype=np.uint64)  # 8 * its bytes out (0: inactive)
     thresholds, shl_of = _RENORM_BELOW, _RENORM_SHL
     mask_of = np.array([_TOP - 1] * 3 + [2**64 - 1], dtype=np.uint64)  # keep the carry bit
-    ops = zip(active, op_c, op_f, op_s, log_low, log_below, strict=True)
-    for a, c_s, f_s, s_s, log_lo, log_be in ops:
+    ops = zip(active, op_c, op_f, op_s, log_low, log_shl, strict=True)
+    for a, c_s, f_s, s_s, lo_s, shl in ops:
         if a == n:  # (slices cost as much as a small operation)
-            lo, g = low, rng
+            lo, g, r, t = low, rng, r_buf, t_buf
         else:
-            lo, g, c_s, f_s, s_s = low[:a], rng[:a], c_s[:a], f_s[:a], s_s[:a]
-            log_lo, log_be = log_lo[:a], log_be[:a]
+            lo, g, r, t = low[:a], rng[:a], r_buf[:a], t_buf[:a]
+            c_s, f_s, s_s, lo_s, shl = c_s[:a], f_s[:a], s_s[:a], lo_s[:a], shl[:a]
         # r <= rng >> s and cum + freq <= 2**s: r*cum <= rng <= 2**56, no overflow
-        r = g >> s_s
-        lo += r * c_s
+        np.right_shift(g, s_s, out=r)
+        np.multiply(r, c_s, out=t)
+        np.add(lo, t, out=lo_s)
         np.multiply(r, f_s, out=g)
         below = thresholds.searchsorted(g)  # renormalise: 3 - below bytes out
-        log_lo[:] = lo
-        log_be[:] = below
-        shl = shl_of[below]
+        shl_of.take(below, out=shl, mode="clip")  # (below is 0 .. 3; np.take is slower)
         g <<= shl
-        lo <<= shl  # bits above 2**64 are dropped, and those above 2**56 masked
-        lo &= mask_of[below]
+        # bits above 2**64 are dropped, and those above 2**56 masked
+        np.left_shift(lo_s, shl, out=lo)
+        lo &= mask_of.take(below, out=t, mode="clip")
 
-    # the output bytes, stream by stream: the top (3 - below) of the digits
-    # low >> 48, (low >> 40) & 255, (low >> 32) & 255 of the steps that emit
-    fi, si = np.nonzero(np.ascontiguousarray(log_below.T) < 3)
+    # the output digits: the top (shl / 8) of low >> 48, (low >> 40) & 255,
+    # (low >> 32) & 255 of the steps that emit, at each stream's next positions
+    # (stream by stream: flatnonzero of a transposed bool array is the fast way)
+    idx = np.flatnonzero(np.ascontiguousarray((log_shl != 0).T))
+    fi = idx // steps
+    si = idx - fi * steps
+    k = (log_shl[si, fi] >> np.uint64(3)).astype(np.int64)
     lows = log_low[si, fi]
-    n_out = 3 - log_below[si, fi].astype(np.int64)
-    n_bytes = np.bincount(fi, weights=n_out, minlength=n).astype(np.int64)
-    n_max = int(n_bytes.max())
-    at_byte = np.cumsum(n_out) - n_out - (np.cumsum(n_bytes) - n_bytes)[fi]
-    buf = np.zeros((n, n_max + 1), dtype=np.int64)  # + 1: a column for empty streams
-    buf[fi, at_byte] = lows >> np.uint64(48)
+    n_bytes = np.bincount(fi, weights=k, minlength=n).astype(np.int64)
+    at = np.cumsum(k)
+    at -= k  # each emitting step's position in all the streams' bytes
+    at -= (np.cumsum(n_bytes) - n_bytes)[fi]  # ... in its stream's
+    at *= n
+    at += fi
+    digits = np.zeros((max(rows, int(n_bytes.max(initial=0)) + 1), n), dtype=np.int64)
+    flat = digits.reshape(-1)
+    flat[at] = lows >> np.uint64(48)
     for j in (1, 2):
-        sel = np.flatnonzero(n_out > j)
-        buf[fi[sel], at_byte[sel] + j] = (lows[sel] >> np.uint64(48 - 8 * j)) & np.uint64(255)
-    # the pending carries (0 where nothing was emitted: low + rng <= 2**56 there)
-    buf[np.arange(n), np.maximum(n_bytes - 1, 0)] += (low >> np.uint64(PRECISION)).astype(np.int64)
-    low &= np.uint64(_TOP - 1)
-    carry = np.zeros(n, dtype=np.int64)
-    for col in range(n_max - 1, -1, -1):
-        d = buf[:, col]
+        sel = np.flatnonzero(k > j)
+        flat[at[sel] + j * n] = (lows[sel] >> np.uint64(48 - 8 * j)) & np.uint64(255)
+    return low, rng, digits, n_bytes
+
+
+def _resolve_carries(digits: NDArray[np.int64]) -> None:
+    """Carry the digits (byte positions x streams, see :func:`_lock_step`) into
+    bytes (0 .. 255) in place, from the last position up (only in the streams
+    that have a digit above 255: the others have no carry)."""
+    cols = np.flatnonzero((digits > 255).any(axis=0))
+    if not cols.size:
+        return
+    sub = digits[:, cols]
+    carry = np.zeros(cols.size, dtype=np.int64)
+    for d in sub[::-1]:
         d += carry
-        carry = d >> 8
+        np.right_shift(d, 8, out=carry)
         d &= 255
-    if carry.any():  # pragma: no cover - V < 256**len (see above)
+    if carry.any():  # pragma: no cover - V < 256**len (see _lock_step)
         raise AssertionError("carry out of the stream")
-    out_bytes = buf.astype(np.uint8).tobytes()
-    stride = n_max + 1
-    encoders: list[RangeEncoder] = [RangeEncoder.__new__(RangeEncoder) for _ in range(n)]
-    for j, (i, lo_j, rng_j, nb_j) in enumerate(
-        zip(order.tolist(), low.tolist(), rng.tolist(), n_bytes.tolist(), strict=True)
-    ):
-        enc = encoders[i]
-        enc._low = lo_j
-        enc._rng = rng_j
-        enc._buf = bytearray(out_bytes[j * stride : j * stride + nb_j])
-    return encoders
+    digits[:, cols] = sub
 
 
 class RangeDecoder:
@@ -1514,9 +1619,14 @@ class _ValueLookup:
         keys = (tab + np.arange(n_tables, dtype=np.int64)[:, None] * stride).ravel()
         top = np.iinfo(np.uint64).max
         self.flat = np.concatenate((keys.astype(np.uint64), np.full(2, top, dtype=np.uint64)))
-        starts = np.arange(n_tables * (stride >> b), dtype=np.int64) << b
-        first = np.searchsorted(keys, starts, side="right")
-        last = np.searchsorted(keys, starts + ((1 << b) - 1), side="right")
+        # per bucket i (keys i << b .. ((i + 1) << b) - 1): first = the number of
+        # keys <= its start, last = the number of keys <= its end (what searchsorted
+        # "right" gives for the two), counted over the sorted keys' buckets
+        n_buckets = n_tables * (stride >> b)
+        bucket = keys >> b
+        last = np.cumsum(np.bincount(bucket, minlength=n_buckets))
+        first = np.bincount(bucket[(keys & ((1 << b) - 1)) == 0], minlength=n_buckets)
+        first[1:] += last[:-1]
         self.lut = np.where(last - first > 1, n_flat + 1, first)
         sym = np.tile(np.arange(width1, dtype=np.int64) - m, n_tables)  # m + 2 at s = nsym
         self.value_at = np.concatenate(([m + 2], sym, [m + 3]))

@@ -52,7 +52,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -75,7 +75,7 @@ from codec.residual.rangecoder import (
     RangeDecoder,
     RangeEncoder,
     decode_values_many,
-    encode_many,
+    encode_many_finished,
     escape_fields,
     escape_fields_many,
     laplace_cdfs_from_index,
@@ -116,6 +116,17 @@ _HF_OFFSET = 10  # top-band level = 2 ** ((i - 10) / 2) in units of Δ (i = 0: s
 Side = tuple[list[tuple[int, int]], "dict[str, int] | None"]
 """A frame's raw head fields (value, raw bits: the envelope indices, the transient
 flag, a transient frame's block levels) and its pitch fields (None: no pitch tool)."""
+
+
+class _Heads(NamedTuple):
+    """The :data:`Side` of every frame as arrays (:meth:`TCX._side_steps`): the
+    raw head fields' values and widths (frames, fields), frames with fewer
+    fields padded with zero-width ones (:meth:`TCX._head_fields`' layout), and
+    the pitch fields (None: no pitch tool)."""
+
+    vals: IntArray
+    nbs: IntArray
+    pitch: dict[str, IntArray] | None
 
 
 @dataclass(frozen=True)
@@ -178,6 +189,10 @@ once (:class:`~codec.residual.rangecoder.LockStepDecoder`) instead of one by one
 (measured at 13.2 kbit/s: the two break even at about 72 frames; 500 frames,
 the decoder's block, take 2.2 ms at once against 6.4 ms one by one)."""
 
+GRID_CACHE_MIN_FRAMES = 64
+"""Blocks of frames from which :meth:`TCX.encode` keeps the tables it looks up
+(:class:`_GridCache`); it makes no difference to the output."""
+
 _SURE_BITS = 1e-6
 """The rate loop codes a frame to see whether it fits only when its ideal cost is
 within this many bits of the budget (:meth:`TCX._rate_loop`)."""
@@ -204,12 +219,39 @@ def _grid_table() -> IntArray:
 
 
 @functools.cache
+def _interval_tables() -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+    """The interval ``(cum, freq)`` of every entry of :func:`_grid_table` (same
+    layout; the freq of a row's last entry, the total, is unused), as the
+    coder's uint64 registers take them (:meth:`TCX._code_many`)."""
+    tab = _grid_table()
+    freq = np.zeros(tab.size, dtype=np.uint64)
+    freq[:-1] = np.diff(tab)
+    return tab.astype(np.uint64), freq
+
+
+@functools.cache
 def _fill_table() -> FloatArray:
     """``ρ`` (:func:`noisefill.conditional_rms`) of every grid index's scale
     ``2^(SCALE_MIN_LOG2 + i / SCALE_STEPS_PER_OCTAVE)``: the noise filler's
     level per unit ``α`` in a bin coded with grid table ``i``."""
     i = np.arange(_N_GRID, dtype=np.float64)
     return noisefill.conditional_rms(2.0 ** (SCALE_MIN_LOG2 + i / SCALE_STEPS_PER_OCTAVE))
+
+
+@functools.cache
+def _fill_squares() -> FloatArray:
+    """``ρ²`` of every grid index: :func:`_fill_table` times itself, the products
+    :func:`noisefill.factor_index` forms."""
+    rho = _fill_table()
+    return rho * rho
+
+
+@functools.cache
+def _below_last(cb: int) -> npt.NDArray[np.bool_]:
+    """Row ``u``: which of ``cb`` bins lie below ``last = u * LAST_UNIT`` (``u = 0
+    .. ceil(cb / LAST_UNIT)``): ``np.arange(cb) < last`` by a look-up."""
+    units = np.arange(-(-cb // LAST_UNIT) + 1) * LAST_UNIT
+    return np.arange(cb)[None, :] < units[:, None]
 
 
 @functools.cache
@@ -250,6 +292,44 @@ def _grid_index(scales: FloatArray) -> IntArray:
     np.rint(s, out=s)
     np.clip(s, 0, _N_GRID - 1, out=s)
     return s.astype(np.int64)
+
+
+class _GridCache:
+    """:func:`_grid_index` of ``κ r`` for the coded band of the frames of a block,
+    per frame and κ index (``κ``: :func:`_frame_kappas`, the coder's), each
+    computed once: the rate loop and the coding ask for the same frame under
+    the same κ again and again. The numbers are :func:`_grid_index`'s, which
+    works bin by bin (a contiguous product, as everywhere), so they do not
+    depend on which frames are computed together.
+
+    ``ratio``: the model shape of the frames' coded band, (n, cb)."""
+
+    def __init__(self, ratio: FloatArray) -> None:
+        self.ratio = ratio
+        n, cb = ratio.shape
+        self.have = np.zeros((n, 1 << KAPPA_BITS), dtype=bool)
+        # (uint8: the indices are < _N_GRID <= 256; pages are only touched when used)
+        self.grid = np.empty((n, 1 << KAPPA_BITS, cb), dtype=np.uint8)
+
+    def get(self, rows: IntArray, kap: IntArray) -> IntArray:
+        """The grid indices (len(rows), cb) of frames ``rows`` under κ indices ``kap``."""
+        miss = np.flatnonzero(~self.have[rows, kap])
+        if miss.size:
+            r, k = rows[miss], kap[miss]
+            self.grid[r, k] = _grid_index(_frame_kappas()[k][:, None] * self.ratio[r])
+            self.have[r, k] = True
+        return self.grid[rows, kap].astype(np.int64)
+
+
+assert _N_GRID <= 256
+
+
+@functools.cache
+def _kappas_agree() -> bool:
+    """Whether :func:`_kappa_value` of arrays gives the numbers of
+    :func:`_frame_kappas` (then the rate loop's estimate and the coder use the
+    same tables, and :class:`_GridCache` serves both)."""
+    return bool(np.array_equal(_kappa_value(np.arange(1 << KAPPA_BITS)), _frame_kappas()))
 
 
 _KAPPA_GRID_STEPS = SCALE_STEPS_PER_OCTAVE // 4
@@ -326,13 +406,31 @@ def _search_table() -> FloatArray:
     return bits.reshape(-1)
 
 
+_TOP_BY_ARGMAX = 16
+"""Up to this many columns :func:`_top` finds by rounds of argmax (a few times
+faster than the partial sort at the left-over-bits loop's 8 of 320)."""
+
+
 def _top(score: FloatArray, m: int) -> IntArray:
     """The columns of the ``m`` largest scores of each row, largest first, ties
-    in column order: ``np.argsort(-score, kind="stable")[:, :m]``, from a
-    partial sort (rows where a tie straddles the ``m``-th place get the full one)."""
+    in column order: ``np.argsort(-score, kind="stable")[:, :m]``, from rounds
+    of argmax (finite scores, small ``m``) or a partial sort (rows where a tie
+    straddles the ``m``-th place get the full one)."""
     n, width = score.shape
     if m >= width or n == 0:
         return np.argsort(-score, axis=1, kind="stable")[:, :m]
+    if m <= _TOP_BY_ARGMAX and np.isfinite(score).all():
+        # m rounds of argmax, each taking its column out with -inf (below every
+        # finite score): the largest first, and of equal scores the first
+        # column, as in the stable sort (argmax returns the first maximum)
+        s = score.copy()
+        rows = np.arange(n)
+        out = np.empty((n, m), dtype=np.int64)
+        for j in range(m):
+            col = s.argmax(axis=1)
+            out[:, j] = col
+            s[rows, col] = -np.inf
+        return out
     part = np.argpartition(-score, m, axis=1)[:, : m + 1]  # the m + 1 largest, unordered
     vals = -np.take_along_axis(score, part, axis=1)
     order = np.lexsort((part, vals), axis=1)  # by score, then by column
@@ -434,10 +532,25 @@ class TCX:
         (same shape as ``xs``) and ``config.rdo_lambda > 0``, refined by RDOQ
         (:mod:`codec.residual.rdoq`) under the model of the dead-zone values' κ."""
         cb = self.config.coded_bins
+        theta = self.config.deadzone
         v = xs[..., :cb] / step[..., None]
-        mag = np.floor(np.abs(v) + 0.5 - self.config.deadzone)
-        q = np.zeros(xs.shape, dtype=np.int64)
-        q[..., :cb] = np.sign(v) * np.maximum(mag, 0.0)
+        if 0.0 <= theta <= 0.5:
+            # the same numbers in place: |v| + 1/2 - θ >= 0, so the floor needs no
+            # max(., 0), and it is 0 where v is ±0: sign(v) |q| is copysign(|q|, v)
+            mag = np.abs(v)
+            mag += 0.5
+            mag -= theta
+            np.floor(mag, out=mag)
+            np.copysign(mag, v, out=mag)
+            if cb == xs.shape[-1]:
+                q = mag.astype(np.int64)
+            else:
+                q = np.zeros(xs.shape, dtype=np.int64)
+                q[..., :cb] = mag
+        else:
+            mag = np.floor(np.abs(v) + 0.5 - theta)
+            q = np.zeros(xs.shape, dtype=np.int64)
+            q[..., :cb] = np.sign(v) * np.maximum(mag, 0.0)
         lam = self.config.rdo_lambda
         if lam <= 0.0 or ratio is None or cb == 0:
             return q
@@ -497,6 +610,7 @@ class TCX:
         *,
         coder_kappa: bool = False,
         base: IntArray | None = None,
+        grids: tuple[_GridCache, IntArray] | None = None,
     ) -> tuple[FloatArray, IntArray, IntArray, IntArray]:
         """Ideal bits of the values of each frame (``symbol_costs`` of the tables of
         :meth:`_tables`, summed below ``last``), κ index, ``last`` and the grid
@@ -505,7 +619,10 @@ class TCX:
         ``coder_kappa``: the κ values of :meth:`_coder_tables` (those the frame is
         coded with) instead of :meth:`_tables`' (the rate loop's estimate).
         ``base``: :func:`_grid_base` of ``ratio``'s coded band, to find the
-        tables without a ``log2`` (an estimate, see there).
+        tables without a ``log2`` (an estimate, see there). ``grids``: a
+        :class:`_GridCache` and the frames of the rows of ``q`` in it, to look
+        the tables up there (the same numbers: with ``coder_kappa``, or where
+        :func:`_kappas_agree`).
         """
         # only the coded band: the encoder's values above it are zero (last <= coded_bins)
         cb = self.config.coded_bins
@@ -516,11 +633,13 @@ class TCX:
         if base is not None:
             grid = base + ((kap - _KAPPA_OFFSET) * _KAPPA_GRID_STEPS)[..., None]
             np.clip(grid, 0, _N_GRID - 1, out=grid)
+        elif grids is not None and (coder_kappa or _kappas_agree()):
+            grid = grids[0].get(grids[1], kap)
         else:
             kappa = _frame_kappas()[kap] if coder_kappa else _kappa_value(kap)
             grid = _grid_index(kappa[..., None] * rc)
         costs = _value_costs(qc, grid)
-        mask = np.arange(cb) < last[..., None]
+        mask = np.take(_below_last(cb), last // LAST_UNIT, axis=0)  # np.arange(cb) < last
         return np.asarray((costs * mask).sum(axis=-1), dtype=np.float64), kap, last, grid
 
     # ------------------------------------------------------------------ encoder
@@ -565,7 +684,9 @@ class TCX:
             raise ParameterError(
                 f"{frame_bytes}-byte frames cannot hold {int(np.ceil(most))} side-info bits"
             )
-        xs, ratio, side, fixed = self._prepare(coefs, a_q, env_idx, env_field_bits, pitch)
+        xs, ratio, side, fixed, heads = self._prepare_heads(
+            coefs, a_q, env_idx, env_field_bits, pitch
+        )
         # binary search of the smallest gain index whose estimated cost fits
         avail = budget - fixed - 2.0  # margin for the coder's termination (refined below)
         lo = np.zeros(n, dtype=np.int64)
@@ -582,17 +703,37 @@ class TCX:
             hi = np.where(fits, mid, hi)
             lo = np.where(fits, lo, np.minimum(mid + 1, hi))
         gain = hi
+        # the tables the costs below look up, kept per frame and κ (small blocks
+        # repeat few look-ups: there the cache does not pay)
+        cb = self.config.coded_bins
+        grids = _GridCache(ratio[:, :cb]) if n >= GRID_CACHE_MIN_FRAMES else None
         # The ideal cost (sum of -log2 p and raw bits) is a lower bound of the
         # coder's tell(): where it exceeds the budget one step finer than the
         # estimate, coding that step would fail, so it is not tried (speed only).
-        finer_bits = self._total_cost(xs, ratio, np.maximum(gain - 1, 0))
+        finer_bits = self._total_cost(xs, ratio, np.maximum(gain - 1, 0), grids)
         cannot_fit = fixed + finer_bits > budget + 1e-6
-        final, coded = self._rate_loop(xs, ratio, gain, cannot_fit, side, fixed, budget)
-        q = None
+        # the values at the final gains, kept from the rate loop (without RDOQ
+        # _quantize works bin by bin: the same numbers as quantizing again)
+        q = np.zeros(xs.shape, dtype=np.int64) if self.config.rdo_lambda <= 0.0 else None
+        final, coded = self._rate_loop(
+            xs, ratio, gain, cannot_fit, side, fixed, budget, grids=grids, q_out=q
+        )
         if self.config.fill_slack > 0:
-            q, filled = self._fill_slack(xs, ratio, final, fixed, budget, base)
+            q, filled = self._fill_slack(xs, ratio, final, fixed, budget, base, q=q)
             coded = {k: d for k, d in coded.items() if not filled[k[0]]}
-        return self._code_frames(xs, ratio, final, coded, gain, cannot_fit, side, frame_bytes, q=q)
+        return self._code_frames(
+            xs,
+            ratio,
+            final,
+            coded,
+            gain,
+            cannot_fit,
+            side,
+            frame_bytes,
+            q=q,
+            grids=grids,
+            heads=heads,
+        )
 
     def _search_cost(
         self, xs: FloatArray, ratio: FloatArray, base: IntArray
@@ -611,27 +752,41 @@ class TCX:
         ax = np.abs(xs[:, :cb])
         rc = np.ascontiguousarray(ratio[:, :cb])
         row = np.clip(base, -_OFF_HI, _N_GRID - 1 - _OFF_LO) + _PAD
-        at0 = row * cols + np.where(xs[:, :cb] < 0, m + 2, 0)
-        in_band = np.arange(cb)
+        # each value's entry in the table without the κ offset, as a float: the
+        # entries are small integers, exact in float64 (so is every sum below)
+        at0 = (row * cols + np.where(xs[:, :cb] < 0, m + 2, 0)).astype(np.float64)
+        below_last = _below_last(cb)
         theta = self.config.deadzone
+        # work arrays, reused by the search's steps
+        mag = np.empty(ax.shape)
+        entry = np.empty(ax.shape)
+        at = np.empty(ax.shape, dtype=np.intp)
+        costs = np.empty(ax.shape)
+        flag = np.empty(ax.shape, dtype=bool)
 
         def cost(step: FloatArray) -> FloatArray:
-            mag = ax / step[:, None]  # _quantize's magnitudes
-            mag += 0.5
-            mag -= theta
+            np.divide(ax, step[:, None], out=mag)  # _quantize's magnitudes
+            np.add(mag, 0.5, out=mag)
+            np.subtract(mag, theta, out=mag)
             np.floor(mag, out=mag)
-            np.maximum(mag, 0.0, out=mag)
+            if theta > 0.5:  # (else |x| / Δ + 1/2 - θ >= 0: so is its floor)
+                np.maximum(mag, 0.0, out=mag)
             last = self._last(mag)
             width = int(last.max()) if last.size else 0
             kap = self._kappa_of_sum((mag[:, :width] / rc[:, :width]).sum(axis=-1), last)
-            at = at0 + ((kap - _KAPPA_OFFSET) * (_KAPPA_GRID_STEPS * cols))[:, None]
-            np.add(at, np.minimum(mag, m + 1), out=at, casting="unsafe")
-            costs = np.take(table, at)  # _value_costs
-            escaped = np.flatnonzero(mag > m)
+            np.minimum(mag, m + 1.0, out=entry)
+            np.add(entry, at0, out=entry)
+            k_off = (kap - _KAPPA_OFFSET) * (_KAPPA_GRID_STEPS * cols)
+            np.add(entry, k_off.astype(np.float64)[:, None], out=entry)
+            np.copyto(at, entry, casting="unsafe")  # (exact integers)
+            table.take(at, out=costs, mode="clip")  # _value_costs (the entries are valid)
+            np.greater(mag, m, out=flag)
+            escaped = np.flatnonzero(flag)
             if escaped.size:
-                _, exp = np.frexp(mag.flat[escaped] - m)
-                costs.flat[escaped] += 2.0 * exp
-            np.multiply(costs, in_band < last[:, None], out=costs)
+                _, exp = np.frexp(mag.reshape(-1)[escaped] - m)
+                costs.reshape(-1)[escaped] += 2.0 * exp
+            below_last.take(last // LAST_UNIT, axis=0, out=flag, mode="clip")  # in_band < last
+            np.multiply(costs, flag, out=costs)
             return np.asarray(costs.sum(axis=-1), dtype=np.float64)
 
         return cost
@@ -648,6 +803,17 @@ class TCX:
         the transient frames), the model shape (with the top band's block
         levels in transient frames), each frame's head fields (envelope
         indices, transient flag, top-band block levels, pitch) and their bits."""
+        return self._prepare_heads(coefs, a_q, env_idx, env_field_bits, pitch)[:4]
+
+    def _prepare_heads(
+        self,
+        coefs: FloatArray,
+        a_q: FloatArray,
+        env_idx: IntArray,
+        env_field_bits: Sequence[int],
+        pitch: PitchParams | None,
+    ) -> tuple[FloatArray, FloatArray, list[Side], FloatArray, _Heads]:
+        """:meth:`_prepare`, and the head fields as arrays (:class:`_Heads`)."""
         n = coefs.shape[0]
         short = None
         if self.config.short_blocks:
@@ -656,7 +822,10 @@ class TCX:
                 coefs = coefs.copy()
                 coefs[short] = swapped
             env_idx = np.column_stack((np.asarray(env_idx).reshape(n, -1), short.astype(np.int64)))
-        side, fixed = self.side_info(env_idx, self._field_bits(env_field_bits), pitch)
+        field_bits = self._field_bits(env_field_bits)
+        side, fixed = self.side_info(env_idx, field_bits, pitch)
+        vals = np.asarray(env_idx).astype(np.int64).reshape(n, len(field_bits))
+        nbs = np.tile(np.array(field_bits, dtype=np.int64), (n, 1))
         shaping, ratio = self.envelopes(a_q)
         ratio = self._harmonic(ratio, pitch, short)
         xs = coefs * shaping
@@ -668,7 +837,19 @@ class TCX:
             for i, row in zip(rows.tolist(), lv.tolist(), strict=True):
                 side[i] = ([*side[i][0], *zip(row, widths, strict=True)], side[i][1])
             fixed[rows] += sum(widths)
-        return xs, ratio, side, fixed
+            more = np.zeros((n, len(widths)), dtype=np.int64)
+            more_nbs = np.zeros_like(more)
+            more[rows] = lv
+            more_nbs[rows] = widths
+            vals = np.concatenate((vals, more), axis=1)
+            nbs = np.concatenate((nbs, more_nbs), axis=1)
+        heads = _Heads(vals, nbs, None)
+        if self.config.pitch and pitch is not None:  # (side_info's numbers)
+            on = (pitch.gain >= 0).astype(np.int64)
+            lag = np.where(on > 0, pitch.lag - LAG_MIN, 0)
+            gain = np.where(on > 0, pitch.gain, 0)
+            heads = _Heads(vals, nbs, {"pitch_on": on, "pitch_lag": lag, "pitch_gain": gain})
+        return xs, ratio, side, fixed, heads
 
     def _fill_slack(
         self,
@@ -680,6 +861,7 @@ class TCX:
         base: IntArray | None = None,
         *,
         indexed: bool = True,
+        q: IntArray | None = None,
     ) -> tuple[IntArray, npt.NDArray[np.bool_]]:
         """Spend the bits the rate loop left (the frame's gain is the finest that
         fits; what is left is up to a step's worth of bits): one value at a time,
@@ -691,15 +873,18 @@ class TCX:
 
         With the side model and the model noise fill (the shipped coder) the loop
         runs on per-frame arrays (:meth:`_fill_slack_indexed`, the same numbers);
-        ``indexed=False`` runs the reference loop, which costs whole frames."""
+        ``indexed=False`` runs the reference loop, which costs whole frames.
+        ``q``: the values at ``gains`` when known (:meth:`_quantize`'s; not changed)."""
         step = _frame_steps()[gains]
-        q = self._quantize(xs, step, ratio)
+        if q is None:
+            q = self._quantize(xs, step, ratio)
         cb = self.config.coded_bins
         n = q.shape[0]
         if n == 0 or cb == 0:
             return q, np.zeros(n, dtype=bool)
-        hf = self._hf_index(xs / step[:, None], ratio)  # the same whatever the values
-        v = xs[:, :cb] / step[:, None]
+        v_all = xs / step[:, None]
+        hf = self._hf_index(v_all, ratio)  # the same whatever the values
+        v = v_all[:, :cb]
         mag = np.abs(q[:, :cb])
         better = np.where(mag < _MAX_ABS, 2.0 * (np.abs(v) - mag) - 1.0, -1.0)
         m = min(self.config.fill_slack, cb)
@@ -775,8 +960,8 @@ class TCX:
         # each bin's index in the padded tables, without the κ offset
         sym = np.where(cols < last[:, None], np.clip(qc, -m - 1, m + 1) + (m + 1), zero_col)
         idx0 = (np.clip(base, -_OFF_HI, _N_GRID - 1 - _OFF_LO) + _PAD) * _SYM_COLS + sym
-        magf = mag.astype(np.float64)
         rc = np.ascontiguousarray(ratio[:, :cb])
+        ratio_terms = mag / rc  # |q| / r of every bin: _kappa_index's terms, kept up to date
         num0 = np.where((mag == 0) & (cols >= nf), v * v, 0.0)  # v² of the noise-filled bins
         esc_row, esc_col = np.nonzero(mag > m)
         _, exp = np.frexp((mag[esc_row, esc_col] - m).astype(np.float64))
@@ -796,24 +981,24 @@ class TCX:
             new_last = np.maximum(old_last, (col // LAST_UNIT + 1) * LAST_UNIT)
             # κ: the sum of |q| / r up to the largest last (_kappa_index)
             width = int(new_last.max())
-            terms = magf[sub, :width]
-            terms[at, col] = np.abs(new_q)
-            np.divide(terms, rc[sub, :width], out=terms)
+            terms = ratio_terms[sub, :width]
+            new_term = np.abs(new_q) / rc[sub, col]
+            terms[at, col] = new_term
             kap = self._kappa_of_sum(terms.sum(axis=-1), new_last)
             # the bins between the old and the new last become coded zeros
-            base_idx = idx0[sub]
+            idx = idx0[sub]
             ext = np.flatnonzero(new_last > old_last)
             if ext.size:
                 span = (cols >= old_last[ext, None]) & (cols < new_last[ext, None])
-                base_idx[ext] -= span * (zero_col - (m + 1))
-            base_idx[at, col] += sgn
-            idx = base_idx + ((kap - _KAPPA_OFFSET) * (_KAPPA_GRID_STEPS * _SYM_COLS))[:, None]
+                idx[ext] -= span * (zero_col - (m + 1))
+            idx[at, col] += sgn
+            idx += ((kap - _KAPPA_OFFSET) * (_KAPPA_GRID_STEPS * _SYM_COLS))[:, None]
             costs = np.take(bits_tab, idx)  # _value_costs, zero beyond last
             pos[sub] = at
             esc_at = pos[esc_row]
             pos[sub] = -1
             has = esc_at >= 0
-            costs.flat[esc_at[has] * cb + esc_col[has]] += esc_bits[has]
+            costs.reshape(-1)[esc_at[has] * cb + esc_col[has]] += esc_bits[has]
             den = np.take(rho2_tab, idx)  # ρ² of the zeros (_noise_index)
             den[:, :nf] = 0.0
             num = num0[sub]
@@ -828,11 +1013,15 @@ class TCX:
             bits = costs.sum(axis=-1) + self.side.cost(fields)
             ok = fixed[sub] + bits < budget - _SURE_BITS
             if ok.any():
-                rows, c, qn = sub[ok], col[ok], new_q[ok]
-                cur[rows, c] = qn
-                magf[rows, c] = np.abs(qn)
+                rows, c = sub[ok], col[ok]
+                cur[rows, c] = new_q[ok]
+                ratio_terms[rows, c] = new_term[ok]
                 num0[rows, c] = 0.0
-                idx0[rows] = base_idx[ok]
+                # idx0 as idx, without the κ offset: the accepted changes only
+                idx0[rows, c] += sgn[ok]
+                if ext.size:
+                    grown = ok[ext]
+                    idx0[sub[ext[grown]]] -= span[grown] * (zero_col - (m + 1))
                 last[rows] = new_last[ok]
                 filled[rows] = True
         return cur, filled
@@ -871,13 +1060,16 @@ class TCX:
         coder_kappa: bool = False,
         hf: IntArray | None = None,
         base: IntArray | None = None,
+        grids: tuple[_GridCache, IntArray] | None = None,
     ) -> tuple[FloatArray, IntArray]:
         """Ideal bits of the values and of the gain-dependent side fields (gain,
         last, κ, noise and top-band levels) of frames quantized to ``q`` at gain
         indices ``g`` (steps ``step``; ``coder_kappa`` as in :meth:`_cost`; ``hf``:
-        the top-band indices when known; ``base`` as in :meth:`_cost`), and each
-        frame's ``last``."""
-        bits, kap, last, grid = self._cost(q, ratio, coder_kappa=coder_kappa, base=base)
+        the top-band indices when known; ``base`` and ``grids`` as in
+        :meth:`_cost`), and each frame's ``last``."""
+        bits, kap, last, grid = self._cost(
+            q, ratio, coder_kappa=coder_kappa, base=base, grids=grids
+        )
         if isinstance(self.side, RawSide):
             return bits + self.side.cost({"gain": g}), last
         v = xs / step[..., None]
@@ -890,11 +1082,15 @@ class TCX:
         }
         return bits + self.side.cost(fields), last
 
-    def _total_cost(self, xs: FloatArray, ratio: FloatArray, g: IntArray) -> FloatArray:
+    def _total_cost(
+        self, xs: FloatArray, ratio: FloatArray, g: IntArray, grids: _GridCache | None = None
+    ) -> FloatArray:
         """:meth:`_cost_with_side` of the values quantized at gain indices ``g``
-        (the rate loop's estimate)."""
+        (the rate loop's estimate; ``grids``: a :class:`_GridCache` of all the frames)."""
         step = _gain_step(g)
-        return self._cost_with_side(xs, ratio, g, step, self._quantize(xs, step, ratio))[0]
+        q = self._quantize(xs, step, ratio)
+        at = None if grids is None else (grids, np.arange(xs.shape[0]))
+        return self._cost_with_side(xs, ratio, g, step, q, grids=at)[0]
 
     def _rate_loop_frame(
         self,
@@ -932,9 +1128,14 @@ class TCX:
         side: Sequence[Side],
         fixed: FloatArray,
         budget: int,
+        *,
+        grids: _GridCache | None = None,
+        q_out: IntArray | None = None,
     ) -> tuple[IntArray, dict[tuple[int, int], bytes | None]]:
         """The gain index :meth:`_rate_loop_frame` ends at, for every frame, mostly
-        without coding.
+        without coding (``grids``: a :class:`_GridCache` of all the frames, for the
+        costs; ``q_out``: where given, receives each frame's values at its final
+        gain, the rows of :meth:`_quantize` at those gains).
 
         A frame fits at a gain exactly when the coder's ``tell()`` is at most the
         budget (``finish()`` is then never longer), and ``tell() = ceil(-log2
@@ -955,7 +1156,15 @@ class TCX:
         def fits(rows: IntArray, g: IntArray) -> npt.NDArray[np.bool_]:
             step = _frame_steps()[g]
             q = self._quantize(xs[rows], step, ratio[rows])
-            bits, last = self._cost_with_side(xs[rows], ratio[rows], g, step, q, coder_kappa=True)
+            bits, last = self._cost_with_side(
+                xs[rows],
+                ratio[rows],
+                g,
+                step,
+                q,
+                coder_kappa=True,
+                grids=None if grids is None else (grids, rows),
+            )
             ideal = fixed[rows] + bits
             ok = ideal < budget - _SURE_BITS
             unsure = ~ok & (ideal <= budget + _SURE_BITS)
@@ -965,6 +1174,8 @@ class TCX:
                 data = self._encode_frame(xs[i], ratio[i], gi, side[i], budget)
                 coded[(i, gi)] = data
                 ok[j] = data is not None
+            if q_out is not None:  # (a frame's last fitting gain is its final one)
+                q_out[rows[ok]] = q[ok]
             return ok
 
         g = gain.copy()
@@ -995,10 +1206,14 @@ class TCX:
         frame_bytes: int,
         *,
         q: IntArray | None = None,
+        grids: _GridCache | None = None,
+        heads: _Heads | None = None,
     ) -> list[bytes]:
         """Code every frame at its final gain (:meth:`_encode_frame`'s payload, the
         per-frame arithmetic done for all frames at once); ``q``: the values to
-        code, when not those of the gain (:meth:`_fill_slack`)."""
+        code, when not those of the gain (:meth:`_fill_slack`) or known;
+        ``grids``: a :class:`_GridCache` of all the frames; ``heads``: ``side``
+        as arrays (:class:`_Heads`)."""
         budget = 8 * frame_bytes
         step = _frame_steps()[gains]
         if q is None:
@@ -1007,7 +1222,10 @@ class TCX:
         kap = self._kappa_index(q, ratio, last)
         v = xs / step[:, None]
         cb = self.config.coded_bins
-        grid = _grid_index(_frame_kappas()[kap][:, None] * ratio[:, :cb])
+        if grids is not None:
+            grid = grids.get(np.arange(xs.shape[0]), kap)
+        else:
+            grid = _grid_index(_frame_kappas()[kap][:, None] * ratio[:, :cb])
         nf = self._noise_index(v, q, ratio, grid)
         hf = self._hf_index(v, ratio)
         # the interval of every value in its table (encode_values' look-ups, for
@@ -1019,20 +1237,21 @@ class TCX:
         escaped = mag > _MAX_ABS
         width = 2 * _MAX_ABS + 3
         at = grid * width + np.where(escaped, 2 * _MAX_ABS + 1, qc + _MAX_ABS)
-        table = _grid_table()
-        cums = np.take(table, at)
-        freqs = np.take(table, at + 1) - cums
         esc_row, esc_col = np.nonzero(escaped)
         # the frames not coded by trial (coded and fitting: their gain is final)
         todo = [i for i in range(xs.shape[0]) if coded.get((i, int(gains[i]))) is None]
-        encoders: dict[int, RangeEncoder] = {}
+        payload: dict[int, bytes | None] = {}  # None: does not fit (cannot happen)
         if len(todo) >= ENCODE_MANY_MIN_STREAMS:  # all at once with numpy
-            head = self._side_steps(todo, side, gains, last, kap, nf, hf)
-            coded_many = self._code_many(
-                head, todo, last, cums, freqs, (esc_row, esc_col, qc[esc_row, esc_col])
+            head = self._side_steps(todo, side, gains, last, kap, nf, hf, heads)
+            tells, blob = self._code_many(
+                head, todo, last, at, (esc_row, esc_col, qc[esc_row, esc_col]), frame_bytes
             )
-            encoders = dict(zip(todo, coded_many, strict=True))
+            for j, (i, t) in enumerate(zip(todo, tells.tolist(), strict=True)):
+                payload[i] = blob[j * frame_bytes : (j + 1) * frame_bytes] if t <= budget else None
         else:
+            table = _grid_table()
+            cums = np.take(table, at)
+            freqs = np.take(table, at + 1) - cums
             escapes: dict[int, list[tuple[int, list[tuple[int, int]]]]] = {}
             for i, j in zip(esc_row.tolist(), esc_col.tolist(), strict=True):
                 escapes.setdefault(i, []).append((j, escape_fields(int(qc[i, j]), _MAX_ABS)))
@@ -1049,16 +1268,14 @@ class TCX:
                         _TOTAL_BITS,
                         escapes.get(i, ()),
                     )
-                encoders[i] = enc
+                payload[i] = enc.finish() if enc.tell() <= budget else None
         frames: list[bytes] = []
         for i in range(xs.shape[0]):
             g = int(gains[i])
             data = coded.get((i, g))  # coded by trial (and fitting: g is final)
             if data is None:
-                enc = encoders[i]
-                if enc.tell() <= budget:
-                    data = enc.finish()
-                else:  # pragma: no cover - cannot happen (see _rate_loop): code by trial
+                data = payload[i]
+                if data is None:  # pragma: no cover - cannot happen (see _rate_loop): by trial
                     data = self._rate_loop_frame(
                         xs[i], ratio[i], int(gain[i]), bool(cannot_fit[i]), side[i], budget
                     )
@@ -1110,14 +1327,21 @@ class TCX:
         kap: IntArray,
         nf: IntArray,
         hf: IntArray,
+        heads: _Heads | None = None,
     ) -> tuple[IntArray, IntArray, IntArray]:
         """The coding steps of the envelope and side fields of frames ``todo``,
-        arrays (frames, steps) for :func:`encode_many`: laid out in numpy under
+        arrays (frames, steps) in the layout of
+        :func:`~codec.residual.rangecoder.encode_many`: laid out in numpy under
         the side tables (:meth:`ModelSide.steps_many`), else recorded frame by
-        frame (:class:`OpRecorder`) and padded with no-op steps ``(0, 1, 0)``."""
+        frame (:class:`OpRecorder`) and padded with no-op steps ``(0, 1, 0)``.
+        ``heads``: ``side`` as arrays (:class:`_Heads`), when known."""
         rows = np.asarray(todo, dtype=np.int64)
-        env = [side[i][0] for i in todo]
-        head = self._head_fields(env) if isinstance(self.side, ModelSide) else None
+        head = None
+        if isinstance(self.side, ModelSide):
+            if heads is not None:  # (a zero-width field is a no-op step, as padding)
+                head = heads.vals[rows], heads.nbs[rows]
+            else:
+                head = self._head_fields([side[i][0] for i in todo])
         if head is not None and np.all((head[1] >= 0) & (head[1] <= 16)):
             assert isinstance(self.side, ModelSide)
             vals, nbs = head
@@ -1128,10 +1352,17 @@ class TCX:
                 "noise": nf[rows],
                 "hf": hf[rows],
             }
-            pitch = [side[i][1] for i in todo]
-            if pitch and pitch[0] is not None:
-                for name in ("pitch_on", "pitch_lag", "pitch_gain"):
-                    values[name] = np.array([p[name] if p else 0 for p in pitch], dtype=np.int64)
+            if heads is not None:
+                if heads.pitch is not None:
+                    for name, arr in heads.pitch.items():
+                        values[name] = arr[rows]
+            else:
+                pitch = [side[i][1] for i in todo]
+                if pitch and pitch[0] is not None:
+                    for name in ("pitch_on", "pitch_lag", "pitch_gain"):
+                        values[name] = np.array(
+                            [p[name] if p else 0 for p in pitch], dtype=np.int64
+                        )
             c, f, s = self.side.steps_many(values)
             return (
                 np.concatenate((vals, c), axis=1),
@@ -1160,46 +1391,70 @@ class TCX:
         head: tuple[IntArray, IntArray, IntArray],
         todo: Sequence[int],
         last: IntArray,
-        cums: IntArray,
-        freqs: IntArray,
+        at: IntArray,
         escapes: tuple[IntArray, IntArray, IntArray],
-    ) -> list[RangeEncoder]:
-        """:func:`encode_many` of frames ``todo``: each frame's side steps
-        (``head``: :meth:`_side_steps`), then its values below ``last`` with the
-        raw fields of its escapes after them, laid out in numpy (the steps of
-        :meth:`RangeEncoder.encode_intervals`)."""
+        frame_bytes: int,
+    ) -> tuple[IntArray, bytes]:
+        """:func:`encode_many_finished` of frames ``todo``: each frame's side steps
+        (``head``: :meth:`_side_steps`), then its values below ``last`` (``at``:
+        their entries of :func:`_grid_table`) with the raw fields of its escapes
+        after them, laid out in numpy (the steps of
+        :meth:`RangeEncoder.encode_intervals`). Returns each frame's ``tell()`` and
+        the frames' ``finish()`` bytes zero-padded to ``frame_bytes``, one after
+        the other (valid where ``tell() <= 8 * frame_bytes``)."""
         rows = np.asarray(todo, dtype=np.int64)
+        m = rows.size
         n_head = head[0].shape[1]
-        width = cums.shape[1]
-        n_val = last[rows]
-        # steps of each value: itself and its escape's raw fields
-        k = (np.arange(width) < n_val[:, None]).astype(np.int64)
-        row_of = np.full(cums.shape[0], -1)
-        row_of[rows] = np.arange(rows.size)
+        cb = at.shape[1]
+        row_of = np.full(at.shape[0], -1)
+        row_of[rows] = np.arange(m)
         esc_frame, esc_col, esc_val = escapes
         esc_r = row_of[esc_frame]
         keep = esc_r >= 0  # the escapes of frames todo
         esc_r, esc_col = esc_r[keep], esc_col[keep]
         n_fields, owner, field_val, field_nb = escape_fields_many(esc_val[keep], _MAX_ABS)
+        extra = np.zeros(m, dtype=np.int64)  # each frame's escape fields
+        np.add.at(extra, esc_r, n_fields)
+        count = n_head + last[rows] + extra
+        # the frames as streams by decreasing number of steps (encode_many_finished)
+        order = np.argsort(-count, kind="stable")
+        stream = np.empty(m, dtype=np.int64)
+        stream[order] = np.arange(m)
+        # steps x streams; every step below a stream's count is written below,
+        # what lies beyond it is never read
+        n_rows = n_head + cb + int(extra.max(initial=0))
+        op_c = np.empty((n_rows, m), dtype=np.uint64)
+        op_f = np.empty((n_rows, m), dtype=np.uint64)
+        op_s = np.full((n_rows, m), _TOTAL_BITS, dtype=np.uint64)
+        for op, h in zip((op_c, op_f, op_s), head, strict=True):
+            op[:n_head] = h[order].T
+        # the step of value j: after the head, the values before it and their
+        # escapes' fields (the values from last on land beyond the frame's count)
+        k = np.ones((m, cb), dtype=np.int64)
         k[esc_r, esc_col] += n_fields
-        pos = n_head + np.cumsum(k, axis=1) - k  # the step of value j
-        count = n_head + k.sum(axis=1)
-        n_steps = int(count.max())
-        op_c = np.zeros((rows.size, n_steps), dtype=np.int64)
-        op_f = np.ones((rows.size, n_steps), dtype=np.int64)
-        op_s = np.full((rows.size, n_steps), _TOTAL_BITS, dtype=np.int64)
-        op_c[:, :n_head], op_f[:, :n_head], op_s[:, :n_head] = head
-        r_at, j_at = np.nonzero(k)
-        at = r_at * n_steps + pos[r_at, j_at]
-        np.put(op_c, at, cums[rows[r_at], j_at])
-        np.put(op_f, at, freqs[rows[r_at], j_at])
+        step = np.cumsum(k, axis=1)
+        step -= k
+        step += n_head
+        first = step[esc_r, esc_col] + 1  # each escape's first field
+        step *= m
+        step += stream[:, None]
+        cum_tab, freq_tab = _interval_tables()
+        at_todo = at if m == at.shape[0] else at[rows]  # (todo: every frame, in order)
+        op_c.put(step, np.take(cum_tab, at_todo))
+        op_f.put(step, np.take(freq_tab, at_todo))
         if owner.size:
-            first = esc_r * n_steps + pos[esc_r, esc_col] + 1  # each escape's first field
-            at_e = first[owner] + (np.arange(owner.size) - (np.cumsum(n_fields) - n_fields)[owner])
-            np.put(op_c, at_e, field_val)
-            np.put(op_f, at_e, 1)
-            np.put(op_s, at_e, field_nb)
-        return encode_many(op_c, op_f, op_s, count)
+            field_step = first[owner] + (
+                np.arange(owner.size) - (np.cumsum(n_fields) - n_fields)[owner]
+            )
+            at_e = field_step * m + stream[esc_r][owner]
+            op_c.put(at_e, field_val)
+            op_f.put(at_e, 1)
+            op_s.put(at_e, field_nb)
+        steps = int(count[order[0]]) if m else 0
+        tell, out = encode_many_finished(
+            op_c[:steps], op_f[:steps], op_s[:steps], count[order], frame_bytes
+        )
+        return tell[stream], out[stream].tobytes()
 
     def _encode_frame(
         self,
@@ -1259,9 +1514,17 @@ class TCX:
         if not self.config.noise_fill:
             return np.zeros(v.shape[0], dtype=np.int64)
         cb = self.config.coded_bins  # the noise-filled bins all lie in the coded band
-        mask = self._noise_mask(q)[:, :cb]
+        mask = q[:, :cb] == 0
+        mask[:, : self._nf_start] = False  # (_noise_mask's bins)
         if self.config.model_fill:
-            return noisefill.factor_index(v[:, :cb], _fill_table()[grid], mask, NOISE_BITS)
+            # noisefill.factor_index(v, ρ, mask) with fewer temporaries: the same
+            # products, (v v) m and (ρ ρ) m, summed over the same arrays
+            m = mask.astype(np.float64)
+            num = v[:, :cb] * v[:, :cb]
+            num *= m
+            den = np.take(_fill_squares(), grid)
+            den *= m
+            return noisefill.index_of_sums(num.sum(axis=-1), den.sum(axis=-1), NOISE_BITS)
         cnt = np.maximum(mask.sum(axis=-1), 1)
         level = NOISE_SCALE * np.sqrt(((v[:, :cb] / ratio[:, :cb]) ** 2 * mask).sum(axis=-1) / cnt)
         return np.clip(np.rint(level / _NOISE_STEP), 0, (1 << NOISE_BITS) - 1).astype(np.int64)

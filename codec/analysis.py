@@ -177,6 +177,8 @@ def _first_order_sequential(y: FloatArray, c: float, state: float) -> FloatArray
     return np.fromiter(acc, dtype=np.float64, count=y.size + 1)[1:]
 
 
+_SEQUENTIAL_BELOW = 1536  # shorter inputs: the plain recursion is the fastest
+_BLOCKS_FROM = 32768  # longer inputs: blocks run in lockstep (between: a doubling scan)
 _FULL_PASS_SHARE = 8  # whole-array passes while more than 1/8 of the samples change
 _MAX_FIX_ROUNDS = 200  # then the rest sample by sample (never reached on speech)
 
@@ -186,33 +188,22 @@ def _first_order_exact(y: FloatArray, c: float, state: float) -> FloatArray:
 
     The result of the sequential recursion is the only sequence ``x`` with
     ``x[k] == fl(y[k] + fl(c * x[k-1]))`` at every ``k``, bit for bit (by
-    induction on ``k``). Start from a close approximation (a doubling scan, a few ulps off)
-    and re-evaluate that equation, first over the whole array, then only where
-    the value before changed, until nothing changes: the fixed point reached is
-    that sequence. Each round makes at least the first inconsistent sample
-    exact, so it terminates; on speech about 20 rounds of shrinking size.
+    induction on ``k``). Start from an approximation that satisfies that equation
+    at every sample but a known few (:func:`_first_order_blocks`) or that is a few
+    ulps off everywhere (a doubling scan, then whole-array passes of the equation),
+    and re-evaluate the equation only where the value before changed, until
+    nothing changes: the fixed point reached is that sequence. Each round makes at
+    least the first inconsistent sample exact, so it terminates; on speech a few
+    rounds over a few samples (blocks) or about 20 of shrinking size (doubling scan).
+    Short inputs run the recursion itself.
     """
     n = y.size
-    if n < 64 or not np.isfinite(y).all():
+    if n < _SEQUENTIAL_BELOW or not np.isfinite(y).all():
         return _first_order_sequential(y, c, state)
-    z = y.copy()
-    z[0] += c * state
-    s, p = 1, c
-    while s < n and p > 1e-18:  # z[k] = sum_{j < 2s} c^j y[k-j]
-        z[s:] += p * z[:-s]
-        s, p = 2 * s, p * p
-    # whole-array rounds
-    tmp = np.empty(n)
-    while True:
-        np.multiply(z[:-1], c, out=tmp[1:])
-        tmp[0] = c * state
-        tmp += y
-        changed = np.flatnonzero(tmp.view(np.int64) != z.view(np.int64))  # bits: -0.0 too
-        z, tmp = tmp, z
-        if changed.size * _FULL_PASS_SHARE <= n:
-            break
-    # rounds over the samples after a changed one
-    dirty = changed + 1
+    if n >= _BLOCKS_FROM and abs(c) < 0.9:
+        z, dirty = _first_order_blocks(y, c, state)
+    else:
+        z, dirty = _first_order_doubling(y, c, state)
     rounds = 0
     while dirty.size:
         if dirty[-1] == n:
@@ -230,6 +221,66 @@ def _first_order_exact(y: FloatArray, c: float, state: float) -> FloatArray:
         z[dirty] = v
         dirty = dirty[keep] + 1
     return z
+
+
+def _first_order_doubling(y: FloatArray, c: float, state: float) -> tuple[FloatArray, np.ndarray]:
+    """A doubling scan (a few ulps off), then whole-array passes of the recursion's
+    equation while many samples change; returns it and the samples after the last
+    pass's changes (the only ones that can be inconsistent)."""
+    n = y.size
+    z = y.copy()
+    z[0] += c * state
+    tmp = np.empty(n)
+    s, p = 1, c
+    while s < n and p > 1e-18:  # z[k] = sum_{j < 2s} c^j y[k-j]
+        np.multiply(z[:-s], p, out=tmp[: n - s])
+        z[s:] += tmp[: n - s]
+        s, p = 2 * s, p * p
+    while True:
+        np.multiply(z[:-1], c, out=tmp[1:])
+        tmp[0] = c * state
+        tmp += y
+        changed = tmp.view(np.int64) != z.view(np.int64)  # bits: -0.0 too
+        z, tmp = tmp, z
+        if np.count_nonzero(changed) * _FULL_PASS_SHARE <= n:
+            return z, np.flatnonzero(changed) + 1
+
+
+def _first_order_blocks(y: FloatArray, c: float, state: float) -> tuple[FloatArray, np.ndarray]:
+    """The recursion run in blocks side by side, one array operation per sample of a block.
+
+    Block b (samples ``[bL, (b+1)L)``, ``L >= W``) starts ``W`` samples early from 0,
+    so its error has shrunk by ``|c|^W < 2^-60`` when it reaches its own samples
+    (where it has usually merged with the exact sequence); block 0 starts from ``state``.
+    Every sample then satisfies the recursion's equation with the sample before
+    it, except perhaps the first of each block: those are returned as the ones to
+    check.
+    """
+    n = y.size
+    warm = int(np.ceil(-60.0 * np.log(2.0) / np.log(max(abs(c), 1e-300))))
+    length = max(warm, min(256, int(np.sqrt(n)) // 4))
+    blocks = -(-n // length)
+    # rows[j, b]: sample j of block b, counted from the start of its warm-up (the
+    # last warm samples of block b - 1, zeros before the signal)
+    rows = np.empty((warm + length, blocks))
+    full = (blocks - 1) * length
+    rows[warm:, :-1] = y[:full].reshape(blocks - 1, length).T
+    rows[warm : warm + n - full, -1] = y[full:]
+    rows[warm + n - full :, -1] = 0.0
+    rows[:warm, 1:] = rows[length:, :-1]
+    rows[:warm, 0] = 0.0
+    tmp = np.empty(blocks)
+    prev = np.zeros(blocks)
+    for j in range(warm):
+        np.multiply(prev, c, out=tmp)
+        np.add(rows[j], tmp, out=prev)
+    prev[0] = state
+    for j in range(warm, warm + length):
+        np.multiply(prev, c, out=tmp)
+        prev = rows[j]
+        np.add(prev, tmp, out=prev)
+    z = np.ascontiguousarray(rows[warm:].T).reshape(-1)[:n]
+    return z, np.arange(length, n, length)
 
 
 # --------------------------------------------------------------------------
@@ -309,7 +360,13 @@ def autocorrelation(frames: npt.ArrayLike, order: int = ORDER) -> FloatArray:
     n = f.shape[-1]
     nfft = 1 << int(np.ceil(np.log2(n + order + 1)))
     spec = np.fft.rfft(f, nfft, axis=-1)
-    r = np.fft.irfft(spec.real**2 + spec.imag**2, nfft, axis=-1)[..., : order + 1]
+    # |X|^2 = re*re + im*im written into the spectrum itself, with a zero imaginary part:
+    # the complex array that irfft makes of a real input, without its casting pass
+    parts = spec.view(np.float64)
+    np.multiply(parts, parts, out=parts)
+    np.add(spec.real, spec.imag, out=spec.real)
+    spec.imag = 0.0
+    r = np.fft.irfft(spec, nfft, axis=-1)[..., : order + 1]
     return np.ascontiguousarray(r)
 
 
@@ -353,8 +410,8 @@ def levinson(r: npt.ArrayLike) -> tuple[FloatArray, FloatArray, FloatArray]:
         acc = np.einsum("...j,...j->...", a[..., :i], ra[..., i:0:-1])
         ki = -acc / np.maximum(err, tiny)
         ki = np.clip(ki, -0.999999, 0.999999)
-        prev = a[..., 1:i].copy()
-        a[..., 1:i] = prev + ki[..., None] * prev[..., ::-1]
+        # a_j += k a_{i-j} (j < i): the products are formed from the old values first
+        a[..., 1:i] += ki[..., None] * a[..., i - 1 : 0 : -1]
         a[..., i] = ki
         refl[..., i - 1] = ki
         err = err * (1.0 - ki * ki)
@@ -402,48 +459,127 @@ def lpc_of_frames(frames: npt.ArrayLike, *, order: int = ORDER) -> LpcResult:
 # LPC <-> LSF
 
 
-def _sum_diff_polynomials(a: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Symmetric/antisymmetric polynomials with the trivial roots removed.
+def _chebyshev_series(a: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Chebyshev series of the deflated sum and difference polynomials of LPC rows (n, p + 1).
 
-    For even order p: ``P(z) = A(z) + z^-(p+1) A(1/z)`` has a root at z = -1 and
-    ``Q(z) = A(z) - z^-(p+1) A(1/z)`` one at z = 1. Returns the deflated
-    ``P(z)/(1 + z^-1)`` and ``Q(z)/(1 - z^-1)``, each symmetric of degree p.
+    For even order p = 2m: ``P(z) = A(z) + z^-(p+1) A(1/z)`` has a root at z = -1 and
+    ``Q(z) = A(z) - z^-(p+1) A(1/z)`` one at z = 1. The deflated ``P(z)/(1 + z^-1)`` and
+    ``Q(z)/(1 - z^-1)`` are symmetric of degree p with coefficients ``s_0 = e_0``,
+    ``s_i = e_i - s_{i-1}`` (P, ``e_i = a_i + a_{p+1-i}``) and ``s_i = e_i + s_{i-1}`` (Q,
+    ``e_i = a_i - a_{p+1-i}``), ``a_{p+1} = 0``. On the unit circle ``s(e^jw) e^{jmw} =
+    c_0 + sum_k c_k T_k(cos w)`` with ``c_0 = s_m`` and ``c_k = 2 s_{m-k}``.
+
+    Returns ``c`` (n, m + 1) for P and for Q. Only ``s_0 .. s_m`` enter ``c``, so the
+    recursion stops there; it runs on contiguous columns, each value rounded by the
+    same operations as in the whole-row form (``c_0`` still as ``(2 s_m) 0.5``).
     """
     p = a.shape[-1] - 1
-    ext = np.concatenate([a, np.zeros((*a.shape[:-1], 1))], axis=-1)
-    rev = ext[..., ::-1]
-    psum = ext + rev
-    qdiff = ext - rev
-    pd = np.zeros((*a.shape[:-1], p + 1))
-    qd = np.zeros((*a.shape[:-1], p + 1))
-    pd[..., 0] = psum[..., 0]
-    qd[..., 0] = qdiff[..., 0]
-    for i in range(1, p + 1):
-        pd[..., i] = psum[..., i] - pd[..., i - 1]
-        qd[..., i] = qdiff[..., i] + qd[..., i - 1]
-    return pd, qd
+    m = p // 2
+    col = np.ascontiguousarray(a.T)  # (p + 1, n): a_i as a contiguous row
+    cp = np.empty((m + 1, a.shape[0]))
+    cq = np.empty((m + 1, a.shape[0]))
+    sp = col[0] + 0.0  # e_0 = a_0 +- a_{p+1}
+    sq = col[0] - 0.0
+    for i in range(1, m + 1):
+        cp[m + 1 - i] = sp
+        cq[m + 1 - i] = sq
+        sp = (col[i] + col[p + 1 - i]) - sp
+        sq = (col[i] - col[p + 1 - i]) + sq
+    cp[0] = sp
+    cq[0] = sq
+    for c in (cp, cq):
+        c *= 2.0
+        c[0] *= 0.5
+    return cp.T.copy(), cq.T.copy()  # fresh C-order arrays, as BLAS is given them
 
 
-def _chebyshev_coefficients(sym: FloatArray) -> FloatArray:
-    """Chebyshev series of a symmetric polynomial of even degree 2m on the unit circle.
+_GRID_TABLES: dict[tuple[int, int], tuple[FloatArray, FloatArray]] = {}
 
-    ``sym(e^jw) e^{jmw} = c_0 + sum_k c_k T_k(cos w)`` with ``c_0 = s_m`` and
-    ``c_k = 2 s_{m-k}``. Returns ``c`` of shape (..., m + 1).
+
+def _grid_table(terms: int, grid_points: int) -> tuple[FloatArray, FloatArray]:
+    """The grid ``w`` on [0, pi] and ``T_k(cos w) = cos(k w)`` (terms, G + 1), cached.
+
+    Computed by the same expressions as afresh, so the same values; read-only,
+    since they are shared between calls (and threads).
     """
-    m = (sym.shape[-1] - 1) // 2
-    c = 2.0 * sym[..., m::-1]
-    c[..., 0] *= 0.5
-    return c
+    key = (terms, grid_points)
+    table = _GRID_TABLES.get(key)
+    if table is None:
+        w = np.linspace(0.0, np.pi, grid_points + 1)
+        tk = np.cos(np.outer(np.arange(terms), w))
+        w.flags.writeable = False
+        tk.flags.writeable = False
+        table = _GRID_TABLES[key] = (w, tk)
+    return table
 
 
-def _clenshaw(c: FloatArray, x: FloatArray) -> FloatArray:
-    """Evaluate Chebyshev series ``c`` (..., m+1) at points ``x`` (..., q)."""
-    b1 = np.zeros_like(x)
-    b2 = np.zeros_like(x)
+_TABLED_STEPS = 6  # bisection steps on the coarse grid that are looked up in a table
+_STEP_TABLES: dict[int, tuple[FloatArray, FloatArray, FloatArray]] = {}
+
+
+def _step_table(grid_points: int) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The first :data:`_TABLED_STEPS` bisection steps in every interval of the grid, cached.
+
+    The midpoints of a grid interval ``[w_j, w_j+1]`` form a binary tree: node h
+    (1 at the first step) has the children ``2h`` (its lower half) and ``2h + 1``
+    (its upper half). Returns ``cos`` of node h's midpoint at ``[j, h]`` (1 <= h <
+    2**S) and the bounds ``lo``, ``hi`` of the leaves ``2**S + l`` at ``[j, l]``; each
+    midpoint formed from the same two floats as in the bisection (``0.5 * (lo +
+    hi)``), so the values are those it would compute. Read-only.
+    """
+    tables = _STEP_TABLES.get(grid_points)
+    if tables is None:
+        w, _ = _grid_table(1, grid_points)
+        lo = w[:-1, None]
+        hi = w[1:, None]
+        cosines = np.zeros((grid_points, 1 << _TABLED_STEPS))
+        for s in range(_TABLED_STEPS):
+            mid = 0.5 * (lo + hi)
+            cosines[:, 1 << s : 2 << s] = np.cos(mid)
+            lo = np.stack([lo, mid], axis=2).reshape(grid_points, -1)
+            hi = np.stack([mid, hi], axis=2).reshape(grid_points, -1)
+        tables = (cosines, lo, hi)
+        for t in tables:
+            t.flags.writeable = False
+        _STEP_TABLES[grid_points] = tables
+    return tables
+
+
+def _clenshaw(
+    ck: FloatArray, x: FloatArray, top_nonzero: bool, out: FloatArray | None = None
+) -> FloatArray:
+    """Evaluate Chebyshev series at finite points ``x``; ``ck[k]`` (broadcast to x) holds c_k.
+
+    Clenshaw's recurrence ``b_k = 2x b_{k+1} - b_{k+2} + c_k`` from ``b = +0`` above
+    the top term, then ``f = x b_1 - b_2 + c_0`` (into ``out`` if given), every
+    operation rounded as written. Operations that are exact identities are skipped:
+    ``v - (+0) == v`` for every v, and the top step ``(2x) (+0) - (+0) + c == c``
+    when no ``c`` of the top row is a zero (``top_nonzero``; the product is a zero
+    as x is finite).
+    """
+    top = ck.shape[0] - 1
     two_x = 2.0 * x
-    for k in range(c.shape[-1] - 1, 0, -1):
-        b1, b2 = two_x * b1 - b2 + c[..., k : k + 1], b1
-    return x * b1 - b2 + c[..., 0:1]
+    b1: FloatArray | None = None  # b_{k+1}; None: the +0 of the start
+    b2: FloatArray | None = None  # b_{k+2}
+    spare: FloatArray | None = None  # a scratch array no longer needed (b_{k+3})
+    own1 = own2 = False  # whether b1, b2 are scratch arrays of this function
+    for k in range(top, -1, -1):
+        mult = two_x if k else x
+        if k == 0 and out is not None:
+            spare = out
+        if b1 is None:
+            own = not (top_nonzero and k)
+            t = np.add(mult * 0.0, ck[k], out=spare) if own else ck[k]
+        else:
+            own = True
+            t = np.multiply(mult, b1, out=spare)
+            if b2 is not None:
+                t -= b2
+            t += ck[k]
+        spare = b2 if own2 else None
+        b1, b2, own1, own2 = t, b1, own, own1
+    assert b1 is not None
+    return b1
 
 
 def _roots_on_grid(c: FloatArray, grid_points: int) -> tuple[FloatArray, np.ndarray]:
@@ -458,45 +594,100 @@ def _roots_on_grid(c: FloatArray, grid_points: int) -> tuple[FloatArray, np.ndar
 def _roots_on_grids(
     series: list[FloatArray], grid_points: int
 ) -> list[tuple[FloatArray, np.ndarray]]:
-    """:func:`_roots_on_grid` of each array of series, the bisections of all in one
-    loop (they are elementwise, so each row's result is the same as alone)."""
+    """:func:`_roots_on_grid` of each array of series (all with the same number of
+    terms), the bisections of all in one loop (they are elementwise, so each row's
+    result is the same as alone).
+
+    The bisection runs on (m, R) arrays (root j of the R rows in row j, with each
+    row's coefficients spread alongside), and its first steps on the coarse grid
+    look their cosines up in :func:`_step_table`; every value is the one of the
+    plain loop: ``mid = 0.5 * (lo + hi)``, ``f(mid)`` by :func:`_clenshaw` at
+    ``cos(mid)``, and lo moves to mid where f(mid) has the sign bit of f(lo), else hi.
+    """
+    g1 = grid_points + 1
+    m = series[0].shape[1] - 1
+    w, tk = _grid_table(m + 1, grid_points)
     brackets = []
+    vals = np.empty(0)
     for c in series:
-        n, m1 = c.shape
-        m = m1 - 1
-        w = np.linspace(0.0, np.pi, grid_points + 1)
-        tk = np.cos(np.outer(np.arange(m1), w))  # T_k(cos w) = cos(k w)
-        vals = c @ tk  # (n, G+1)
-        sign = np.signbit(vals)
-        change = sign[:, 1:] != sign[:, :-1]
-        ok = change.sum(axis=1) == m
-        rows = np.nonzero(ok)[0]
-        cols = np.nonzero(change[rows])[1].reshape(rows.size, m)
-        brackets.append(
-            (
-                ok,
-                rows,
-                w[cols],
-                w[cols + 1],
-                vals[rows[:, None], cols],
-                vals[rows[:, None], cols + 1],
-                c[rows],
-            )
-        )
-    lo = np.concatenate([b[2] for b in brackets])
-    hi = np.concatenate([b[3] for b in brackets])
-    flo = np.concatenate([b[4] for b in brackets])
-    fhi = np.concatenate([b[5] for b in brackets])
-    cc = np.concatenate([b[6] for b in brackets])
+        n = c.shape[0]
+        if vals.shape != (n, g1):
+            vals = np.empty((n, g1))  # one buffer for all series (the same BLAS call)
+            sign = np.empty(n * g1, dtype=bool)
+            change = np.empty(max(n * g1 - 1, 0), dtype=bool)
+        np.matmul(c, tk, out=vals)
+        # sign changes along the flattened rows; the pairs that straddle two rows are dropped
+        np.signbit(vals.ravel(), out=sign)
+        np.not_equal(sign[1:], sign[:-1], out=change)
+        change[grid_points::g1] = False
+        left = np.flatnonzero(change)  # flat index of each bracket's left end, row by row
+        row = left // g1
+        ok = np.bincount(row, minlength=n) == m
+        rows = np.flatnonzero(ok)
+        # (m, rows), C order: root j of each row in row j
+        left = np.ascontiguousarray(left[ok[row]].reshape(rows.size, m).T)
+        cols = left - rows * g1
+        flat = vals.ravel()
+        cr = np.ascontiguousarray(c[rows].T)
+        brackets.append((ok, rows, w[cols], w[cols + 1], flat[left], flat[left + 1], cr, cols))
+    # (m, R) arrays: root j of the R rows with a bracket for every root, series after series
+    lo, hi, flo, fhi, ck, cols = (
+        np.concatenate([b[i] for b in brackets], axis=1) for i in range(2, 8)
+    )
     if lo.size:
-        for _ in range(_BISECTIONS):
-            mid = 0.5 * (lo + hi)
-            fmid = _clenshaw(cc, np.cos(mid))
-            same = np.signbit(fmid) == np.signbit(flo)
-            lo = np.where(same, mid, lo)
-            flo = np.where(same, fmid, flo)
-            hi = np.where(same, hi, mid)
-            fhi = np.where(same, fhi, fmid)
+        # scratch for the history of f(mid) and the coefficients spread over the roots
+        # (contiguous operands): the grid values are no longer needed
+        size = lo.size
+        if vals.size >= (_BISECTIONS + m + 1) * size:
+            scratch = vals.ravel()
+        else:
+            scratch = np.empty((_BISECTIONS + m + 1) * size)
+        fmids = scratch[: _BISECTIONS * size].reshape(_BISECTIONS, *lo.shape)
+        spread = scratch[_BISECTIONS * size : (_BISECTIONS + m + 1) * size]
+        spread = spread.reshape(m + 1, *lo.shape)
+        np.copyto(spread, ck[:, None, :])  # c_k of each root's series
+        # c_m is 2 s_0 = 2 a_0 in lpc_to_lsf
+        top_nonzero = bool(np.all(ck[m] != 0.0))
+        # lo moves only to a mid whose f has the sign bit of f(lo), so that bit is fixed
+        # and each f(mid) is tested against it; f at the bounds is needed only at the end,
+        # read from the history of f(mid) at the last step that moved each bound
+        slo = np.signbit(flo)
+        to_lo = np.empty((_BISECTIONS, *lo.shape), dtype=bool)
+        mid = np.empty_like(lo)
+        x = np.empty_like(lo)
+        # the first steps on the coarse grid walk the tree of :func:`_step_table`
+        tabled = min(_TABLED_STEPS, _BISECTIONS) if grid_points == _GRID_POINTS[0] else 0
+        if tabled:
+            cosines, lo_leaf, hi_leaf = (t.ravel() for t in _step_table(grid_points))
+            base = cols << _TABLED_STEPS  # the table row of each root's grid interval
+            node = base + 1  # flat table index of the current node
+            half = np.empty_like(node)
+        for i in range(_BISECTIONS):
+            if i < tabled:
+                np.take(cosines, node, out=x)
+            else:
+                np.add(lo, hi, out=mid)
+                mid *= 0.5
+                np.cos(mid, out=x)
+            _clenshaw(spread, x, top_nonzero, out=fmids[i])
+            np.signbit(fmids[i], out=to_lo[i])
+            np.equal(to_lo[i], slo, out=to_lo[i])
+            if i < tabled:  # to the child: the upper half where lo moves up
+                np.subtract(node, base, out=half)
+                node += half
+                node += to_lo[i]
+                if i == tabled - 1:  # a leaf: its bounds
+                    node -= 1 << _TABLED_STEPS
+                    lo = lo_leaf[node]
+                    hi = hi_leaf[node]
+            else:
+                lo = np.where(to_lo[i], mid, lo)
+                hi = np.where(to_lo[i], hi, mid)
+        step = np.arange(1, _BISECTIONS + 1, dtype=np.int8)[:, None, None]
+        for moved, f in ((to_lo, flo), (~to_lo, fhi)):
+            last = (moved * step).max(axis=0).ravel()  # 1 + the last step that moved it; 0: none
+            at = np.flatnonzero(last)
+            np.put(f, at, fmids.take((last[at] - 1).astype(np.intp) * size + at))
         # final regula-falsi step inside the bracket
         denom = flo - fhi
         safe = np.abs(denom) > 0
@@ -507,8 +698,8 @@ def _roots_on_grids(
     out = []
     start = 0
     for c, (ok, rows, *_) in zip(series, brackets, strict=True):
-        roots = np.zeros((c.shape[0], c.shape[1] - 1))
-        roots[rows] = found[start : start + rows.size]
+        roots = np.zeros((c.shape[0], m))
+        roots[rows] = found[:, start : start + rows.size].T
         start += rows.size
         out.append((roots, ok))
     return out
@@ -559,10 +750,7 @@ def lpc_to_lsf(a: npt.ArrayLike) -> FloatArray:
     expand = 0.994 ** np.arange(p + 1)
     for attempt in range(200):
         grid = _GRID_POINTS[min(attempt, 1)]
-        pd, qd = _sum_diff_polynomials(work)
-        (rp, okp), (rq, okq) = _roots_on_grids(
-            [_chebyshev_coefficients(pd), _chebyshev_coefficients(qd)], grid
-        )
+        (rp, okp), (rq, okq) = _roots_on_grids(list(_chebyshev_series(work)), grid)
         ok = okp & okq
         lsf = np.sort(np.concatenate([rp, rq], axis=1), axis=1)
         out[todo[ok]] = lsf[ok]
@@ -598,28 +786,32 @@ def lsf_to_lpc(lsf: npt.ArrayLike) -> FloatArray:
     flat = w.reshape(-1, p)
     n = flat.shape[0]
 
-    def product(roots: FloatArray) -> FloatArray:
-        poly = np.zeros((roots.shape[0], p + 2))
-        poly[:, 0] = 1.0
-        deg = 0
-        for j in range(roots.shape[1]):
-            m2c = -2.0 * np.cos(roots[:, j : j + 1])
-            nxt = poly.copy()
-            nxt[:, 1 : deg + 2] += m2c * poly[:, : deg + 1]
-            nxt[:, 2 : deg + 3] += poly[:, : deg + 1]
-            poly = nxt
-            deg += 2
-        return poly
-
-    # P's roots (LSFs 0, 2, ...) and Q's (1, 3, ...) in one product: rows are independent
-    both = product(np.concatenate([flat[:, 0::2], flat[:, 1::2]]))
-    pp = both[:n]  # degree p, coefficients 0..p
-    qq = both[n:]
-    full_p = pp.copy()
-    full_p[:, 1:] += pp[:, :-1]  # times (1 + z^-1)
-    full_q = qq.copy()
-    full_q[:, 1:] -= qq[:, :-1]  # times (1 - z^-1)
-    a = 0.5 * (full_p + full_q)[:, : p + 1]
+    # coefficient-major layout (coefficients in rows, one column per polynomial), so
+    # that every operation runs along a contiguous row; the same elementwise operations
+    # in the same order as on one polynomial per row
+    half = p // 2
+    roots = np.empty((half, 2 * n))
+    roots[:, :n] = flat[:, 0::2].T  # P's roots (LSFs 0, 2, ...), then Q's (1, 3, ...)
+    roots[:, n:] = flat[:, 1::2].T
+    m2c = np.cos(roots)
+    m2c *= -2.0
+    # product of the quadratics 1 - 2 cos(w) z^-1 + z^-2: poly <- poly + m2c z^-1 poly + z^-2 poly
+    poly = np.zeros((p + 2, 2 * n))
+    poly[0] = 1.0
+    for j in range(half):
+        deg = 2 * j
+        prev = poly[: deg + 1].copy()
+        poly[1 : deg + 2] += prev * m2c[j]
+        poly[2 : deg + 3] += prev
+    pp = poly[:, :n]  # degree p, coefficients 0..p
+    qq = poly[:, n:]
+    # (P (1 + z^-1) + Q (1 - z^-1)) / 2
+    a = np.empty((p + 1, n))
+    a[0] = pp[0] + qq[0]
+    np.add(pp[1 : p + 1], pp[:p], out=a[1:])
+    a[1:] += qq[1 : p + 1] - qq[:p]
+    a *= 0.5
+    a = np.ascontiguousarray(a.T)
     return a.reshape(*batch, p + 1)
 
 
@@ -667,22 +859,31 @@ def reflection_coefficients(a: npt.ArrayLike) -> FloatArray:
     k : ndarray, shape (..., p), in the order ``k_1 .. k_p``.
     """
     # extended precision: for clustered roots the float64 recursion can miss instability
-    cur: npt.NDArray[np.longdouble] = np.array(a, dtype=np.longdouble)
-    cur = cur / cur[..., :1]
-    p = cur.shape[-1] - 1
-    k = np.ones((*cur.shape[:-1], p), dtype=np.longdouble)
-    alive = np.ones(cur.shape[:-1], dtype=bool)
+    arr: npt.NDArray[np.longdouble] = np.array(a, dtype=np.longdouble)
+    batch = arr.shape[:-1]
+    p = arr.shape[-1] - 1
+    # coefficient-major (one column per polynomial), so that the operations run along
+    # contiguous rows: the same elementwise operations as on one polynomial per row
+    cur = np.ascontiguousarray(arr.reshape(-1, p + 1).T)
+    if not np.all(cur[0] == 1.0):  # x / 1 == x: normalised rows skip the division
+        cur = cur / cur[:1]
+    k = np.ones((p, cur.shape[1]), dtype=np.longdouble)
+    alive = np.ones(cur.shape[1], dtype=bool)
     for m in range(p, 0, -1):
-        km = cur[..., m]
+        km = cur[m]
         alive &= np.abs(km) < 1.0
-        km_safe = np.where(alive, km, 0.0)
-        k[..., m - 1] = np.where(alive, km, 1.0)
-        denom = 1.0 - km_safe * km_safe
-        cur = np.asarray(
-            (cur[..., :m] - km_safe[..., None] * cur[..., m:0:-1]) / denom[..., None],
-            dtype=np.longdouble,
-        )
-    return k.astype(np.float64)
+        if alive.all():  # where(alive, km, .) is km itself
+            km_safe = km
+            k[m - 1] = km
+        elif alive.any():
+            km_safe = np.where(alive, km, 0.0)
+            k[m - 1] = np.where(alive, km, 1.0)
+        else:  # no row left: the rest of k stays 1
+            break
+        if m > 1:
+            denom = 1.0 - km_safe * km_safe
+            cur = (cur[:m] - km_safe * cur[m:0:-1]) / denom
+    return np.array(k.T, dtype=np.float64, order="C").reshape(*batch, p)
 
 
 def _enforce_gaps(w: FloatArray, gap: FloatArray) -> FloatArray:

@@ -86,6 +86,24 @@ def test_de_emphasis_blockwise_equals_whole_and_inverts(speech):
     np.testing.assert_allclose(np.concatenate(parts), whole, atol=1e-12)
 
 
+@pytest.mark.parametrize("n", [100, 1535, 1536, 5000, 32767, 32768, 100_003])
+@pytest.mark.parametrize("c", [an.PRE_EMPHASIS, -0.5, 0.3, 0.95])
+def test_first_order_exact_is_the_recursion_bit_for_bit(speech, n, c):
+    """Every path of the fast first-order recursion (sequential, doubling scan,
+    blocks in lockstep) gives the sequential recursion's numbers, signed zeros
+    and decays into subnormals included."""
+    x, _ = speech
+    rng = np.random.default_rng(n)
+    y = np.resize(x, n) * rng.uniform(0.5, 2.0)
+    y[n // 3 : n // 3 + 4000] = 0.0  # a decay into digital silence
+    y[n // 2 : n // 2 + 50] = -0.0
+    y[-200:] *= 1e-310  # subnormal inputs
+    for state in (0.0, 0.7, -1e-300):
+        want = an._first_order_sequential(y, c, state)
+        got = an._first_order_exact(y, c, state)
+        assert np.array_equal(got.view(np.int64), want.view(np.int64))
+
+
 def test_emphasis_rejects_unstable_coefficient():
     with pytest.raises(ParameterError):
         an.de_emphasis(np.zeros(4), coef=1.0)

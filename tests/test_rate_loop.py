@@ -243,3 +243,28 @@ def test_encoder_shortcuts_equal_their_references(speech, monkeypatch, rate):
     plain, _ = coder._rate_loop(xs, ratio, gain, cannot_fit, side, fixed, budget)
     assert np.array_equal(final, plain)
     assert np.array_equal(q_out, coder._quantize(xs, tcx_module._frame_steps()[final], ratio))
+
+
+@pytest.mark.parametrize("rate", [13.2, 32.0])
+def test_fill_slack_running_totals_equal_the_reference(speech, monkeypatch, rate):
+    """The left-over-bits loop decides most trials from running totals and the
+    rest (κ moved, or near a rounding edge) over whole frames: the values are
+    those of the loop that costs whole frames, over frames where κ changes."""
+    coder, args, kwargs = _captured(speech, monkeypatch, rate)
+    coefs, a_q, env_idx, env_bits, frame_bytes = args
+    pitch = kwargs.get("pitch") or PitchParams.off(coefs.shape[0])
+    xs, ratio, _, fixed, budget = _setup(coder, coefs, a_q, env_idx, env_bits, frame_bytes, pitch)
+    cb = coder.config.coded_bins
+    base = tcx_module._grid_base(ratio[:, :cb])
+    frames = coder.encode(coefs, a_q, env_idx, env_bits, frame_bytes, pitch=pitch)
+    gains = coder.read_side(frames, env_bits)[1]["gain"]
+    moved = 0
+    for more in (0, 1, 3, 6):  # coarser gains leave more bits, so more steps and κ moves
+        g = np.minimum(gains + more, 255)
+        q, filled = coder._fill_slack(xs, ratio, g, fixed, budget, base)
+        q_ref, filled_ref = coder._fill_slack(xs, ratio, g, fixed, budget, base, indexed=False)
+        assert np.array_equal(q, q_ref) and np.array_equal(filled, filled_ref)
+        q0 = coder._quantize(xs, tcx_module._frame_steps()[g], ratio)
+        kap = [coder._kappa_index(v, ratio, coder._last(v)) for v in (q0, q)]
+        moved += int(np.count_nonzero(kap[0] != kap[1]))
+    assert moved > 0

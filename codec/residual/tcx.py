@@ -196,6 +196,11 @@ GRID_CACHE_MIN_FRAMES = 64
 _SURE_BITS = 1e-6
 """The rate loop codes a frame to see whether it fits only when its ideal cost is
 within this many bits of the budget (:meth:`TCX._rate_loop`)."""
+_TOTAL_SLACK = 1e-10
+"""A running total in :meth:`TCX._fill_slack_indexed` (a float sum of terms
+``>= 0``, then a few terms added or taken away) is within this many times the
+sum of its terms of any float sum of the same terms (the true bound is under
+``1e-13`` times at the coded band's bins)."""
 _N_GRID = (SCALE_MAX_LOG2 - SCALE_MIN_LOG2) * SCALE_STEPS_PER_OCTAVE + 1
 
 
@@ -945,10 +950,22 @@ class TCX:
         change: a trial changes one bin, from ``|q| < M`` to ``|q| + 1`` (the
         sign of ``v``), so the escapes stay and ``last`` only grows.
 
+        A trial is first decided from running totals of each frame (the sums of
+        ``|q| / r``, of the value bits at the frame's κ, of ``v²`` and ``ρ²``)
+        plus what the trial changes: the bin, and the zeros between the old and
+        the new ``last``. Every term is ``>= 0``, so each sum is within
+        :data:`_TOTAL_SLACK` times the sum of the terms that went into it of
+        any float sum of the same terms; a trial whose κ, noise index and fit
+        stay the same over twice that span is decided as the whole-frame sums
+        would decide it. The others (κ moved, or near a rounding edge) are
+        costed over whole frames as before, which also resets the totals.
+
         ``v``: the coded band in steps; ``mag``: ``|q|`` of the coded band.
         """
         m = _MAX_ABS
         zero_col = 2 * m + 3
+        to_zero = zero_col - (m + 1)  # a value's column less a coded zero's
+        kstep = _KAPPA_GRID_STEPS * _SYM_COLS
         cb = self.config.coded_bins
         nf = min(self._nf_start, cb)
         n = q.shape[0]
@@ -958,70 +975,158 @@ class TCX:
         last = self._last(qc)
         cols = np.arange(cb)
         # each bin's index in the padded tables, without the κ offset
-        sym = np.where(cols < last[:, None], np.clip(qc, -m - 1, m + 1) + (m + 1), zero_col)
-        idx0 = (np.clip(base, -_OFF_HI, _N_GRID - 1 - _OFF_LO) + _PAD) * _SYM_COLS + sym
+        # (the values are zero from last on: a coded zero's column, then zero_col)
+        idx0 = np.clip(qc, -m - 1, m + 1)
+        idx0 += (np.clip(base, -_OFF_HI, _N_GRID - 1 - _OFF_LO) + _PAD) * _SYM_COLS + (m + 1)
+        idx0 += (cols >= last[:, None]) * to_zero
         rc = np.ascontiguousarray(ratio[:, :cb])
         ratio_terms = mag / rc  # |q| / r of every bin: _kappa_index's terms, kept up to date
-        num0 = np.where((mag == 0) & (cols >= nf), v * v, 0.0)  # v² of the noise-filled bins
+        num0 = np.square(v)  # v² of the noise-filled bins (the zeros from nf on), else 0
+        num0 *= mag == 0
+        num0[:, :nf] = 0.0
         esc_row, esc_col = np.nonzero(mag > m)
         _, exp = np.frexp((mag[esc_row, esc_col] - m).astype(np.float64))
         esc_bits = 2.0 * exp  # the raw bits of the escapes (_value_costs)
         pos = np.full(n, -1)
         filled = np.zeros(n, dtype=bool)
+        # the running totals of the current values, the costs at κ ``kap_at``, and
+        # the sums of the terms that went into them (the scale of their errors)
+        tot_t = ratio_terms.sum(axis=-1)
+        kap_at = self._kappa_of_sum(tot_t, last)
+        idx = idx0 + ((kap_at - _KAPPA_OFFSET) * kstep)[:, None]
+        costs = np.take(bits_tab, idx)
+        costs[esc_row, esc_col] += esc_bits
+        tot_c = costs.sum(axis=-1)
+        den = np.take(rho2_tab, idx)
+        den[:, :nf] = 0.0
+        tot_d = den.sum(axis=-1)
+        tot_n = num0.sum(axis=-1)
+        sc_t, sc_c, sc_d, sc_n = tot_t.copy(), tot_c.copy(), tot_d.copy(), tot_n.copy()
+        thr = budget - _SURE_BITS
         for j in range(order.shape[1]):
             try_it = gain_of[:, j] > 0.0
             if not try_it.any():
                 break
             sub = np.flatnonzero(try_it)
-            at = np.arange(sub.size)
             col = order[sub, j]
             sgn = np.where(v[sub, col] < 0, -1, 1)
             new_q = cur[sub, col] + sgn
             old_last = last[sub]
             new_last = np.maximum(old_last, (col // LAST_UNIT + 1) * LAST_UNIT)
-            # κ: the sum of |q| / r up to the largest last (_kappa_index)
             width = int(new_last.max())
-            terms = ratio_terms[sub, :width]
             new_term = np.abs(new_q) / rc[sub, col]
-            terms[at, col] = new_term
-            kap = self._kappa_of_sum(terms.sum(axis=-1), new_last)
-            # the bins between the old and the new last become coded zeros
-            idx = idx0[sub]
             ext = np.flatnonzero(new_last > old_last)
-            if ext.size:
-                span = (cols >= old_last[ext, None]) & (cols < new_last[ext, None])
-                idx[ext] -= span * (zero_col - (m + 1))
-            idx[at, col] += sgn
-            idx += ((kap - _KAPPA_OFFSET) * (_KAPPA_GRID_STEPS * _SYM_COLS))[:, None]
-            costs = np.take(bits_tab, idx)  # _value_costs, zero beyond last
-            pos[sub] = at
-            esc_at = pos[esc_row]
-            pos[sub] = -1
-            has = esc_at >= 0
-            costs.reshape(-1)[esc_at[has] * cb + esc_col[has]] += esc_bits[has]
-            den = np.take(rho2_tab, idx)  # ρ² of the zeros (_noise_index)
-            den[:, :nf] = 0.0
-            num = num0[sub]
-            num[at, col] = 0.0
+            # κ from the running sum, sure when the same over twice its error span
+            old_term = ratio_terms[sub, col]
+            t = tot_t[sub] + (new_term - old_term)
+            et = 2.0 * _TOTAL_SLACK * (sc_t[sub] + old_term + new_term)
+            kap = self._kappa_of_sum(t, new_last)
+            sure = kap == kap_at[sub]
+            sure &= kap == self._kappa_of_sum(t - et, new_last)
+            sure &= kap == self._kappa_of_sum(t + et, new_last)
+            # the bin's bits and ρ² before (a coded zero beyond the old last) and after
+            koff = (kap_at[sub] - _KAPPA_OFFSET) * kstep
+            at_col = idx0[sub, col] - np.where(col >= old_last, to_zero, 0) + koff
+            b_old, b_new = bits_tab[at_col], bits_tab[at_col + sgn]
+            c = tot_c[sub] + (b_new - b_old)
+            ec = sc_c[sub] + b_old + b_new
+            if ext.size:  # plus the coded zeros from the old to the new last
+                lo = old_last[ext]
+                span_n = new_last[ext] - lo
+                starts = np.cumsum(span_n) - span_n
+                rr = np.repeat(sub[ext], span_n)
+                bb = np.arange(int(span_n.sum())) - np.repeat(starts - lo, span_n)
+                zeros = bits_tab[idx0[rr, bb] - to_zero + np.repeat(koff[ext], span_n)]
+                added = np.add.reduceat(zeros, starts)
+                c[ext] += added
+                ec[ext] += added
+            r_old = np.where(col >= nf, rho2_tab[at_col], 0.0)
+            r_new = np.where(col >= nf, rho2_tab[at_col + sgn], 0.0)
+            dd = tot_d[sub] + (r_new - r_old)
+            ed = 2.0 * _TOTAL_SLACK * (sc_d[sub] + r_old + r_new)
+            nn = tot_n[sub] - num0[sub, col]
+            en = 2.0 * _TOTAL_SLACK * sc_n[sub]
+            noise = noisefill.index_of_sums(nn, dd, NOISE_BITS)
+            lo_n = noisefill.index_of_sums(nn - en, dd + ed, NOISE_BITS)
+            hi_n = noisefill.index_of_sums(nn + en, dd - ed, NOISE_BITS)
+            nz = (sc_n[sub] > 0.0) & (sc_d[sub] + r_new > 0.0)  # else 0 for sure
+            sure &= ~nz | ((nn > en) & (dd > ed) & (noise == lo_n) & (noise == hi_n))
             fields = {
                 "gain": gains[sub],
                 "last": new_last // LAST_UNIT,
                 "kappa": kap,
-                "noise": noisefill.index_of_sums(num.sum(axis=-1), den.sum(axis=-1), NOISE_BITS),
+                "noise": noise,
                 "hf": hf[sub],
             }
-            bits = costs.sum(axis=-1) + self.side.cost(fields)
-            ok = fixed[sub] + bits < budget - _SURE_BITS
+            side = self.side.cost(fields)
+            y = fixed[sub] + (c + side)
+            ok = y < thr
+            sure &= np.abs(y - thr) > 2.0 * _TOTAL_SLACK * (
+                ec + np.abs(side) + np.abs(fixed[sub]) + abs(thr)
+            )
+            redo = np.flatnonzero(~sure)
+            if redo.size:  # whole frames, as the reference sums them
+                rsub, rcol, rsgn = sub[redo], col[redo], sgn[redo]
+                at = np.arange(redo.size)
+                terms = ratio_terms[rsub, :width]
+                terms[at, rcol] = new_term[redo]
+                r_t = terms.sum(axis=-1)
+                r_last, r_old_last = new_last[redo], old_last[redo]
+                r_kap = self._kappa_of_sum(r_t, r_last)
+                idx = idx0[rsub]
+                r_ext = np.flatnonzero(r_last > r_old_last)
+                if r_ext.size:
+                    span = (cols >= r_old_last[r_ext, None]) & (cols < r_last[r_ext, None])
+                    idx[r_ext] -= span * to_zero
+                idx[at, rcol] += rsgn
+                idx += ((r_kap - _KAPPA_OFFSET) * kstep)[:, None]
+                costs = np.take(bits_tab, idx)  # _value_costs, zero beyond last
+                pos[rsub] = at
+                esc_at = pos[esc_row]
+                pos[rsub] = -1
+                has = esc_at >= 0
+                costs.reshape(-1)[esc_at[has] * cb + esc_col[has]] += esc_bits[has]
+                den = np.take(rho2_tab, idx)  # ρ² of the zeros (_noise_index)
+                den[:, :nf] = 0.0
+                num = num0[rsub]
+                num[at, rcol] = 0.0
+                r_c, r_d, r_n = costs.sum(axis=-1), den.sum(axis=-1), num.sum(axis=-1)
+                fields = {
+                    "gain": gains[rsub],
+                    "last": r_last // LAST_UNIT,
+                    "kappa": r_kap,
+                    "noise": noisefill.index_of_sums(r_n, r_d, NOISE_BITS),
+                    "hf": hf[rsub],
+                }
+                r_ok = fixed[rsub] + (r_c + self.side.cost(fields)) < thr
+                ok[redo] = r_ok
+                # the accepted ones: totals from the whole frames, at their κ
+                rows = rsub[r_ok]
+                tot_t[rows] = sc_t[rows] = r_t[r_ok]
+                tot_c[rows] = sc_c[rows] = r_c[r_ok]
+                tot_d[rows] = sc_d[rows] = r_d[r_ok]
+                tot_n[rows] = sc_n[rows] = r_n[r_ok]
+                kap_at[rows] = r_kap[r_ok]
             if ok.any():
-                rows, c = sub[ok], col[ok]
-                cur[rows, c] = new_q[ok]
-                ratio_terms[rows, c] = new_term[ok]
-                num0[rows, c] = 0.0
+                inc = np.flatnonzero(ok & sure)
+                rows = sub[inc]
+                tot_t[rows] = t[inc]
+                sc_t[rows] += old_term[inc] + new_term[inc]
+                tot_c[rows] = c[inc]
+                sc_c[rows] = ec[inc]
+                tot_d[rows] = dd[inc]
+                sc_d[rows] += r_old[inc] + r_new[inc]
+                tot_n[rows] = nn[inc]
+                rows, c_ok = sub[ok], col[ok]
+                cur[rows, c_ok] = new_q[ok]
+                ratio_terms[rows, c_ok] = new_term[ok]
+                num0[rows, c_ok] = 0.0
                 # idx0 as idx, without the κ offset: the accepted changes only
-                idx0[rows, c] += sgn[ok]
+                idx0[rows, c_ok] += sgn[ok]
                 if ext.size:
-                    grown = ok[ext]
-                    idx0[sub[ext[grown]]] -= span[grown] * (zero_col - (m + 1))
+                    grown = ext[ok[ext]]
+                    span = (cols >= old_last[grown, None]) & (cols < new_last[grown, None])
+                    idx0[sub[grown]] -= span * to_zero
                 last[rows] = new_last[ok]
                 filled[rows] = True
         return cur, filled

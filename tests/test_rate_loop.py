@@ -30,7 +30,7 @@ def _captured(speech, monkeypatch, rate):
 
 
 def _setup(coder, coefs, a_q, env_idx, env_bits, frame_bytes, pitch):
-    xs, ratio, side, fixed = coder._prepare(coefs, a_q, env_idx, env_bits, pitch)
+    xs, ratio, side, fixed, _ = coder._prepare(coefs, a_q, env_idx, env_bits, pitch)
     return xs, ratio, side, fixed, 8 * frame_bytes
 
 

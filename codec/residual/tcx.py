@@ -689,9 +689,7 @@ class TCX:
             raise ParameterError(
                 f"{frame_bytes}-byte frames cannot hold {int(np.ceil(most))} side-info bits"
             )
-        xs, ratio, side, fixed, heads = self._prepare_heads(
-            coefs, a_q, env_idx, env_field_bits, pitch
-        )
+        xs, ratio, side, fixed, heads = self._prepare(coefs, a_q, env_idx, env_field_bits, pitch)
         # binary search of the smallest gain index whose estimated cost fits
         avail = budget - fixed - 2.0  # margin for the coder's termination (refined below)
         lo = np.zeros(n, dtype=np.int64)
@@ -803,22 +801,12 @@ class TCX:
         env_idx: IntArray,
         env_field_bits: Sequence[int],
         pitch: PitchParams | None,
-    ) -> tuple[FloatArray, FloatArray, list[Side], FloatArray]:
+    ) -> tuple[FloatArray, FloatArray, list[Side], FloatArray, _Heads]:
         """What :meth:`encode` codes: the shaped coefficients (short blocks in
         the transient frames), the model shape (with the top band's block
         levels in transient frames), each frame's head fields (envelope
-        indices, transient flag, top-band block levels, pitch) and their bits."""
-        return self._prepare_heads(coefs, a_q, env_idx, env_field_bits, pitch)[:4]
-
-    def _prepare_heads(
-        self,
-        coefs: FloatArray,
-        a_q: FloatArray,
-        env_idx: IntArray,
-        env_field_bits: Sequence[int],
-        pitch: PitchParams | None,
-    ) -> tuple[FloatArray, FloatArray, list[Side], FloatArray, _Heads]:
-        """:meth:`_prepare`, and the head fields as arrays (:class:`_Heads`)."""
+        indices, transient flag, top-band block levels, pitch) and their bits,
+        and the head fields as arrays (:class:`_Heads`)."""
         n = coefs.shape[0]
         short = None
         if self.config.short_blocks:

@@ -58,7 +58,10 @@ def test_rate_loop_equals_trial_coding(speech, monkeypatch, rate, sure_bits):
         gain = np.clip(estimate + shift + rng.integers(-1, 2, n), 0, 255)
         cannot_fit = rng.random(n) < 0.3
         final, coded = coder._rate_loop(xs, ratio, gain, cannot_fit, side, fixed, budget)
-        frames = coder._code_frames(xs, ratio, final, coded, gain, cannot_fit, side, frame_bytes)
+        heads = coder._prepare(coefs, a_q, env_idx, env_bits, pitch)[4]
+        frames = coder._code_frames(
+            xs, ratio, final, coded, gain, cannot_fit, side, heads, frame_bytes
+        )
         for i in range(n):
             ref = coder._rate_loop_frame(
                 xs[i], ratio[i], int(gain[i]), bool(cannot_fit[i]), side[i], budget

@@ -36,6 +36,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -102,6 +103,33 @@ class PitchParams:
 _LAGS = np.arange(LAG_MIN, LAG_MAX + 1)
 
 
+def _past_windows(x: npt.NDArray[Any], n_frames: int, n_lags: int, at: int) -> npt.NDArray[Any]:
+    """The view ``past[k, j, n] = x[at + k FRAME - j + n]`` (frame ``k`` against
+    consecutive lags, the first at ``at``), no copy."""
+    s = x.strides[0]
+    return np.lib.stride_tricks.as_strided(
+        x[at:], shape=(n_frames, n_lags, FRAME), strides=(FRAME * s, -s, s), writeable=False
+    )
+
+
+def _denominators(
+    pad: FloatArray, n_frames: int, h: int, lags: IntArray
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+    """``cur`` (the frames at ``pad[h:]``), the energies of the frames and of their
+    windows ``T = lags`` earlier, and the denominators ``sqrt(E_cur E_past)`` of
+    :func:`normalized_correlation`; also the running sum of squares they come from."""
+    cur = pad[h : h + n_frames * FRAME].reshape(n_frames, FRAME)
+    e_cur = np.einsum("kn,kn->k", cur, cur)
+    # energies from one running sum over the whole pad, so that rows do not
+    # depend on how many frames come with them
+    used = pad[: h + n_frames * FRAME]
+    c = np.concatenate(([0.0], np.cumsum(used * used)))
+    starts = h + np.arange(n_frames) * FRAME
+    e_past = c[starts[:, None] - lags + FRAME] - c[starts[:, None] - lags]
+    den = np.sqrt(np.maximum(e_cur[:, None] * e_past, 1e-20))
+    return cur, e_cur, e_past, den, c
+
+
 def normalized_correlation(
     pad: FloatArray, n_frames: int, lags: IntArray = _LAGS, *, first: int = 0
 ) -> FloatArray:
@@ -112,36 +140,23 @@ def normalized_correlation(
     shape (n_frames, len(lags)), the same rows as with ``first = 0`` on all frames.
     """
     h = int(lags.max()) + first * FRAME
-    cur = pad[h : h + n_frames * FRAME].reshape(n_frames, FRAME)
-    e_cur = np.einsum("kn,kn->k", cur, cur)
-    # energies from one running sum over the whole pad, so that rows do not
-    # depend on how many frames come with them
-    used = pad[: h + n_frames * FRAME]
-    c = np.concatenate(([0.0], np.cumsum(used * used)))
-    starts = h + np.arange(n_frames) * FRAME
-    e_past = c[starts[:, None] - lags + FRAME] - c[starts[:, None] - lags]
+    cur, _, _, den, _ = _denominators(pad, n_frames, h, lags)
     step = np.diff(lags)
     if lags.size > 1 and bool(np.all(step == 1)) and n_frames:
-        # every frame against every lag in one einsum over a view of ``pad``
-        # (past[k, j, n] = pad[starts[k] - lags[j] + n]): the same products and
-        # sums per element (one row of ``cur`` against one window of ``pad``) as
-        # the loops below, with one numpy call
-        s = pad.strides[0]
-        past = np.lib.stride_tricks.as_strided(
-            pad[h - int(lags[0]) :],
-            shape=(n_frames, lags.size, FRAME),
-            strides=(FRAME * s, -s, s),
-            writeable=False,
-        )
+        # every frame against every lag in one einsum over a view of ``pad``:
+        # the same products and sums per element (one row of ``cur`` against
+        # one window of ``pad``) as the loops below, with one numpy call
+        past = _past_windows(pad, n_frames, lags.size, h - int(lags[0]))
         out = np.einsum("kn,kjn->kj", cur, past)
     else:
         # frame by frame, all lags in one einsum
         out = np.empty((n_frames, lags.size))
         windows = np.lib.stride_tricks.sliding_window_view(pad, FRAME)
+        starts = h + np.arange(n_frames) * FRAME
         for k in range(n_frames):
             past = windows[starts[k] - lags]
             out[k] = np.einsum("kn,kn->k", np.broadcast_to(cur[k], past.shape), past)
-    out /= np.sqrt(np.maximum(e_cur[:, None] * e_past, 1e-20))
+    out /= den
     return out
 
 
@@ -168,31 +183,19 @@ class _ScreenedCorrelation:
 
     def __init__(self, pad: FloatArray, n_frames: int, first: int) -> None:
         h = LAG_MAX + first * FRAME
-        self._cur = cur = pad[h : h + n_frames * FRAME].reshape(n_frames, FRAME)
-        e_cur = np.einsum("kn,kn->k", cur, cur)
-        used = pad[: h + n_frames * FRAME]
-        c = np.concatenate(([0.0], np.cumsum(used * used)))
+        cur, e_cur, e_past, den, c = _denominators(pad, n_frames, h, _LAGS)
+        self._pad, self._cur, self._den = pad, cur, den
         self._starts = h + np.arange(n_frames) * FRAME
-        # e_past[k, j] = c[h + k FRAME - LAGS[j] + FRAME] - c[h + k FRAME - LAGS[j]]
-        # (the values normalized_correlation gathers), read through strided views
-        step = c.strides[0]
-        ends, begins = (
-            np.lib.stride_tricks.as_strided(
-                c[h - LAG_MIN + off :], (n_frames, _LAGS.size), (FRAME * step, -step)
-            )
-            for off in (FRAME, 0)
-        )
-        e_past = ends - begins
-        self._den = den = np.sqrt(np.maximum(e_cur[:, None] * e_past, 1e-20))
-        self._pad = pad
         p32 = pad[h - LAG_MAX : h + n_frames * FRAME].astype(np.float32)
+        cur32 = p32[LAG_MAX:].reshape(n_frames, FRAME)
         with np.errstate(all="ignore"):
-            approx = np.einsum("kn,kjn->kj", *self._views(p32, n_frames)).astype(np.float64)
+            past32 = _past_windows(p32, n_frames, _LAGS.size, LAG_MAX - LAG_MIN)
+            approx = np.einsum("kn,kjn->kj", cur32, past32).astype(np.float64)
             approx /= den
             # error of a window's energy from the running sum: 2 sums of at most
-            # ``used.size`` terms, each with its squaring, all below c[-1]
-            c_err = 3.0 * used.size * 2.0**-53 * float(c[-1])
-            e_min = e_past.min(axis=1) if n_frames else np.zeros(0)
+            # ``c.size`` terms, each with its squaring, all below c[-1]
+            c_err = 3.0 * c.size * 2.0**-53 * float(c[-1])
+            e_min = e_past.min(axis=1)
             ratio = np.sqrt((1.0 + 1e-9) * (1.0 + c_err / e_min)) * (1.0 + 1e-9)
             self._delta = 2e-5 * ratio + 1e-30
             plain = ~((e_min > 0) & (e_cur * e_min > 1e-12) & np.isfinite(approx).all(axis=1))
@@ -200,27 +203,11 @@ class _ScreenedCorrelation:
         self._values = approx  # float64 values where _known, float32 ones elsewhere
         self._plain = plain
         for a, b in _runs(np.flatnonzero(plain)):
-            self._values[a:b] = np.einsum(
-                "kn,kjn->kj", cur[a:b], self._views(pad[h - LAG_MAX + a * FRAME :], b - a)[1]
-            )
+            past = _past_windows(pad, b - a, _LAGS.size, h - LAG_MIN + a * FRAME)
+            self._values[a:b] = np.einsum("kn,kjn->kj", cur[a:b], past)
             self._values[a:b] /= den[a:b]
             self._known[a:b] = True
             self._delta[a:b] = 0.0
-
-    @staticmethod
-    def _views(
-        seg: npt.NDArray[np.floating], n_frames: int
-    ) -> tuple[npt.NDArray[np.floating], ...]:
-        """``cur`` and ``past[k, j, n] = x[k FRAME - LAGS[j] + n]`` over ``seg`` (history first)."""
-        s = seg.strides[0]
-        cur = seg[LAG_MAX : LAG_MAX + n_frames * FRAME].reshape(n_frames, FRAME)
-        past = np.lib.stride_tricks.as_strided(
-            seg[LAG_MAX - LAG_MIN :],
-            shape=(n_frames, _LAGS.size, FRAME),
-            strides=(FRAME * s, -s, s),
-            writeable=False,
-        )
-        return cur, past
 
     def exact(self, rows: IntArray, cols: IntArray) -> FloatArray:
         """The float64 values at ``(rows, cols)``, computing those not known yet."""

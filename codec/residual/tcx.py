@@ -119,10 +119,11 @@ flag, a transient frame's block levels) and its pitch fields (None: no pitch too
 
 
 class _Heads(NamedTuple):
-    """The :data:`Side` of every frame as arrays (:meth:`TCX._side_steps`): the
-    raw head fields' values and widths (frames, fields), frames with fewer
-    fields padded with zero-width ones (:meth:`TCX._head_fields`' layout), and
-    the pitch fields (None: no pitch tool)."""
+    """The :data:`Side` of every frame as arrays (made by :meth:`TCX.side_info`
+    and :meth:`TCX._prepare`, read by :meth:`TCX._side_steps`): the raw head
+    fields' values and widths (frames, fields), frames with fewer fields padded
+    with zero-width ones, which code nothing, and the pitch fields (None: no
+    pitch tool)."""
 
     vals: IntArray
     nbs: IntArray
@@ -725,17 +726,7 @@ class TCX:
             q, filled = self._fill_slack(xs, ratio, final, fixed, budget, base, q=q)
             coded = {k: d for k, d in coded.items() if not filled[k[0]]}
         return self._code_frames(
-            xs,
-            ratio,
-            final,
-            coded,
-            gain,
-            cannot_fit,
-            side,
-            frame_bytes,
-            q=q,
-            grids=grids,
-            heads=heads,
+            xs, ratio, final, coded, gain, cannot_fit, side, heads, frame_bytes, q=q, grids=grids
         )
 
     def _search_cost(
@@ -816,9 +807,7 @@ class TCX:
                 coefs[short] = swapped
             env_idx = np.column_stack((np.asarray(env_idx).reshape(n, -1), short.astype(np.int64)))
         field_bits = self._field_bits(env_field_bits)
-        side, fixed = self.side_info(env_idx, field_bits, pitch)
-        vals = np.asarray(env_idx).astype(np.int64).reshape(n, len(field_bits))
-        nbs = np.tile(np.array(field_bits, dtype=np.int64), (n, 1))
+        side, fixed, heads = self.side_info(env_idx, field_bits, pitch)
         shaping, ratio = self.envelopes(a_q)
         ratio = self._harmonic(ratio, pitch, short)
         xs = coefs * shaping
@@ -831,17 +820,13 @@ class TCX:
                 side[i] = ([*side[i][0], *zip(row, widths, strict=True)], side[i][1])
             fixed[rows] += sum(widths)
             more = np.zeros((n, len(widths)), dtype=np.int64)
-            more_nbs = np.zeros_like(more)
+            more_nbs = np.zeros_like(more)  # (zero-width fields in the other frames)
             more[rows] = lv
             more_nbs[rows] = widths
-            vals = np.concatenate((vals, more), axis=1)
-            nbs = np.concatenate((nbs, more_nbs), axis=1)
-        heads = _Heads(vals, nbs, None)
-        if self.config.pitch and pitch is not None:  # (side_info's numbers)
-            on = (pitch.gain >= 0).astype(np.int64)
-            lag = np.where(on > 0, pitch.lag - LAG_MIN, 0)
-            gain = np.where(on > 0, pitch.gain, 0)
-            heads = _Heads(vals, nbs, {"pitch_on": on, "pitch_lag": lag, "pitch_gain": gain})
+            heads = heads._replace(
+                vals=np.concatenate((heads.vals, more), axis=1),
+                nbs=np.concatenate((heads.nbs, more_nbs), axis=1),
+            )
         return xs, ratio, side, fixed, heads
 
     def _fill_slack(
@@ -1121,16 +1106,18 @@ class TCX:
 
     def side_info(
         self, env_idx: IntArray, env_field_bits: Sequence[int], pitch: PitchParams | None
-    ) -> tuple[list[Side], FloatArray]:
+    ) -> tuple[list[Side], FloatArray, _Heads]:
         """Each frame's envelope and pitch fields, and their bits (envelope raw,
-        pitch as :attr:`side` codes it). ``pitch`` None: no pitch fields."""
+        pitch as :attr:`side` codes it), also as arrays (:class:`_Heads`).
+        ``pitch`` None: no pitch fields."""
         n = len(env_idx)
         widths = list(env_field_bits)
-        rows = np.asarray(env_idx).astype(np.int64, copy=False).tolist()
-        env = [list(zip(row, widths, strict=True)) for row in rows]
+        vals = np.asarray(env_idx).astype(np.int64).reshape(n, len(widths))
+        env = [list(zip(row, widths, strict=True)) for row in vals.tolist()]
         fixed = np.full(n, float(sum(env_field_bits)))
+        nbs = np.tile(np.array(widths, dtype=np.int64), (n, 1))
         if not self.config.pitch or pitch is None:
-            return [(e, None) for e in env], fixed
+            return [(e, None) for e in env], fixed, _Heads(vals, nbs, None)
         on = (pitch.gain >= 0).astype(np.int64)
         lag = np.where(on > 0, pitch.lag - LAG_MIN, 0)
         gain = np.where(on > 0, pitch.gain, 0)
@@ -1140,7 +1127,8 @@ class TCX:
             for o, la, g in zip(on.tolist(), lag.tolist(), gain.tolist(), strict=True)
         ]
         side: list[Side] = list(zip(env, fields, strict=True))
-        return side, fixed
+        arrays = {"pitch_on": on, "pitch_lag": lag, "pitch_gain": gain}
+        return side, fixed, _Heads(vals, nbs, arrays)
 
     def _cost_with_side(
         self,
@@ -1296,17 +1284,17 @@ class TCX:
         gain: IntArray,
         cannot_fit: npt.NDArray[np.bool_],
         side: Sequence[Side],
+        heads: _Heads,
         frame_bytes: int,
         *,
         q: IntArray | None = None,
         grids: _GridCache | None = None,
-        heads: _Heads | None = None,
     ) -> list[bytes]:
         """Code every frame at its final gain (:meth:`_encode_frame`'s payload, the
-        per-frame arithmetic done for all frames at once); ``q``: the values to
-        code, when not those of the gain (:meth:`_fill_slack`) or known;
-        ``grids``: a :class:`_GridCache` of all the frames; ``heads``: ``side``
-        as arrays (:class:`_Heads`)."""
+        per-frame arithmetic done for all frames at once); ``heads``: ``side`` as
+        arrays (:meth:`_prepare`); ``q``: the values to code, when not those of the
+        gain (:meth:`_fill_slack`) or known; ``grids``: a :class:`_GridCache` of
+        all the frames."""
         budget = 8 * frame_bytes
         step = _frame_steps()[gains]
         if q is None:
@@ -1335,7 +1323,7 @@ class TCX:
         todo = [i for i in range(xs.shape[0]) if coded.get((i, int(gains[i]))) is None]
         payload: dict[int, bytes | None] = {}  # None: does not fit (cannot happen)
         if len(todo) >= ENCODE_MANY_MIN_STREAMS:  # all at once with numpy
-            head = self._side_steps(todo, side, gains, last, kap, nf, hf, heads)
+            head = self._side_steps(todo, side, heads, gains, last, kap, nf, hf)
             tells, blob = self._code_many(
                 head, todo, last, at, (esc_row, esc_col, qc[esc_row, esc_col]), frame_bytes
             )
@@ -1395,49 +1383,27 @@ class TCX:
             "last": int(last[i]) // LAST_UNIT,
         }
 
-    @staticmethod
-    def _head_fields(env: Sequence[list[tuple[int, int]]]) -> tuple[IntArray, IntArray]:
-        """The values and widths of the raw head fields of frames, arrays (frames,
-        fields) laid out frames of one length at a time; frames with fewer (no
-        top-band levels) padded with zero-width fields, which code nothing."""
-        sizes = [len(fields) for fields in env]
-        lengths = np.array(sizes, dtype=np.int64)
-        vals = np.zeros((lengths.size, max(sizes, default=0)), dtype=np.int64)
-        nbs = np.zeros_like(vals)
-        for n_f in set(sizes) - {0}:
-            at = np.flatnonzero(lengths == n_f)
-            pairs = np.array([env[r] for r in at.tolist()], dtype=np.int64)
-            vals[at, :n_f] = pairs[..., 0]
-            nbs[at, :n_f] = pairs[..., 1]
-        return vals, nbs
-
     def _side_steps(
         self,
         todo: Sequence[int],
         side: Sequence[Side],
+        heads: _Heads,
         gains: IntArray,
         last: IntArray,
         kap: IntArray,
         nf: IntArray,
         hf: IntArray,
-        heads: _Heads | None = None,
     ) -> tuple[IntArray, IntArray, IntArray]:
         """The coding steps of the envelope and side fields of frames ``todo``,
         arrays (frames, steps) in the layout of
         :func:`~codec.residual.rangecoder.encode_many`: laid out in numpy under
-        the side tables (:meth:`ModelSide.steps_many`), else recorded frame by
-        frame (:class:`OpRecorder`) and padded with no-op steps ``(0, 1, 0)``.
-        ``heads``: ``side`` as arrays (:class:`_Heads`), when known."""
+        the side tables (:meth:`ModelSide.steps_many`) from ``heads`` (``side`` as
+        arrays; a zero-width field is a no-op step, as padding), else recorded
+        frame by frame from ``side`` (:class:`OpRecorder`) and padded with no-op
+        steps ``(0, 1, 0)``."""
         rows = np.asarray(todo, dtype=np.int64)
-        head = None
-        if isinstance(self.side, ModelSide):
-            if heads is not None:  # (a zero-width field is a no-op step, as padding)
-                head = heads.vals[rows], heads.nbs[rows]
-            else:
-                head = self._head_fields([side[i][0] for i in todo])
-        if head is not None and np.all((head[1] >= 0) & (head[1] <= 16)):
-            assert isinstance(self.side, ModelSide)
-            vals, nbs = head
+        vals, nbs = heads.vals[rows], heads.nbs[rows]
+        if isinstance(self.side, ModelSide) and np.all((nbs >= 0) & (nbs <= 16)):
             values: dict[str, IntArray] = {
                 "gain": gains[rows],
                 "last": last[rows] // LAST_UNIT,
@@ -1445,17 +1411,9 @@ class TCX:
                 "noise": nf[rows],
                 "hf": hf[rows],
             }
-            if heads is not None:
-                if heads.pitch is not None:
-                    for name, arr in heads.pitch.items():
-                        values[name] = arr[rows]
-            else:
-                pitch = [side[i][1] for i in todo]
-                if pitch and pitch[0] is not None:
-                    for name in ("pitch_on", "pitch_lag", "pitch_gain"):
-                        values[name] = np.array(
-                            [p[name] if p else 0 for p in pitch], dtype=np.int64
-                        )
+            if heads.pitch is not None:
+                for name, arr in heads.pitch.items():
+                    values[name] = arr[rows]
             c, f, s = self.side.steps_many(values)
             return (
                 np.concatenate((vals, c), axis=1),

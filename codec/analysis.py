@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import itertools
 import sys
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -418,8 +418,7 @@ def levinson(r: npt.ArrayLike) -> tuple[FloatArray, FloatArray, FloatArray]:
     return a, refl, err
 
 
-@dataclass(frozen=True)
-class LpcResult:
+class LpcResult(NamedTuple):
     """LPC analysis of a signal, one row per 20 ms coding frame."""
 
     a: FloatArray
@@ -869,6 +868,7 @@ def reflection_coefficients(a: npt.ArrayLike) -> FloatArray:
         cur = cur / cur[:1]
     k = np.ones((p, cur.shape[1]), dtype=np.longdouble)
     alive = np.ones(cur.shape[1], dtype=bool)
+    nxt = np.empty_like(cur)
     for m in range(p, 0, -1):
         km = cur[m]
         alive &= np.abs(km) < 1.0
@@ -881,8 +881,14 @@ def reflection_coefficients(a: npt.ArrayLike) -> FloatArray:
         else:  # no row left: the rest of k stays 1
             break
         if m > 1:
+            # cur[i] <- (cur[i] - k_m cur[m - i]) / (1 - k_m²), i < m, into the other
+            # buffer; only rows 1 .. m - 1: row 0 feeds nothing but itself
             denom = 1.0 - km_safe * km_safe
-            cur = (cur[:m] - km_safe * cur[m:0:-1]) / denom
+            rows = nxt[1:m]
+            np.multiply(km_safe, cur[m - 1 : 0 : -1], out=rows)
+            np.subtract(cur[1:m], rows, out=rows)
+            rows /= denom
+            cur, nxt = nxt, cur
     return np.array(k.T, dtype=np.float64, order="C").reshape(*batch, p)
 
 

@@ -30,8 +30,7 @@ import io
 import struct
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, NamedTuple
 
 from codec.errors import BitstreamError, DamagedStreamError, ParameterError
 
@@ -84,8 +83,7 @@ MAX_FRAME_BYTES = 1024
 OnDamage = Literal["raise", "conceal"]
 
 
-@dataclass(frozen=True)
-class Header:
+class Header(NamedTuple):
     """Header fields of a ``.svq`` file (see :data:`HEADER_FIELDS`)."""
 
     sample_rate: int
@@ -100,9 +98,8 @@ class Header:
 
     def pack(self) -> bytes:
         values = []
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if f.name == "envelope_id":
+        for name, v in zip(self._fields, self, strict=True):
+            if name == "envelope_id":
                 text = str(v)
                 if not (text.isascii() and _valid_envelope_id(text.encode("ascii"))):
                     raise BitstreamError(f"envelope id {v!r} is not a printable ASCII name")

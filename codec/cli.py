@@ -418,7 +418,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    import dataclasses
     import json
 
     from codec.bitstream import read_header
@@ -432,9 +431,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
         raise BitstreamError(f"{_stream_name(args.input)}: {exc}") from None
     h = read_header(data)
     if args.json:
-        print(json.dumps(dataclasses.asdict(st), indent=1))
+        print(json.dumps(st._asdict(), indent=1))
     else:
-        for key, value in dataclasses.asdict(st).items():
+        for key, value in st._asdict().items():
             if key == "damaged_blocks":
                 value = _blocks_text(value, h)
             print(f"{key:15s} {value}")
@@ -802,6 +801,26 @@ def _keep_freed_memory() -> None:
     mallopt(_M_TRIM_THRESHOLD, 256 << 20)
 
 
+# the variables by which OpenBLAS, MKL and BLIS take their thread count when they load
+_BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+
+
+def _blas_on_one_thread() -> bool:
+    """Load BLAS with one thread for the whole process, where nobody asked otherwise.
+
+    The codec runs BLAS on one thread anyway (``codec.pipeline._one_blas_thread``:
+    its matrices are small); set in the environment before numpy loads BLAS, that
+    costs nothing, where threadpoolctl costs about 5 ms of every start-up. Returns
+    whether it was done: not where numpy is already loaded (``main`` called from
+    Python) or where one of the variables asks for more than one thread.
+    """
+    if "numpy" in sys.modules or any(os.environ.get(var, "1") != "1" for var in _BLAS_THREAD_VARS):
+        return False
+    for var in _BLAS_THREAD_VARS:
+        os.environ[var] = "1"
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit status."""
     _keep_freed_memory()
@@ -809,6 +828,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the command comes first: the other subparsers are not built (``svq --help`` builds all)
     parser = _build_parser(argv[0] if argv and argv[0] in _COMMANDS else None)
     args = parser.parse_args(argv)
+    if args.func in (_cmd_encode, _cmd_decode) and _blas_on_one_thread():
+        from codec import pipeline
+
+        pipeline.blas_is_single_threaded()
     try:
         return int(args.func(args))
     except CodecError as exc:

@@ -25,7 +25,7 @@ codebook without a safety net would never recover, so the codec refuses it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -44,8 +44,7 @@ CONCEAL_DECAY = 0.9
 mean, ``mean + CONCEAL_DECAY * (last - mean)`` (as AMR-WB's concealment)."""
 
 
-@dataclass(frozen=True)
-class PredictorState:
+class PredictorState(NamedTuple):
     """Where a predictive envelope stands between two frames of a stream."""
 
     state: FloatArray
@@ -57,18 +56,19 @@ class PredictorState:
     until the predictor has recovered)."""
 
 
-@dataclass(frozen=True)
 class EnvelopeCoder:
     """An LSF envelope quantizer with a name and a content hash."""
 
-    quantizer: Quantizer | PredictiveQuantizer
-    name: str
+    __slots__ = ("quantizer", "name")
 
-    def __post_init__(self) -> None:
-        if self.quantizer.dim != 16:
-            raise ParameterError(
-                f"envelope quantizer must be 16-dimensional, got {self.quantizer.dim}"
-            )
+    def __init__(self, quantizer: Quantizer | PredictiveQuantizer, name: str) -> None:
+        if quantizer.dim != 16:
+            raise ParameterError(f"envelope quantizer must be 16-dimensional, got {quantizer.dim}")
+        self.quantizer = quantizer
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"EnvelopeCoder({self.quantizer!r}, {self.name!r})"
 
     @property
     def predictive(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -27,13 +28,10 @@ def atomic_write(path: str | Path, writer: Callable[[BinaryIO], object] | bytes)
     A failure (including KeyboardInterrupt) removes the temporary file and
     leaves any previous ``path`` untouched.
     """
-    import tempfile  # (not at import: ``svq --help`` does not need it)
-
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    fd, tmp = _new_temporary(dest)
     try:
-        os.chmod(tmp, _new_file_mode())  # mkstemp makes 0600; a new file follows the umask
         with os.fdopen(fd, "wb") as fh:
             if isinstance(writer, (bytes, bytearray)):
                 fh.write(writer)
@@ -41,14 +39,25 @@ def atomic_write(path: str | Path, writer: Callable[[BinaryIO], object] | bytes)
                 writer(fh)
         os.replace(tmp, dest)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
-def _new_file_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+_TEMPORARIES = itertools.count()
+
+
+def _new_temporary(dest: Path) -> tuple[int, Path]:
+    """A new file beside ``dest``, opened for writing: ``.NAME.PID.N.tmp``, created
+    only where no file of that name exists (``O_EXCL``; the next ``N`` otherwise),
+    with the permissions of any new file (``0o666`` less the umask). The module
+    ``tempfile`` would do it too, at about 2 ms of every start-up."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{next(_TEMPORARIES)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 @contextlib.contextmanager

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from codec.errors import ParameterError
 
@@ -11,8 +11,7 @@ __all__ = ["Mode", "MODES", "BITRATES_KBPS", "mode_for", "parse_bitrate", "FRAME
 FRAME_SECONDS = 0.02
 
 
-@dataclass(frozen=True)
-class Mode:
+class Mode(NamedTuple):
     """One constant-bitrate operating point."""
 
     bitrate_kbps: float

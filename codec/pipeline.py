@@ -15,8 +15,7 @@ import functools
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -98,8 +97,7 @@ def _envelope_for(
     return load_envelope(name)
 
 
-@dataclass(frozen=True)
-class Tools:
+class Tools(NamedTuple):
     """Switches for the residual coder's tools, for ablation experiments.
 
     Not stored in the stream: a stream encoded with some tools off decodes
@@ -140,15 +138,15 @@ def _residual_coder(coder_id: int, mode: Mode, tools: Tools) -> TCX:
     tables = tools.side_model and bins == mode.coded_bins
     config = TcxConfig(coded_bins=bins, side_model=f"{mode.bitrate_kbps:g}" if tables else "")
     if not tools.harmonic:
-        config = replace(config, harmonic_depth=0.0)
+        config = config._replace(harmonic_depth=0.0)
     if not tools.fill:
-        config = replace(config, fill_slack=0)
+        config = config._replace(fill_slack=0)
     if not tools.short_blocks:
-        config = replace(config, short_blocks=False)
+        config = config._replace(short_blocks=False)
     if not tools.top_shape:
-        config = replace(config, top_shape=False)
+        config = config._replace(top_shape=False)
     if not tools.model_fill:
-        config = replace(config, model_fill=False)
+        config = config._replace(model_fill=False)
     return _RESIDUAL_CODERS[coder_id](config)
 
 
@@ -186,7 +184,15 @@ def _check_block(block_frames: int, most: int = BLOCK_FRAMES) -> int:
     return int(block_frames)
 
 
-_BLAS: Any = None
+_BLAS: Any = None  # threadpoolctl's controller; False: none needed, or none at hand
+
+
+def blas_is_single_threaded() -> None:
+    """Tell the codec that BLAS was loaded with one thread (the CLI sets the
+    environment for that before numpy loads), so that :func:`_one_blas_thread`
+    need not load threadpoolctl (about 5 ms of start-up)."""
+    global _BLAS
+    _BLAS = False
 
 
 @contextmanager
@@ -335,8 +341,7 @@ class StreamEncoder:
         number of frames as they come; do not write it to a file.
         """
         frames = 0xFFFFFFFF
-        return replace(
-            self._header(),
+        return self._header()._replace(
             frame_count=frames,
             sample_count=frames * FRAME_LENGTH - self.tcx.config.overlap,
         )
@@ -920,8 +925,7 @@ def _check_header(h: Header) -> None:
         raise BitstreamError("corrupt header: frame count does not match the sample count")
 
 
-@dataclass(frozen=True)
-class StreamInfo:
+class StreamInfo(NamedTuple):
     """What ``svq info`` shows."""
 
     format_version: int

@@ -13,8 +13,8 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from codec.envelope import EnvelopeCoder
 from codec.errors import BitstreamError, CodecError, ParameterError
@@ -90,8 +90,7 @@ def path_codebooks() -> list[Path]:
     return paths
 
 
-@dataclass(frozen=True)
-class CodebookEntry:
+class CodebookEntry(NamedTuple):
     """A codebook the decoder can find by itself (``svq codebooks``)."""
 
     name: str

@@ -296,3 +296,34 @@ def test_lsf_features_resamples_and_downmixes(speech):
     assert got.shape == ref.shape
     sd = an.spectral_distortion(an.lsf_to_lpc(ref), an.lsf_to_lpc(got))
     assert np.median(sd) < 0.3
+
+
+def _reflection_reference(a: np.ndarray) -> np.ndarray:
+    """The step-down recursion in extended precision on whole polynomials, row by row."""
+    out = np.ones((a.shape[0], a.shape[1] - 1))
+    for r, row in enumerate(np.asarray(a, dtype=np.longdouble)):
+        cur = row / row[0]
+        for m in range(a.shape[1] - 1, 0, -1):
+            km = cur[m]
+            if not abs(km) < 1.0:
+                break
+            out[r, m - 1] = km
+            cur = (cur[:m] - km * cur[m:0:-1]) / (1.0 - km * km)
+    return out
+
+
+def test_reflection_coefficients_are_the_step_down_recursion():
+    """Bit for bit the recursion on whole rows (the vectorised one skips what feeds
+    no coefficient), unstable rows included."""
+    rng = np.random.default_rng(4)
+    a = np.vstack(
+        [
+            an.levinson(an.autocorrelation(rng.standard_normal((30, 480))))[0],
+            np.r_[2.0, 0.4 * rng.standard_normal(16)],  # not normalised
+            np.poly(np.full(16, 0.999)),  # roots clustered at the unit circle
+            np.r_[1.0, -2.5, 1.0, np.zeros(14)],  # unstable at k_2
+            np.r_[1.0, 0.3, np.zeros(14), 1.5],  # unstable at k_16
+        ]
+    )
+    k = an.reflection_coefficients(a)
+    np.testing.assert_array_equal(k, _reflection_reference(a))

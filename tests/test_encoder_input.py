@@ -515,3 +515,19 @@ def test_stdin_stdout_real_pipes(tmp_path, clip):
     assert np.abs(z).max() > 0.01
     assert _fingerprint(wav) == before
     assert _listing(tmp_path) == {"in.wav", "a.svq", "b.wav"}
+
+
+def test_temporary_output_name_taken(tmp_path, monkeypatch):
+    """A file already holding the next temporary name is left alone; the next name is used."""
+    import itertools
+
+    from codec import fileio
+
+    monkeypatch.setattr(fileio, "_TEMPORARIES", itertools.count())
+    dest = tmp_path / "out.bin"
+    taken = tmp_path / f".out.bin.{os.getpid()}.0.tmp"
+    taken.write_bytes(b"someone else's")
+    fileio.atomic_write(dest, b"new")
+    assert dest.read_bytes() == b"new"
+    assert taken.read_bytes() == b"someone else's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [taken.name, "out.bin"]

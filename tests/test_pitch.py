@@ -99,6 +99,25 @@ def test_postfilter_matches_the_sample_by_sample_reference():
     assert np.array_equal(_postfilter(x, params, cuts), ref)
 
 
+@pytest.mark.parametrize("side_by_side", [0, pitch._SIDE_BY_SIDE])
+def test_postfilter_in_steps_matches_the_reference(monkeypatch, side_by_side):
+    """Many frames in one call go in steps, chunks of several stretches of frames at
+    once (with ``side_by_side = 0`` every call does): the same samples."""
+    monkeypatch.setattr(pitch, "_SIDE_BY_SIDE", side_by_side)
+    rng = np.random.default_rng(11)
+    n = 2 * pitch._SIDE_BY_SIDE + 9
+    lag = rng.integers(LAG_MIN, LAG_MAX + 1, n)
+    lag[rng.random(n) < 0.3] = LAG_MIN
+    gain = np.where(rng.random(n) < 0.6, rng.integers(0, 8, n), -1)
+    gain[40:60] = 7  # a long stretch, to run on after the others
+    params = PitchParams(lag.astype(np.int64), gain.astype(np.int64))
+    x = rng.standard_normal(n * FRAME - 123)
+    ref = _postfilter_reference(x, params)
+    cuts = sorted({0, x.size, *rng.integers(1, x.size, 3).tolist()})
+    for c in ([0, x.size], cuts, [0, 45, 46, 700, x.size]):
+        assert np.array_equal(_postfilter(x, params, c), ref), c
+
+
 def test_tool_off_is_the_identity(speech):
     x, _ = speech
     params = PitchParams.off(10)

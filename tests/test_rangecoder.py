@@ -952,3 +952,126 @@ def test_tcx_decode_numpy_path_equals_scalar_path(monkeypatch, speech) -> None:
         else:
             assert np.array_equal(a[0], b[0]) and np.array_equal(a[1].lag, b[1].lag)
     assert 0 < n_errors < 12
+
+
+_OUTSIDE = "range decoder target outside the coded range"
+
+
+def test_escape_at_equals_the_bitwise_reference() -> None:
+    """The escape decoder of decode_values_many (one function on ints, one byte in at
+    most per raw bit) equals RangeDecoder._decode_escape_bits: value and state, and
+    None exactly where the reference raises (targets outside the range, over-long
+    prefixes), from states on the renormalisation threshold and at the end of data."""
+    from codec.residual.rangecoder import _escape_at
+
+    rnd = random.Random(11)
+    bot = 1 << (PRECISION - 8)
+    outcomes = set()
+    for _ in range(20000):
+        size = rnd.choice([0, 1, 3, 9, 30])
+        kind = rnd.random()
+        if kind < 0.2:
+            data = b"\xff" * size  # long prefixes
+        elif kind < 0.3:
+            data = bytes(size)
+        else:
+            data = bytes(rnd.getrandbits(8) for _ in range(size))
+        # (a bit halves rng: these reach bot, the renormalisation threshold, exactly)
+        edge = rnd.choice([bot + 1, bot + 2, 2 * bot - 1, 2 * bot, 4 * bot + rnd.randrange(4)])
+        rng = rnd.choice([rnd.randrange(bot + 1, (1 << PRECISION) + 1), edge, 1 << PRECISION])
+        near_top = rng - rnd.randrange(2, 1 << 20)  # with 0xff bytes: long prefixes
+        val = rnd.choice(
+            [rnd.randrange(rng), rng - 1, rng - 2, rng >> 1, (rng >> 1) - 1, 0, near_top]
+        )
+        pos, m = rnd.randrange(size // 2 + 1), rnd.choice([0, 15, 200])
+        dec = RangeDecoder(data)
+        dec._val, dec._rng, dec._pos = val, rng, pos
+        try:
+            want: tuple[int, int, int, int] | None = (dec._decode_escape_bits(m), *_state(dec))
+        except BitstreamError as exc:
+            want = None
+            outcomes.add(str(exc))
+        outcomes.add(want is None)
+        assert _escape_at(data, val, rng, pos, m) == want
+    # every bit of a prefix landing rng on the threshold: val at k/16 of the range
+    data = bytes(rnd.getrandbits(8) for _ in range(9))
+    for rng in [(4 << j) * bot + d for j in range(4) for d in range(4)]:
+        for k in range(17):
+            for val in (k * rng // 16 - 1, k * rng // 16, k * rng // 16 + 1):
+                if not 0 <= val < rng:
+                    continue
+                dec = RangeDecoder(data)
+                dec._val, dec._rng, dec._pos = val, rng, 2
+                try:
+                    want = (dec._decode_escape_bits(15), *_state(dec))
+                except BitstreamError:
+                    want = None
+                assert _escape_at(data, val, rng, 2, 15) == want
+    assert outcomes == {True, False, "escape code too long", _OUTSIDE}
+
+
+@pytest.mark.parametrize("n", [1, 40])
+def test_lock_step_symbols_broadcast_equals_per_stream_tables(n: int) -> None:
+    """LockStepDecoder.symbols with one table broadcast to every stream (a binary
+    search) equals the same table given per stream (a comparison) and the scalar
+    decode_symbol / decode_bits: symbols, bad streams and written-back states, on
+    valid and damaged streams."""
+    from codec.residual.rangecoder import LockStepDecoder
+
+    rng = np.random.default_rng(n)
+    cdfs = [
+        np.array([0, 1, 5, 5, 9, 4096], dtype=np.int64),  # with a zero-frequency symbol
+        np.concatenate(([0], np.sort(rng.choice(np.arange(1, 1 << 15), 200, replace=False)))),
+        np.array([0, 1 << 12], dtype=np.int64),
+    ]
+    cdfs[1][-1] = 1 << 15
+    plan = [("s", 1), ("b", 5), ("s", 0), ("s", 2), ("s", 1), ("b", 16), ("s", 0)]
+    frames = []
+    for _ in range(n):
+        enc = RangeEncoder()
+        for kind, a in plan:
+            if kind == "s":
+                cdf = cdfs[a].tolist()
+                coded = np.flatnonzero(np.diff(cdfs[a]))  # (not the zero-frequency symbol)
+                enc.encode_symbol(int(rng.choice(coded)), cdf)
+            else:
+                enc.encode_bits(int(rng.integers(0, 1 << a)), a)
+        frames.append(enc.finish())
+    cases = [frames]
+    for _ in range(6):
+        damaged = [bytearray(f) for f in frames]
+        for f in damaged:
+            if f and rng.random() < 0.5:
+                f[int(rng.integers(0, len(f)))] = int(rng.integers(0, 256))
+            elif rng.random() < 0.2:
+                f[:] = b"\xff" * (len(f) + 2)
+        cases.append([bytes(f) for f in damaged])
+    for case in cases:
+        results = []
+        for broadcast in (True, False):
+            decs = [RangeDecoder(f) for f in case]
+            lock = LockStepDecoder(decs)
+            got = []
+            for kind, a in plan:
+                if kind == "b":
+                    got.append(lock.bits(a).tolist())
+                    continue
+                tab = np.broadcast_to(cdfs[a], (n, cdfs[a].size))
+                got.append(lock.symbols(tab if broadcast else tab.copy()).tolist())
+            lock.write_back()
+            results.append((got, lock.bad.tolist(), [_state(d) for d in decs]))
+        assert results[0] == results[1]
+        got, bad, states = results[0]
+        for i, f in enumerate(case):  # the scalar decoder: same symbols, or it raises
+            dec = RangeDecoder(f)
+            try:
+                ref = [
+                    dec.decode_symbol(cdfs[a].tolist()) if kind == "s" else dec.decode_bits(a)
+                    for kind, a in plan
+                ]
+            except BitstreamError:
+                assert bad[i]
+                continue
+            assert not bad[i]
+            assert [col[i] for col in got] == ref
+            assert states[i] == _state(dec)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 
@@ -84,7 +82,7 @@ def test_fill_slack_spends_the_bits_left(speech, monkeypatch, rate):
         coder, coefs, a_q, env_idx, env_bits, frame_bytes, pitch
     )
     assert coder.config.fill_slack == 8
-    plain = TCX(replace(coder.config, fill_slack=0))
+    plain = TCX(coder.config._replace(fill_slack=0))
     frames_plain = plain.encode(coefs, a_q, env_idx, env_bits, frame_bytes, pitch=pitch)
     frames = coder.encode(coefs, a_q, env_idx, env_bits, frame_bytes, pitch=pitch)
     assert all(len(f) == frame_bytes for f in frames)
@@ -214,7 +212,7 @@ def test_encoder_shortcuts_equal_their_references(speech, monkeypatch, rate):
     v = xs / step[:, None]
     v[:, :4] = [0.0, -0.0, 0.3, -0.3]  # zeros of either sign and dead-zone values
     for theta in (0.0, 0.2, 0.5, 0.7, -0.6):  # (the last two: the formula itself)
-        q = TCX(replace(coder.config, deadzone=theta))._quantize(v, np.ones(n))
+        q = TCX(coder.config._replace(deadzone=theta))._quantize(v, np.ones(n))
         mag = np.floor(np.abs(v[:, :cb]) + 0.5 - theta)
         want = (np.sign(v[:, :cb]) * np.maximum(mag, 0.0)).astype(np.int64)
         assert np.array_equal(q[:, :cb], want) and not q[:, cb:].any()
@@ -228,7 +226,7 @@ def test_encoder_shortcuts_equal_their_references(speech, monkeypatch, rate):
     assert np.array_equal(coder._noise_index(vs, q, ratio, grid), want)
     base = tcx_module._grid_base(ratio[:, :cb])
     for theta in (0.0, 0.7):  # the search's cost at other dead zones
-        c = TCX(replace(coder.config, deadzone=theta))
+        c = TCX(coder.config._replace(deadzone=theta))
         ref = c._cost(c._quantize(xs, step, ratio), ratio, base=base)[0]
         assert np.array_equal(c._search_cost(xs, ratio, base)(step), ref)
     search = coder._search_cost(xs, ratio, base)

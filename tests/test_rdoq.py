@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 import codec.pipeline as pipeline
@@ -30,7 +28,7 @@ def test_rdo_magnitudes_trade_error_for_bits():
 
 def _coder(lam):
     base = tcx_module.TCX(tcx_module.TcxConfig(coded_bins=120))
-    return tcx_module.TCX(dataclasses.replace(base.config, rdo_lambda=lam))
+    return tcx_module.TCX(base.config._replace(rdo_lambda=lam))
 
 
 def test_rdoq_off_is_the_dead_zone_quantizer():
@@ -70,7 +68,7 @@ def test_rdoq_streams_decode_with_the_unchanged_decoder(speech, monkeypatch):
 
     def with_rdoq(cid, mode, tools):
         c = orig(cid, mode, tools)
-        c.config = dataclasses.replace(c.config, rdo_lambda=LAMBDA_HIGH_RATE)
+        c.config = c.config._replace(rdo_lambda=LAMBDA_HIGH_RATE)
         return c
 
     plain = codec.encode(x, sr, 13.2)

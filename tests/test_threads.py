@@ -95,3 +95,42 @@ def test_threads_mixing_encode_decode_and_damage(clips):
             assert np.array_equal(value, ref_concealed)
         else:
             assert value == (1,)
+
+
+_BLAS_PROBE = """
+import os, sys
+from codec.cli import main
+rc = main(sys.argv[1:])
+loaded = "threadpoolctl" in sys.modules
+from threadpoolctl import threadpool_info
+blas = sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+print(rc, loaded, os.environ.get("OPENBLAS_NUM_THREADS"), *blas)
+"""
+
+
+@pytest.mark.parametrize("asked", [None, "2"], ids=["default", "user-set"])
+def test_cli_loads_blas_on_one_thread(tmp_path, asked):
+    """``svq encode``/``decode`` load BLAS with one thread, without threadpoolctl,
+    unless the user's environment asks for threads: then they are kept, and the
+    codec pins its calls with threadpoolctl."""
+    import os
+    import subprocess
+    import sys
+
+    import soundfile as sf
+
+    wav, svq, out = tmp_path / "in.wav", tmp_path / "in.svq", tmp_path / "out.wav"
+    t = np.arange(8000) / 16000
+    sf.write(wav, 0.3 * np.sin(2 * np.pi * 220 * t), 16000)
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    if asked:
+        env["OPENBLAS_NUM_THREADS"] = asked
+    for args in (["encode", str(wav), str(svq), "-q"], ["decode", str(svq), str(out), "-q"]):
+        cmd = [sys.executable, "-c", _BLAS_PROBE, *args]
+        run = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        assert run.returncode == 0, run.stderr
+        if asked:
+            # (OpenBLAS may start fewer threads than asked on a one-core machine)
+            assert run.stdout.split()[:3] == ["0", "True", asked]
+        else:
+            assert run.stdout.split() == ["0", "False", "1", "1"]

@@ -34,8 +34,7 @@ import sys
 import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -60,8 +59,7 @@ class CodebookError(CodecError):
     """A codebook file is unreadable, corrupt, tampered with or of a foreign format."""
 
 
-@dataclass(frozen=True)
-class QuantizerConfig:
+class QuantizerConfig(NamedTuple):
     """Every non-array constructor argument of a quantizer.
 
     Attributes
@@ -101,7 +99,7 @@ class QuantizerConfig:
 
     def to_json(self) -> str:
         """Canonical JSON text (sorted keys, no spaces) used in files and hashes."""
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        return json.dumps(self._asdict(), sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> QuantizerConfig:
@@ -117,7 +115,7 @@ class QuantizerConfig:
             raise CodebookError(
                 f"unsupported codebook format version {version!r} (expected {FORMAT_VERSION})"
             )
-        names = {f.name for f in fields(cls)}
+        names = set(cls._fields)
         if set(raw) != names:
             raise CodebookError(f"codebook config fields {sorted(raw)} != {sorted(names)}")
         ints = ("dim", "stages", "bits_per_stage", "beam", "format_version")
@@ -133,8 +131,7 @@ class QuantizerConfig:
         return cls(**raw)
 
 
-@dataclass(frozen=True)
-class TrainOptions:
+class TrainOptions(NamedTuple):
     """Keyword options of :func:`~codec.quantizers.train_quantizer`.
 
     Structure
@@ -192,7 +189,7 @@ class TrainOptions:
     @classmethod
     def from_kwargs(cls, options: dict[str, Any]) -> TrainOptions:
         """Build from keyword options, rejecting unknown names and bad values."""
-        names = {f.name for f in fields(cls)}
+        names = set(cls._fields)
         unknown = sorted(set(options) - names)
         if unknown:
             raise ParameterError(f"unknown training option(s): {', '.join(unknown)}")

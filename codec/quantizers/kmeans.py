@@ -26,7 +26,6 @@ returned, so refinement never makes the training error worse.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
 import numpy as np
 
@@ -372,7 +371,7 @@ def polish(
     """A few Lloyd / joint-refinement rounds starting from given codebooks."""
     if rounds <= 0:
         return cbs
-    o = replace(opts, iters=rounds, refine_iters=rounds, refine_sample=1 << 62, tol=0.0)
+    o = opts._replace(iters=rounds, refine_iters=rounds, refine_sample=1 << 62, tol=0.0)
     rng = np.random.default_rng(0)
     if variant == "vq":
         return [kmeans(r, cbs[0].shape[0], w, rng, o, init=cbs[0])]

@@ -58,8 +58,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -93,8 +92,7 @@ PREDICTOR_FORMAT = 1
 TRANSFORM_KEYS = ("enc_U", "enc_c", "enc_V", "dec_U", "dec_c", "dec_V")
 
 
-@dataclass(frozen=True)
-class PredictorConfig:
+class PredictorConfig(NamedTuple):
     """Non-array settings of a :class:`PredictiveQuantizer` (stored as JSON)."""
 
     kind: str
@@ -106,7 +104,7 @@ class PredictorConfig:
     format_version: int = PREDICTOR_FORMAT
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        return json.dumps(self._asdict(), sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> PredictorConfig:
@@ -114,7 +112,7 @@ class PredictorConfig:
             raw = json.loads(text)
         except json.JSONDecodeError as exc:
             raise CodebookError(f"predictor config is not valid JSON: {exc}") from None
-        if not isinstance(raw, dict) or set(raw) != {f.name for f in fields(cls)}:
+        if not isinstance(raw, dict) or set(raw) != set(cls._fields):
             raise CodebookError("predictor config has missing or unexpected fields")
         if raw["format_version"] != PREDICTOR_FORMAT:
             raise CodebookError(

@@ -106,7 +106,8 @@ def to_long(coefs: npt.ArrayLike, overlap: int = mdct.DEFAULT_OVERLAP) -> FloatA
     n = c.shape[-1]
     wl, ws, pad = _windows(n, overlap)
     h = n // SHORT_BLOCKS
-    s = np.swapaxes(c.reshape(*c.shape[:-1], h, SHORT_BLOCKS), -1, -2)
+    # (contiguous: the same numbers, and the transform runs faster on it)
+    s = np.ascontiguousarray(np.swapaxes(c.reshape(*c.shape[:-1], h, SHORT_BLOCKS), -1, -2))
     seg = mdct.imdct(s, ws)  # (..., blocks, 2h)
     t = np.zeros((*c.shape[:-1], 2 * n))
     for j in range(SHORT_BLOCKS):

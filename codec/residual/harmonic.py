@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["harmonic_shape"]
+__all__ = ["apply_harmonic", "harmonic_shape"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -33,18 +33,38 @@ def harmonic_shape(
     f_max: float = 4000.0,
 ) -> FloatArray:
     """Multiplicative model shape ``h`` of shape (n, n_bins) (ones where ``on`` is False)."""
-    lag = np.asarray(lags, dtype=np.float64).reshape(-1, 1)
+    n = np.asarray(lags).size
+    return apply_harmonic(np.ones((n, n_bins)), lags, on, depth=depth, f_max=f_max)
+
+
+def apply_harmonic(
+    x: FloatArray,
+    lags: npt.ArrayLike,
+    on: npt.ArrayLike,
+    *,
+    depth: float,
+    f_max: float = 4000.0,
+) -> FloatArray:
+    """``x * harmonic_shape(lags, on, x.shape[1], ...)`` computed in ``x`` (shape (n,
+    n_bins), float64; returned): only where ``h`` can differ from 1, the rows that
+    are on and the bins where ``β != 0`` (elsewhere ``1 + 0 cos(.)`` is 1, and
+    ``x * 1`` is ``x``)."""
+    n_bins = x.shape[-1]
+    lag = np.asarray(lags, dtype=np.float64).reshape(-1)
     k = np.arange(n_bins) + 0.5
     freq = k * 8000.0 / n_bins
     beta = depth * np.maximum(0.0, 1.0 - freq / f_max)
-    h = np.ones((lag.shape[0], n_bins))
-    # only where it can differ from 1: the rows that are on, the bins where beta != 0
-    # (elsewhere 1 + 0 * cos(.) is 1 exactly)
-    rows = np.flatnonzero(np.broadcast_to(np.asarray(on).reshape(-1), lag.shape[:1]))
-    cols = np.flatnonzero(beta)
-    if rows.size and cols.size:
-        b, kc = beta[cols], k[cols]
-        h[np.ix_(rows, cols)] = 1.0 + b[None, :] * np.cos(
-            2.0 * np.pi * kc[None, :] * lag[rows] / (2.0 * n_bins)
-        )
-    return h
+    rows = np.flatnonzero(np.broadcast_to(np.asarray(on).reshape(-1), lag.shape))
+    # β != 0 in bins 0 .. c - 1 (|β| falls with frequency, to 0 from f_max on)
+    c = int(np.flatnonzero(beta)[-1]) + 1 if beta.any() else 0
+    if not (rows.size and c):
+        return x
+    b, kc = beta[:c], k[:c]
+    # the comb of each distinct lag once (elementwise, so the same numbers as
+    # frame by frame), then a row per frame
+    lag_set, row_of = np.unique(lag[rows], return_inverse=True)
+    comb = 1.0 + b[None, :] * np.cos(2.0 * np.pi * kc[None, :] * lag_set[:, None] / (2.0 * n_bins))
+    part = x[rows, :c]
+    part *= comb[row_of]
+    x[rows, :c] = part
+    return x

@@ -59,6 +59,8 @@ samples' aliasing cancellation).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -161,10 +163,13 @@ def mdct_matrix(n: int) -> FloatArray:
     return out
 
 
+@functools.cache
 def _twiddles(n: int) -> tuple[NDArray[np.complex128], NDArray[np.complex128]]:
+    """The pre- and post-twiddles of :func:`dct4` of size ``n`` (read-only)."""
     h = np.arange(n // 2)
     pre = np.exp(-1j * np.pi * (h + 0.25) / n)
     post = np.sqrt(2.0 / n) * np.exp(-1j * np.pi * h / n)
+    pre.flags.writeable = post.flags.writeable = False
     return pre, post
 
 
@@ -248,13 +253,22 @@ def imdct(coefs: ArrayLike, window: ArrayLike) -> FloatArray:
     if x.ndim < 1:
         raise ParameterError("coefs must have shape (..., N)")
     w = _check_window(window, 2 * x.shape[-1])
-    n = x.shape[-1]
+    return _windowed_span(dct4(x), w, 0, w.shape[0])
+
+
+def _windowed_span(u: FloatArray, w: FloatArray, lo: int, hi: int) -> FloatArray:
+    """Samples ``lo .. hi - 1`` of the windowed inverse MDCT whose DCT-IV output is
+    ``u`` (shape (..., N)): of ``w * y`` with ``y = [u2, -u2 reversed, -u1 reversed,
+    -u1]`` (``u1``, ``u2``: the halves of ``u``; the middle two are ``-u``
+    reversed), for ``lo <= N/2`` and ``3N/2 <= hi <= 2N``."""
+    n = u.shape[-1]
     q = n // 2
-    u = dct4(x)
-    u1 = u[..., :q]
-    u2 = u[..., q:]
-    y = np.concatenate((u2, -u2[..., ::-1], -u1[..., ::-1], -u1), axis=-1)
-    out: FloatArray = y * w
+    a = q - lo  # the samples of u2
+    out = np.empty((*u.shape[:-1], hi - lo))
+    out[..., :a] = u[..., q + lo :]
+    np.negative(u[..., ::-1], out=out[..., a : a + n])
+    np.negative(u[..., : hi - lo - a - n], out=out[..., a + n :])
+    out *= w[lo:hi]
     return out
 
 
@@ -482,10 +496,12 @@ class MdctSynthesizer:
             raise ParameterError(f"coefs must have shape (k, {n}), got {c.shape}")
         if c.shape[0] == 0:
             return np.zeros(0)
-        y = imdct(c, self.window)
+        # imdct's samples from the window's first non-zero one on: the hop, then the
+        # overlap with the next frame
         start = (n - ov) // 2
-        out = y[:, start : start + n].copy()
-        tails = y[:, start + n : start + n + ov]
+        y = _windowed_span(dct4(c), self.window, start, start + n + ov)
+        out = y[:, :n]
+        tails = y[:, n:]
         out[0, :ov] += self.state
         out[1:, :ov] += tails[:-1]
         self.state = tails[-1].copy()

@@ -34,9 +34,8 @@ block-by-block processing equals whole-signal processing.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -80,8 +79,7 @@ def gain_value(index: npt.ArrayLike) -> FloatArray:
     return np.asarray(np.where(i < 0, 0.0, GAIN_STEP * (i + 1.0)), dtype=np.float64)
 
 
-@dataclass
-class PitchParams:
+class PitchParams(NamedTuple):
     """Per-frame parameters: lag in samples and gain index (-1 = off)."""
 
     lag: IntArray
@@ -284,8 +282,7 @@ def estimate_pitch(
     return lags[best].astype(np.int64), corr[np.arange(n_frames), best]
 
 
-@dataclass(frozen=True)
-class PitchAnalyzer:
+class PitchAnalyzer(NamedTuple):
     """The encoder's choice of lag and gain per frame (open loop, on the input).
 
     The lag is the shortest one whose correlation is within ``octave`` of the
@@ -484,6 +481,150 @@ def _comb_fade(
     return p
 
 
+def _comb_frames(buf: FloatArray, frames: list[tuple[int, float]], j: int) -> None:
+    """:meth:`PostFilter.process` frame by frame, chunk by chunk: ``buf`` holds
+    ``HISTORY`` past outputs, then the inputs from sample ``j`` of a frame, which
+    become the outputs; ``frames`` are the ``(lag, gain)`` of that frame's
+    predecessor, that frame and the next ones."""
+    stop = buf.size
+    p = HISTORY
+    for (lag_p, g_p), (lag, g) in pairwise(frames):
+        end = min(stop, p + FRAME - j)  # the frame's samples are ``buf[p:end]``
+        if j < FADE and (g or g_p):
+            q = _comb_fade(buf, p, end, j, lag, g, lag_p, g_p)
+            if g or not _unchanged(buf, q, end, lag):
+                _comb_add(buf, q, end, lag, g)  # (x + 0 * comb, where that is not x)
+        elif g:
+            _comb_add(buf, p, end, lag, g)
+        p, j = end, 0
+
+
+# from how many frames in one call the post-filter goes in steps (:func:`_schedule`):
+# each step costs more than a chunk, and pays off where it does many chunks at once
+_SIDE_BY_SIDE = 100
+# the weights of a frame's comb at its samples (``W``), then of the previous frame's
+# (``1 - W``): what :func:`_schedule`'s weight indices point into
+_W_BOTH = np.concatenate((_W, _W_OLD))
+_TAP_SHIFTS = np.arange(-_REACH, _REACH + 1)[:, None]  # where a comb reads, from its centre
+
+
+def _ceil_div(a: IntArray, b: IntArray) -> IntArray:
+    return -(-a // b)
+
+
+def _schedule(
+    lags: IntArray, gains: FloatArray, j: int, m: int
+) -> tuple[IntArray, IntArray, FloatArray, list[tuple[int, int, int, int]]] | None:
+    """The work of :func:`_comb_frames`, in steps that each do many chunks at once.
+
+    The same chunks, with the same operations per sample, and one more: after a
+    frame's cross-fade from a comb that was on to one that is off, the samples
+    get ``+= 0 * comb`` always (:func:`_comb_frames` skips that where it would
+    leave them as they are, :func:`_unchanged`). Then the frames whose samples
+    get chunks come in *stretches* without a frame between them; a stretch reads
+    nothing that another one changes (a frame between two is longer than the
+    comb reaches, or they are the first frame's history), so the stretches go
+    side by side: step ``s`` is chunk ``s`` of every stretch, chunks being
+    numbered in order in their stretch.
+
+    Returns, per *term* ``w comb`` (the steps' samples, in each step those with
+    one term, then those with two, then their second terms), its sample ``at``
+    (an index into ``buf`` of :func:`_comb_frames`), the three positions that its
+    comb reads (shape ``(3, terms)``), the weight ``w``, and per step ``(first
+    term, samples, samples with two terms, end)``; or None when no sample
+    gets a chunk.
+    """
+    lag, g, lag_p, g_p = lags[1:], gains[1:], lags[:-1], gains[:-1]
+    f = np.arange(lag.size)
+    jf = np.where(f == 0, j, 0)  # where each frame's samples start in it
+    p = HISTORY + f * FRAME - j + jf  # and in ``buf``
+    end = np.minimum(p + FRAME - jf, HISTORY + m)
+    on, on_p = g != 0, g_p != 0
+    fade = (jf < FADE) & (on | on_p)
+    two = fade & on_p  # the cross-fade has both terms
+    step_f = np.where(two, np.minimum(lag, lag_p), lag) - _REACH
+    f_end = np.where(fade, np.minimum(end, p + _ceil_div(FADE - jf, step_f) * step_f), p)
+    n_fade = np.where(fade, _ceil_div(f_end - p, step_f), 0)
+    step_s = lag - _REACH
+    n_chunks = n_fade + np.where(fade | on, _ceil_div(end - f_end, step_s), 0)
+    total = int(n_chunks.sum())
+    if not total:
+        return None
+    c0 = np.cumsum(n_chunks) - n_chunks  # each frame's first chunk
+    first = n_chunks > 0  # the first frames of the stretches
+    first[1:] &= n_chunks[:-1] == 0
+    # the chunks, in order: their frame, their number in it and in the stretch
+    fr = np.repeat(f, n_chunks)
+    k = np.arange(total)
+    o = k - c0[fr]
+    step = k - np.maximum.accumulate(np.where(first, c0, 0))[fr]
+    in_fade = o < n_fade[fr]
+    size = np.where(in_fade, step_f[fr], step_s[fr])
+    start = np.where(in_fade, p[fr] + o * size, f_end[fr] + (o - n_fade[fr]) * size)
+    stop = np.minimum(start + size, np.where(in_fade, f_end[fr], end[fr]))
+    both = in_fade & two[fr]
+    # the terms: every chunk's first terms, then the second terms of the chunks
+    # that have two; sorted by step, and in a step by kind (0: the chunks with one
+    # term, 1: the first terms of those with two, 2: their second terms)
+    fb = fr[both]
+    t_len = stop - start
+    t_len = np.concatenate((t_len, t_len[both]))
+    t_step = np.concatenate((step, step[both]))
+    t_kind = np.concatenate((both.astype(np.int64), np.full(fb.size, 2)))
+    order = np.argsort(3 * t_step + t_kind, kind="stable")
+    lens = t_len[order]
+    t_start = np.concatenate((start, start[both]))
+    fields = np.stack(
+        (
+            t_start,  # the first sample
+            t_start - np.concatenate((lag[fr], lag_p[fb])),  # its comb's centre
+            # and its index in _W_BOTH: ``W`` at the sample's place in its frame
+            t_start - np.concatenate(((p - jf)[fr], (p - jf - FRAME)[fb])),
+        )
+    )[:, order]
+    fields -= np.cumsum(lens) - lens
+    at, centre, w_at = np.repeat(fields, lens, axis=1) + np.arange(lens.sum())
+    w = np.repeat(np.concatenate((g[fr], g_p[fb]))[order], lens)
+    w *= _W_BOTH[w_at]  # (``g W`` where the fade is over: ``g``, as ``W = 1``)
+    # the steps
+    s_of, kind = t_step[order], t_kind[order]
+    n_steps = int(step.max()) + 1
+    terms = np.bincount(s_of, lens, n_steps).astype(np.int64)
+    ends = np.cumsum(terms)
+    ones = np.bincount(s_of, lens * (kind == 0), n_steps).astype(np.int64)
+    twos = np.bincount(s_of, lens * (kind == 1), n_steps).astype(np.int64)
+    starts = (ends - terms).tolist()
+    steps = list(zip(starts, (ones + twos).tolist(), twos.tolist(), ends.tolist(), strict=True))
+    return at, centre + _TAP_SHIFTS, w, steps
+
+
+def _comb_steps(
+    buf: FloatArray,
+    at: IntArray,
+    reads: IntArray,
+    w: FloatArray,
+    steps: list[tuple[int, int, int, int]],
+) -> None:
+    """Add the terms of :func:`_schedule` to ``buf``, step by step.
+
+    A sample ``x`` becomes ``x + w comb`` or, with two terms,
+    ``x + (w comb + w' comb')``, with ``comb = t_0 y[c] + t_1 (y[c - 1] + y[c + 1])``:
+    the operations of :func:`_comb_frames`, in the same order.
+    """
+    x = buf[at]  # the inputs (a step reads only samples that earlier steps finished)
+    for a, n, n2, b in steps:
+        y = buf[reads[:, a:b]]
+        c = y[1] * _T_MID
+        side = np.add(y[0], y[2], out=y[0])
+        side *= _T_SIDE
+        c += side
+        np.multiply(w[a:b], c, out=c)
+        if n2:
+            c[n - n2 : n] += c[n:]
+        acc = c[:n]
+        buf[at[a : a + n]] = np.add(x[a : a + n], acc, out=acc)
+
+
 class PostFilter:
     """The decoder's IIR comb, the exact inverse of :class:`PreFilter` (streaming).
 
@@ -516,11 +657,13 @@ class PostFilter:
         """Filter the next samples; returns as many.
 
         The outputs start as a copy of the inputs, so the samples where the
-        comb is off are done; the others get ``+= acc`` frame by frame, in
-        chunks short enough that the comb reads only finished outputs. Over
-        the first ``FADE`` samples of a frame (to the end of the last chunk
-        that starts before ``FADE``) ``acc = (g W) comb + (g_p (1 - W)) comb_p``,
-        the chunks as short as the shorter lag; after it ``acc = g comb``.
+        comb is off are done; the others get ``+= acc``, in chunks short
+        enough that the comb reads only finished outputs. Over the first
+        ``FADE`` samples of a frame (to the end of the last chunk that starts
+        before ``FADE``) ``acc = (g W) comb + (g_p (1 - W)) comb_p``, the chunks
+        as short as the shorter lag; after it ``acc = g comb``. A few frames go
+        chunk by chunk (:func:`_comb_frames`); more go in steps, each one chunk
+        of every stretch of frames that the comb links (:func:`_schedule`).
         """
         xa = np.asarray(x, dtype=np.float64)
         m = xa.size
@@ -530,17 +673,13 @@ class PostFilter:
         first, j = divmod(self._pos, FRAME)  # the first frame, and where in it
         last = (self._pos + m - 1) // FRAME
         frames = [self._frame(k) for k in range(first - 1, last + 1)]
-        stop = buf.size
-        p = HISTORY
-        for (lag_p, g_p), (lag, g) in pairwise(frames):
-            end = min(stop, p + FRAME - j)  # the frame's samples are ``buf[p:end]``
-            if j < FADE and (g or g_p):
-                q = _comb_fade(buf, p, end, j, lag, g, lag_p, g_p)
-                if g or not _unchanged(buf, q, end, lag):
-                    _comb_add(buf, q, end, lag, g)  # (x + 0 * comb, where that is not x)
-            elif g:
-                _comb_add(buf, p, end, lag, g)
-            p, j = end, 0
+        if last - first < _SIDE_BY_SIDE:
+            _comb_frames(buf, frames, j)
+        else:
+            gains = np.array([g for _, g in frames])
+            plan = _schedule(np.array([lag for lag, _ in frames]), gains, j, m)
+            if plan is not None:
+                _comb_steps(buf, *plan)
         self._hist = buf[-HISTORY:].copy()
         self._pos += m
         done = self._pos // FRAME

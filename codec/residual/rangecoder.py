@@ -169,10 +169,14 @@ _LOW_MASK = _BOT - 1
 # Renormalisation of the numpy coders (encode_many, decode_values_many,
 # LockStepDecoder): a step moves at most three bytes (rng > 2**48 before it,
 # at least rng >> 16 after it); ``below = _RENORM_BELOW.searchsorted(rng)`` is 3
-# minus their number, and the tables give the shifts and the bytes moved.
+# minus their number, and the tables give the shifts and the bytes moved.  The
+# encoder's registers are uint64, the decoders' int64 (their quantities are below
+# 2**57; int64 index arrays and searches skip a conversion): tables of each type.
 _RENORM_BELOW = np.array([_BOT >> 16, _BOT >> 8, _BOT], dtype=np.uint64)
 _RENORM_SHL = np.array([24, 16, 8, 0], dtype=np.uint64)  # 8 * bytes
-_RENORM_SHR = np.array([0, 8, 16, 24], dtype=np.uint64)  # 24 - 8 * bytes
+_RENORM_BELOW_I = _RENORM_BELOW.astype(np.int64)
+_RENORM_SHL_I = _RENORM_SHL.astype(np.int64)
+_RENORM_SHR_I = np.array([0, 8, 16, 24], dtype=np.int64)  # 24 - 8 * bytes
 _RENORM_BYTES = np.array([3, 2, 1, 0], dtype=np.int64)
 _NBYTES = PRECISION // 8  # bytes pre-loaded by the decoder
 
@@ -1077,12 +1081,15 @@ class RangeDecoder:
     __slots__ = ("_data", "_n", "_pos", "_rng", "_val")
 
     def __init__(self, data: bytes | bytearray | memoryview) -> None:
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise BitstreamError("range decoder input must be bytes-like")
-        self._data = bytes(data)
-        self._n = len(self._data)
+        if type(data) is not bytes:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise BitstreamError("range decoder input must be bytes-like")
+            data = bytes(data)
+        self._data = data
+        self._n = n = len(data)
         # the first _NBYTES bytes (zeros past the end), most significant first
-        self._val = int.from_bytes(self._data[:_NBYTES].ljust(_NBYTES, b"\0"), "big")
+        val = int.from_bytes(data[:_NBYTES], "big")
+        self._val = val if n >= _NBYTES else val << (8 * (_NBYTES - n))
         self._rng = _TOP
         self._pos = _NBYTES
 
@@ -1418,27 +1425,38 @@ def _escape_at(
     and get its error."""
     n = len(data)
     bot = _BOT
-    # the sign, then the Elias-gamma prefix: raw bits (decode_bits(1): t = val // r,
-    # which is 0 or 1 unless val >= 2 r, the error)
-    negative: bool | None = None
+    # the sign, then the Elias-gamma prefix: raw bits (decode_bits(1): the bit is
+    # t = val // r, r = rng >> 1, which is 0 or 1 unless val >= 2 r, the error);
+    # rng > 2**48 before a bit, so at most one byte comes in after it
+    r = rng >> 1
+    negative = val >= r
+    if negative:
+        val -= r
+        if val >= r:
+            return None
+    rng = r
+    if rng <= bot:
+        val = (val << 8) | (data[pos] if pos < n else 0)
+        pos += 1
+        rng <<= 8
     nb = 0
     while True:
         r = rng >> 1
-        one = val >= r
-        if one:
-            val -= r
-            if val >= r:
-                return None
+        if val < r:  # the zero that ends the prefix
+            rng = r
+            if rng <= bot:
+                val = (val << 8) | (data[pos] if pos < n else 0)
+                pos += 1
+                rng <<= 8
+            break
+        val -= r
+        if val >= r:
+            return None
         rng = r
-        while rng <= bot:
+        if rng <= bot:
             val = (val << 8) | (data[pos] if pos < n else 0)
             pos += 1
             rng <<= 8
-        if negative is None:  # the first bit is the sign
-            negative = one
-            continue
-        if not one:
-            break
         nb += 1
         if nb > MAX_ESCAPE_BITS:
             return None
@@ -1463,23 +1481,27 @@ def _escape_at(
     return (-magnitude if negative else magnitude), val, rng, pos
 
 
-def _byte_windows(decs: Sequence[RangeDecoder], rows: int) -> tuple[NDArray[np.uint64], int]:
-    """The decoders' data as 24-bit windows, flattened rows of ``span`` positions:
-    ``window[i * span + p]`` holds bytes p, p+1, p+2 of stream ``i``, big-endian,
-    zeros past its end (rows beyond ``len(decs)``: all zeros). ``span`` is the
-    longest stream + 1, so position ``span - 1`` of every row reads zeros."""
+def _byte_windows_by_position(decs: Sequence[RangeDecoder], rows: int) -> NDArray[np.int64]:
+    """The decoders' data as 24-bit windows, position-major: ``window[p * rows + i]``
+    holds bytes p, p+1, p+2 of stream ``i``, big-endian, zeros past its end (rows
+    beyond ``len(decs)``: all zeros), for ``p`` up to the longest stream's length.
+    The last entry is a zero of row ``rows - 1``: with ``rows > len(decs)``, an
+    index clipped to the end (``take(..., mode="clip")``) reads zeros, as a read
+    past the end of any stream must."""
     lens = [d._n for d in decs]
     span = (max(lens) if lens else 0) + 1
-    padded = np.zeros((rows, span + 2), dtype=np.uint8)
+    padded = np.zeros((span + 2, rows), dtype=np.uint8)
     if lens and min(lens) == max(lens):
         data = np.frombuffer(b"".join(d._data for d in decs), np.uint8)
-        padded[: len(decs), : lens[0]] = data.reshape(len(decs), lens[0])
+        padded[: lens[0], : len(decs)] = data.reshape(len(decs), lens[0]).T
     else:
         for i, d in enumerate(decs):
-            padded[i, : lens[i]] = np.frombuffer(d._data, np.uint8)
-    wide = padded.astype(np.uint64)
-    window = (wide[:, :-2] << np.uint64(16)) | (wide[:, 1:-1] << np.uint64(8)) | wide[:, 2:]
-    return window.ravel(), span
+            padded[: lens[i], i] = np.frombuffer(d._data, np.uint8)
+    wide = padded.astype(np.int64)
+    window = wide[:-2] << 16
+    window |= wide[1:-1] << 8
+    window |= wide[2:]
+    return window.ravel()
 
 
 class LockStepDecoder:
@@ -1488,8 +1510,9 @@ class LockStepDecoder:
     For the few symbols at the head of each frame (raw fields and symbols of
     small tables whose choice may depend on what was decoded before), where
     :func:`decode_values_many` does not apply: each call decodes one symbol for
-    the streams ``rows`` (all when None) with numpy uint64 registers, with the
-    arithmetic of :meth:`RangeDecoder.decode_bits` / :meth:`~RangeDecoder.decode_symbol`.
+    the streams ``rows`` (all when None) with numpy int64 registers (as in
+    :func:`decode_values_many`), with the arithmetic of
+    :meth:`RangeDecoder.decode_bits` / :meth:`~RangeDecoder.decode_symbol`.
     A stream whose target falls outside its table's range (a corrupt stream)
     is marked in :attr:`bad` and decodes zeros from then on; its decoder is not
     written back, so that the caller can decode it again with the scalar
@@ -1500,45 +1523,68 @@ class LockStepDecoder:
     def __init__(self, decoders: Sequence[RangeDecoder]) -> None:
         self.decoders = list(decoders)
         n = len(self.decoders)
-        self._window, span = _byte_windows(self.decoders, n)
-        self._base = np.arange(n, dtype=np.int64) * span
-        self._end = self._base + span - 1
-        self.val = np.array([d._val for d in self.decoders], dtype=np.uint64)
-        self.rng = np.array([d._rng for d in self.decoders], dtype=np.uint64)
-        self.pos = self._base + np.array([d._pos for d in self.decoders], dtype=np.int64)
+        # position-major windows with an all-zero row n (see decode_values_many):
+        # the stream i at byte p reads window[p * (n + 1) + i]
+        self._window = _byte_windows_by_position(self.decoders, n + 1)
+        self._rows1 = n + 1
+        self._adv = _RENORM_BYTES * (n + 1)
+        self.val = np.array([d._val for d in self.decoders], dtype=np.int64)
+        self.rng = np.array([d._rng for d in self.decoders], dtype=np.int64)
+        self.pos = np.array([d._pos for d in self.decoders], dtype=np.int64)
+        self.pos *= n + 1
+        self.pos += np.arange(n, dtype=np.int64)
         self.bad = np.zeros(n, dtype=bool)
 
     def _step(
         self,
-        rows: NDArray[np.int64],
-        r: NDArray[np.uint64],
-        cum: NDArray[np.uint64],
-        freq: NDArray[np.uint64],
+        rows: NDArray[np.int64] | None,
+        r: NDArray[np.int64],
+        cum: NDArray[np.int64],
+        freq: NDArray[np.int64] | None,
     ) -> None:
+        """Consume ``[cum, cum + freq)`` (``freq`` None: 1) with ``r = rng // total``
+        in the streams ``rows`` (all when None)."""
         # r * cum <= val < rng <= 2**56; rng > 2**48 before and r >= rng >> 16: at
         # most three bytes in (as decode_values_many)
-        v = self.val[rows] - r * cum
-        g = r * freq
-        below = _RENORM_BELOW.searchsorted(g)
-        v <<= _RENORM_SHL[below]
-        g <<= _RENORM_SHL[below]
-        fp = self.pos[rows]
-        v |= self._window[np.minimum(fp, self._end[rows])] >> _RENORM_SHR[below]
-        self.val[rows] = v
-        self.rng[rows] = g
-        self.pos[rows] = fp + _RENORM_BYTES[below]
-
-    def _rows(self, rows: ArrayLike | None) -> NDArray[np.int64]:
+        v = self.val if rows is None else self.val[rows]
+        v -= r * cum
+        g = r if freq is None else r * freq
+        below = _RENORM_BELOW_I.searchsorted(g)
+        sh = _RENORM_SHL_I[below]
+        v <<= sh
+        g <<= sh
+        fp = self.pos if rows is None else self.pos[rows]
+        w = self._window.take(fp, mode="clip")  # beyond the end: a zero of row n
+        w >>= _RENORM_SHR_I[below]
+        v |= w
+        fp += self._adv[below]
         if rows is None:
-            return np.arange(self.val.size, dtype=np.int64)
-        return np.asarray(rows, dtype=np.int64)
+            self.rng = g
+        else:
+            self.val[rows] = v
+            self.rng[rows] = g
+            self.pos[rows] = fp
 
-    def _mark(self, rows: NDArray[np.int64], over: NDArray[np.bool_]) -> None:
+    def _targets(
+        self, rows: NDArray[np.int64] | None, shift: int
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """``r = rng >> shift`` and the target ``t = val // r`` of the streams ``rows``
+        (all when None); a target ``>> shift`` nonzero (outside the coded range) marks
+        its stream bad and parks it on an all-zero state (r and t as for a 0 target)."""
+        r = (self.rng if rows is None else self.rng[rows]) >> shift
+        t = (self.val if rows is None else self.val[rows]) // r
+        over = (t >> shift) != 0
         if over.any():  # corrupt: park on an all-zero state that decodes zeros
-            hit = rows[over]
+            hit = np.flatnonzero(over) if rows is None else rows[over]
             self.bad[hit] = True
             self.val[hit] = 0
             self.rng[hit] = _TOP
+            t[over] = 0
+            r[over] = _TOP >> shift
+        return r, t
+
+    def _rows(self, rows: ArrayLike | None) -> NDArray[np.int64] | None:
+        return None if rows is None else np.asarray(rows, dtype=np.int64)
 
     def bits(self, nbits: int, rows: ArrayLike | None = None) -> NDArray[np.int64]:
         """:meth:`RangeDecoder.decode_bits` of ``nbits`` (<= 16) for the streams ``rows``."""
@@ -1546,41 +1592,40 @@ class LockStepDecoder:
             raise ParameterError("LockStepDecoder.bits reads fields of 0 to 16 bits")
         idx = self._rows(rows)
         if nbits == 0:
-            return np.zeros(idx.size, dtype=np.int64)
-        r = self.rng[idx] >> np.uint64(nbits)
-        t = self.val[idx] // r
-        over = (t >> np.uint64(nbits)) != 0
-        self._mark(idx, over)
-        t[over] = 0
-        r[over] = _TOP >> nbits
-        self._step(idx, r, t, np.ones_like(t))
-        return t.astype(np.int64)
+            return np.zeros(self.val.size if idx is None else idx.size, dtype=np.int64)
+        r, t = self._targets(idx, nbits)
+        self._step(idx, r, t, None)
+        return t
 
     def symbols(self, cdfs: NDArray[np.int64], rows: ArrayLike | None = None) -> NDArray[np.int64]:
         """:meth:`RangeDecoder.decode_symbol` for the streams ``rows``, stream ``j``
         with the table ``cdfs[j]`` (one row per stream, shape (k, n_symbols + 1),
-        every total the same power of two)."""
+        every total the same power of two; one row broadcast to all, as by
+        ``np.broadcast_to``, is searched once per stream instead of compared)."""
         idx = self._rows(rows)
         tab = np.asarray(cdfs, dtype=np.int64)
         total = int(tab[0, -1]) if tab.size else 1
         if total & (total - 1) or np.any(tab[:, -1] != total) or not 0 < total <= MAX_TOTAL:
             raise ParameterError("LockStepDecoder.symbols needs one power-of-two total")
-        shift = np.uint64(total.bit_length() - 1)
-        r = self.rng[idx] >> shift
-        t = self.val[idx] // r
-        over = t >= np.uint64(total)
-        self._mark(idx, over)
-        r[over] = _TOP >> int(shift)
-        t[over] = 0
-        s = (tab[:, 1:] <= t.astype(np.int64)[:, None]).sum(axis=1)
-        cum = np.take_along_axis(tab, s[:, None], axis=1)[:, 0]
-        nxt = np.take_along_axis(tab, s[:, None] + 1, axis=1)[:, 0]
-        self._step(idx, r, cum.astype(np.uint64), (nxt - cum).astype(np.uint64))
+        r, t = self._targets(idx, total.bit_length() - 1)
+        upper = tab[:, 1:]
+        if tab.shape[0] > 1 and tab.strides[0] == 0 and np.all(upper[0, 1:] >= upper[0, :-1]):
+            # one non-decreasing row: the count of its entries <= t by a binary search
+            row = tab[0]
+            s = upper[0].searchsorted(t, side="right")
+            cum = row[s]
+            freq = row[s + 1] - cum
+        else:
+            s = (upper <= t[:, None]).sum(axis=1)
+            each = np.arange(s.size)
+            cum = tab[each, s]
+            freq = tab[each, s + 1] - cum
+        self._step(idx, r, cum, freq)
         return s
 
     def write_back(self) -> None:
         """Put each good stream's state into its decoder."""
-        pos = (self.pos - self._base).tolist()
+        pos = (self.pos // self._rows1).tolist()
         for d, v, g, p, b in zip(
             self.decoders, self.val.tolist(), self.rng.tolist(), pos, self.bad.tolist(), strict=True
         ):
@@ -1603,7 +1648,7 @@ class _ValueLookup:
     lut[key >> bucket_bits] + (key >= flat[lut[...]])`` (one more entry of
     ``flat`` is ``<= key``, at most). The few buckets with two table entries or more
     after their start (the tails of the narrowest tables) point instead to a flag
-    entry (``value_at`` ``m + 3``, ``flat`` the largest uint64), for the caller to
+    entry (``value_at`` ``m + 3``, ``flat`` the largest int64), for the caller to
     search. Built once per stack of tables (cached).
     """
 
@@ -1617,8 +1662,8 @@ class _ValueLookup:
         self.stride = stride = (1 << shift) + (1 << b)
         n_flat = n_tables * width1
         keys = (tab + np.arange(n_tables, dtype=np.int64)[:, None] * stride).ravel()
-        top = np.iinfo(np.uint64).max
-        self.flat = np.concatenate((keys.astype(np.uint64), np.full(2, top, dtype=np.uint64)))
+        top = np.iinfo(np.int64).max
+        self.flat = np.concatenate((keys, np.full(2, top, dtype=np.int64)))
         # per bucket i (keys i << b .. ((i + 1) << b) - 1): first = the number of
         # keys <= its start, last = the number of keys <= its end (what searchsorted
         # "right" gives for the two), counted over the sorted keys' buckets
@@ -1629,11 +1674,13 @@ class _ValueLookup:
         first[1:] += last[:-1]
         self.lut = np.where(last - first > 1, n_flat + 1, first)
         sym = np.tile(np.arange(width1, dtype=np.int64) - m, n_tables)  # m + 2 at s = nsym
-        self.value_at = np.concatenate(([m + 2], sym, [m + 3]))
-        self.cum_at = np.concatenate(([0], tab.ravel(), [0])).astype(np.uint64)
+        # (int8 where it fits: the decoder's output array is then small)
+        dtype = np.int8 if m + 3 <= np.iinfo(np.int8).max else np.int64
+        self.value_at = np.concatenate(([m + 2], sym, [m + 3])).astype(dtype)
+        self.cum_at = np.concatenate(([0], tab.ravel(), [0]))
         freq = np.zeros_like(tab)
         freq[:, :-1] = np.diff(tab, axis=1)  # 0 for the sentinels (never used)
-        self.freq_at = np.concatenate(([0], freq.ravel(), [0])).astype(np.uint64)
+        self.freq_at = np.concatenate(([0], freq.ravel(), [0]))
 
     @staticmethod
     def of(tab: NDArray[np.int64]) -> _ValueLookup:
@@ -1660,8 +1707,8 @@ def decode_values_many(
     vectorised across streams (frames): one pass of about 20 array operations
     per position instead of one pure-Python loop iteration per symbol, which
     pays off from a few tens of streams on (``benchmarks/bench_rangecoder.py``).
-    The arithmetic is that of :meth:`~RangeDecoder.decode_values`, in uint64
-    registers, so the values, the decoders' final states (hence
+    The arithmetic is that of :meth:`~RangeDecoder.decode_values`, in int64
+    registers (every quantity is below ``2**57``), so the values, the decoders' final states (hence
     :meth:`~RangeDecoder.tell`) and the errors are exactly the scalar ones.
 
     Parameters
@@ -1709,10 +1756,11 @@ def decode_values_many(
     and ``t == total``, the error, lands on a sentinel after its table.
     Renormalisation reads at most three bytes per symbol (``rng > 2**48`` before
     the symbol, so ``rng >= r >= 2**(48 - 16)`` after it), taken at once from a
-    24-bit window of the zero-padded data; reading past a stream's end gives
-    zeros, as in the scalar decoder.  Escapes (rare) are decoded from the
-    stream's state by the scalar escape decoder's arithmetic on Python ints
-    (:func:`_escape_at`); a stream that fails is parked on an all-zero input, on
+    24-bit window of the zero-padded data (:func:`_byte_windows_by_position`);
+    reading past a stream's end gives zeros, as in the scalar decoder.  Escapes
+    (rare per stream, a few per position) are decoded from the stream's state by
+    the scalar escape decoder's arithmetic on Python ints (:func:`_escape_at`) and
+    their values put in place at the end; a stream that fails is parked on an all-zero input, on
     which it decodes zeros and never fails again, and its state is not written
     back (its decoder is left as the scalar method leaves it).
     """
@@ -1756,9 +1804,11 @@ def decode_values_many(
     steps = int(cnt.max())
     if steps == 0:
         return values, errors
-    used = idx[:, :steps][np.arange(steps) < cnt[:, None]]
-    if used.min() < 0 or used.max() >= n_tables:
-        raise ParameterError(f"table rows must be in [0, {n_tables})")
+    head = idx[:, :steps]
+    if head.min() < 0 or head.max() >= n_tables:  # also where the unread entries are
+        used = head[np.arange(steps) < cnt[:, None]]
+        if used.min() < 0 or used.max() >= n_tables:
+            raise ParameterError(f"table rows must be in [0, {n_tables})")
 
     look = _ValueLookup.of(tab)
     flat, lut, value_at, cum_at, freq_at = (
@@ -1773,25 +1823,31 @@ def decode_values_many(
     order = np.argsort(-cnt, kind="stable")
     neg_sorted = -cnt[order]
     active = np.searchsorted(neg_sorted, -np.arange(steps), side="left").tolist()
-    key_off = np.ascontiguousarray(idx[order, :steps].T).astype(np.uint64)
-    key_off *= np.uint64(look.stride)
+    # the table keys' offsets, step by step
+    key_off = np.ascontiguousarray(head[order].T, dtype=np.int64)
+    key_off *= look.stride
     decs = [decoders[i] for i in order.tolist()]
+    datas = [d._data for d in decs]
 
-    # zero-padded data (plus an all-zero row for failed streams) as 24-bit windows:
-    # window[i, p] = bytes p, p+1, p+2 of stream i, big-endian; p clipped to the length
-    window, span = _byte_windows(decs, n + 1)
-    base = np.arange(n + 1, dtype=np.int64) * span
-    park = int(base[n])  # the all-zero row
-    # state per stream (sorted order): val < rng <= 2**PRECISION = 2**56 fit uint64
-    val = np.array([d._val for d in decs], dtype=np.uint64)
-    rng = np.array([d._rng for d in decs], dtype=np.uint64)
-    fpos = base[:n] + np.array([d._pos for d in decs], dtype=np.int64)  # into window
-    end = base[:n] + span - 1  # reads clip here (zeros)
-    out = np.zeros((steps, n), dtype=np.int64)  # transposed, sorted order
+    # zero-padded data (plus an all-zero row for failed streams) as 24-bit windows,
+    # position-major: window[p * (n + 1) + i] = bytes p, p+1, p+2 of stream i; an
+    # index beyond the end clips to the last entry, a zero of the all-zero row
+    window = _byte_windows_by_position(decs, n + 1)
+    n1 = n + 1
+    park = n  # position 0 of the all-zero row
+    # state per stream (sorted order): val < rng <= 2**PRECISION = 2**56 fit int64
+    val = np.array([d._val for d in decs], dtype=np.int64)
+    rng = np.array([d._rng for d in decs], dtype=np.int64)
+    fpos = np.array([d._pos for d in decs], dtype=np.int64)  # into window
+    fpos *= n1
+    fpos += np.arange(n, dtype=np.int64)
+    out = np.zeros((steps, n), dtype=value_at.dtype)  # transposed, sorted order
+    escapes: list[tuple[int, int, int]] = []  # (step, stream, value): the escaped values
     failed = np.zeros(n, dtype=bool)
 
     # renormalisation: nb = #{threshold >= rng} bytes, by searchsorted on the thresholds
-    thresholds, shl_of, shr_of, adv_of = _RENORM_BELOW, _RENORM_SHL, _RENORM_SHR, _RENORM_BYTES
+    thresholds, shl_of, shr_of = _RENORM_BELOW_I, _RENORM_SHL_I, _RENORM_SHR_I
+    adv_of = _RENORM_BYTES * n1
 
     def fail(j: int, err: BitstreamError) -> None:
         errors[int(order[j])] = err
@@ -1799,47 +1855,58 @@ def decode_values_many(
         val[j] = 0
         rng[j] = _TOP
         fpos[j] = park
-        end[j] = park + span - 1
 
-    # (measured: fancy indexing beats take(); array operands beat numpy scalars)
-    shifts = np.full(n, shift, dtype=np.uint64)
-    buckets = np.full(n, look.bucket_bits, dtype=np.uint64)
+    # (measured: int64 beats uint64 (index conversions); fancy indexing beats take()
+    # except with mode="clip"; array operands beat numpy scalars)
+    shifts = np.full(n, shift, dtype=np.int64)
+    buckets = np.full(n, look.bucket_bits, dtype=np.int64)
+    r_buf = np.empty(n, dtype=np.int64)
+    t_buf = np.empty(n, dtype=np.int64)
+    k = -1
     for step in range(steps):
-        k = active[step]
-        v = val[:k]
-        g = rng[:k]
-        fp = fpos[:k]
-        r = g >> shifts[:k]
+        if active[step] != k:  # views of the active streams (k changes rarely)
+            k = active[step]
+            v, g, fp, r, t = val[:k], rng[:k], fpos[:k], r_buf[:k], t_buf[:k]
+            shifts_k, buckets_k = shifts[:k], buckets[:k]
+        np.right_shift(g, shifts_k, out=r)
         # 0 <= val < rng gives t <= total (rng < (r + 1) * total, and r >= total):
         # t == total, the error, finds the sentinel at the end of its table
-        t = v // r
+        np.floor_divide(v, r, out=t)
         t += key_off[step, :k]
-        p = lut[t >> buckets[:k]]  # searchsorted(flat, t, "right"), see _ValueLookup
+        p = lut[t >> buckets_k]  # searchsorted(flat, t, "right"), see _ValueLookup
         p += t >= flat[p]
-        x = value_at[p]
+        x = out[step, :k]
+        value_at.take(p, out=x, mode="clip")  # (p is in range; "clip" does not buffer)
+        # rare per stream, not per step: an escape (m + 1), a target outside the range
+        # (m + 2), a bucket to search (m + 3)
+        hits = np.flatnonzero(x > m)
         escaped: list[int] = []
-        if x[x.argmax()] > m:  # rare: an escape (m + 1), a target outside the range
-            hits = np.flatnonzero(x > m)  # (m + 2) or a bucket to search (m + 3)
-            search = hits[x[hits] > m + 2]
-            if search.size:
-                p[search] = flat.searchsorted(t[search], side="right")
-                x[search] = value_at[p[search]]
-                hits = hits[x[hits] > m]
-            bad = hits[x[hits] > m + 1].tolist()
-            for j in bad:
-                d = decs[j]
-                d._val, d._rng, d._pos = val.item(j), rng.item(j), fpos.item(j) - base.item(j)
-                fail(j, BitstreamError("range decoder target outside the coded range"))
-            if bad:  # parked streams decode a 0 target: the step again
-                r = g >> shifts[:k]
-                t = v // r
-                t += key_off[step, :k]
-                p = flat.searchsorted(t, side="right")
-                x = value_at[p]
-                hits = np.flatnonzero(x > m)
+        if hits.size:
             escaped = hits.tolist()
+            codes = x[hits].tolist()
+            top = max(codes)
+            if top > m + 1:  # (else: all escapes)
+                if top > m + 2:
+                    search = hits[x[hits] > m + 2]
+                    p[search] = flat.searchsorted(t[search], side="right")
+                    x[search] = value_at[p[search]]
+                    codes = x[hits].tolist()
+                bad = [j for j, c in zip(escaped, codes, strict=True) if c > m + 1]
+                for j in bad:
+                    d = decs[j]
+                    d._val, d._rng, d._pos = val.item(j), rng.item(j), fpos.item(j) // n1
+                    fail(j, BitstreamError("range decoder target outside the coded range"))
+                if bad:  # parked streams decode a 0 target: the step again
+                    np.right_shift(g, shifts_k, out=r)
+                    np.floor_divide(v, r, out=t)
+                    t += key_off[step, :k]
+                    p = flat.searchsorted(t, side="right")
+                    value_at.take(p, out=x, mode="clip")
+                    escaped = np.flatnonzero(x > m).tolist()
+                else:
+                    escaped = [j for j, c in zip(escaped, codes, strict=True) if c == m + 1]
         # r <= 2**(56 - shift) and cum, freq <= total = 2**shift: r * cum <= rng <= 2**56,
-        # so no product overflows uint64
+        # so no product overflows
         v -= r * cum_at[p]
         np.multiply(r, freq_at[p], out=g)
         # renormalise: nb bytes in, nb = #{thresholds >= rng} (0 to 3)
@@ -1847,30 +1914,35 @@ def decode_values_many(
         sh = shl_of[below]
         v <<= sh
         g <<= sh
-        w = window[np.minimum(fp, end[:k])]
+        w = window.take(fp, mode="clip")
         w >>= shr_of[below]
         v |= w
         fp += adv_of[below]
-        out[step, :k] = x
         for j in escaped:
-            d = decs[j]
-            b = j * span
-            got = _escape_at(d._data, val.item(j), rng.item(j), fpos.item(j) - b, m)
+            pos = fpos.item(j) // n1
+            got = _escape_at(datas[j], val.item(j), rng.item(j), pos, m)
             if got is None:  # corrupt: the decoder keeps its state, as in decode_values
-                d._val, d._rng, d._pos = val.item(j), rng.item(j), fpos.item(j) - b
+                d = decs[j]
+                d._val, d._rng, d._pos = val.item(j), rng.item(j), pos
                 try:
                     d._decode_escape_bits(m)  # raises the error
                 except BitstreamError as exc:
                     fail(j, exc)
                 continue
-            out[step, j], val[j], rng[j], p_j = got
-            fpos[j] = b + p_j
+            value, val[j], rng[j], pos = got
+            fpos[j] = pos * n1 + j
+            escapes.append((step, j, value))
 
-    pos = (fpos - base[:n]).tolist()
-    for d, a, b, c, f in zip(decs, val.tolist(), rng.tolist(), pos, failed.tolist(), strict=True):
+    pos_list = (fpos // n1).tolist()
+    for d, a, b, c, f in zip(
+        decs, val.tolist(), rng.tolist(), pos_list, failed.tolist(), strict=True
+    ):
         if not f:
             d._val, d._rng, d._pos = a, b, c
     values[order, :steps] = out.T
+    if escapes:
+        at_step, at_stream, escaped_values = zip(*escapes, strict=True)
+        values[order[list(at_stream)], at_step] = escaped_values
     if not collect_errors:
         for err in errors:
             if err is not None:

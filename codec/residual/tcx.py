@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -59,7 +58,7 @@ import numpy.typing as npt
 
 from codec.errors import BitstreamError, ParameterError
 from codec.residual import blocks, mdct, noisefill, topshape
-from codec.residual.harmonic import harmonic_shape
+from codec.residual.harmonic import apply_harmonic
 from codec.residual.pitch import GAIN_BITS as PITCH_GAIN_BITS
 from codec.residual.pitch import GAIN_STEP, LAG_BITS, LAG_MIN, PitchParams
 from codec.residual.rangecoder import (
@@ -83,7 +82,6 @@ from codec.residual.rangecoder import (
     laplace_tables_from_index,
     scale_index,
 )
-from codec.residual.rdoq import rdo_magnitudes
 from codec.residual.sidemodel import FIELDS as SIDE_FIELDS
 from codec.residual.sidemodel import ModelSide, RawSide
 from codec.residual.sidemodel import shipped as shipped_side_model
@@ -130,8 +128,7 @@ class _Heads(NamedTuple):
     pitch: dict[str, IntArray] | None
 
 
-@dataclass(frozen=True)
-class TcxConfig:
+class TcxConfig(NamedTuple):
     """Tunable parameters of the TCX coder (fixed per format version)."""
 
     gamma: float = 0.8
@@ -448,6 +445,17 @@ def _top(score: FloatArray, m: int) -> IntArray:
     return part[:, :m]
 
 
+@functools.cache
+def _envelope_weights(gamma: float, tilt: float, order: int) -> tuple[FloatArray, FloatArray]:
+    """The weights ``γ^i`` (``i = 0 .. order``) of :meth:`TCX.envelopes`'s ``Â(z/γ)``
+    and its tilt gains ``1 / |1 - μ e^{-jw_k}|`` at the bin centres (read-only)."""
+    gam = np.asarray(gamma ** np.arange(order + 1), dtype=np.float64)
+    w = np.pi * (np.arange(N_BINS) + 0.5) / N_BINS
+    gains = 1.0 / np.sqrt(1.0 + tilt * tilt - 2.0 * tilt * np.cos(w))
+    gam.flags.writeable = gains.flags.writeable = False
+    return gam, gains
+
+
 def frame_signs(frame_index: npt.ArrayLike, n_bins: int = N_BINS) -> FloatArray:
     """Deterministic pseudo-random signs (±1), shape (n, n_bins), a function of the frame index.
 
@@ -458,12 +466,16 @@ def frame_signs(frame_index: npt.ArrayLike, n_bins: int = N_BINS) -> FloatArray:
     i = np.asarray(frame_index, dtype=np.uint64).reshape(-1, 1)
     # (in place; the finaliser's last step, z ^= z >> 31, keeps the top bit)
     z = i * np.uint64(n_bins) + np.arange(n_bins, dtype=np.uint64)[None, :]
+    tmp = np.empty_like(z)
     z += np.uint64(0x9E3779B97F4A7C15)
-    z ^= z >> np.uint64(30)
+    z ^= np.right_shift(z, np.uint64(30), out=tmp)
     z *= np.uint64(0xBF58476D1CE4E5B9)
-    z ^= z >> np.uint64(27)
+    z ^= np.right_shift(z, np.uint64(27), out=tmp)
     z *= np.uint64(0x94D049BB133111EB)
-    return np.where(z >> np.uint64(63), 1.0, -1.0)
+    # the top bit as ±1.0: the bits of -1.0, whose sign bit the top bit clears
+    z &= np.uint64(1 << 63)
+    z ^= np.uint64(0xBFF0000000000000)
+    return z.view(np.float64)
 
 
 class TCX:
@@ -486,19 +498,19 @@ class TCX:
     def envelopes(self, a_q: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Shaping gains ``|Â(w_k/γ)|`` and model shape ``r_k``, both (n, 320).
 
-        ``w_k = π (k + 1/2) / 320`` are the MDCT bin centres.
+        ``w_k = π (k + 1/2) / 320`` are the MDCT bin centres: the odd bins of a
+        ``4 x 320``-point FFT of the polynomials.
         """
         a = np.asarray(a_q, dtype=np.float64)
-        p = a.shape[-1] - 1
-        gam = self.config.gamma ** np.arange(p + 1)
-        spec_w = np.abs(np.fft.rfft(a * gam, 4 * N_BINS, axis=-1)[..., 1 : 2 * N_BINS : 2])
-        spec = np.abs(np.fft.rfft(a, 4 * N_BINS, axis=-1)[..., 1 : 2 * N_BINS : 2])
-        w = np.pi * (np.arange(N_BINS) + 0.5) / N_BINS
-        mu = self.config.tilt
-        tilt = 1.0 / np.sqrt(1.0 + mu * mu - 2.0 * mu * np.cos(w))
-        shaping = np.maximum(spec_w * tilt, 1e-9)
-        ratio = shaping / np.maximum(spec, 1e-9)
-        ratio = ratio / ratio.mean(axis=-1, keepdims=True)
+        gam, tilt = _envelope_weights(self.config.gamma, self.config.tilt, a.shape[-1] - 1)
+        # (after the FFTs, in place: the same operations on the same numbers)
+        shaping = np.abs(np.fft.rfft(a * gam, 4 * N_BINS, axis=-1)[..., 1 : 2 * N_BINS : 2])
+        shaping *= tilt
+        np.maximum(shaping, 1e-9, out=shaping)
+        ratio = np.abs(np.fft.rfft(a, 4 * N_BINS, axis=-1)[..., 1 : 2 * N_BINS : 2])
+        np.maximum(ratio, 1e-9, out=ratio)
+        np.divide(shaping, ratio, out=ratio)
+        ratio /= ratio.mean(axis=-1, keepdims=True)
         return shaping, ratio
 
     # ------------------------------------------------------------------ helpers
@@ -516,8 +528,8 @@ class TCX:
         on = pitch.gain >= 0
         if short is not None:
             on = on & ~short
-        h = harmonic_shape(pitch.lag, on, N_BINS, depth=self.config.harmonic_depth)
-        return np.asarray(ratio * h, dtype=np.float64)
+        out = np.array(ratio, dtype=np.float64)  # ratio * harmonic_shape(...)
+        return apply_harmonic(out, pitch.lag, on, depth=self.config.harmonic_depth)
 
     @property
     def top_shape(self) -> bool:
@@ -560,6 +572,8 @@ class TCX:
         lam = self.config.rdo_lambda
         if lam <= 0.0 or ratio is None or cb == 0:
             return q
+        from codec.residual.rdoq import rdo_magnitudes  # (encoder only: not at import)
+
         kap = self._kappa_index(q, ratio, self._last(q))
         grid = _grid_index(_frame_kappas()[kap][..., None] * ratio[..., :cb])
         nsym = 2 * _MAX_ABS + 2
@@ -1652,17 +1666,22 @@ class TCX:
             q[np.arange(N_BINS) < last[:, None]] = values  # row by row, bins below last
         if self.config.noise_fill:
             signs = frame_signs(index)
-            fill = self._noise_mask(q)
+            # the noise-filled bins all lie in the coded band (_noise_mask)
+            fill = self._noise_mask(q)[:, :cb]
             if self.config.model_fill:
-                level = np.zeros((n, N_BINS))
-                level[:, :cb] = noisefill.factor(nf)[:, None] * _fill_table()[grid_index]
+                level = np.take(_fill_table(), grid_index)
+                level *= noisefill.factor(nf)[:, None]
             else:
-                level = (nf * _NOISE_STEP)[:, None] * ratio
-            q = np.where(fill, signs * level, q)
-            lo = self.config.coded_bins
+                level = (nf * _NOISE_STEP)[:, None] * ratio[:, :cb]
+            level *= signs[:, :cb]
+            np.copyto(q[:, :cb], level, where=fill)
             hf_level = np.where(hf > 0, 2.0 ** ((hf - _HF_OFFSET) / 2.0), 0.0)
-            q[:, lo:] = signs[:, lo:] * hf_level[:, None] * ratio[:, lo:]
-        coefs = np.asarray(q * _gain_step(gain)[:, None] / shaping, dtype=np.float64)
+            top = q[:, cb:]  # (signs * hf_level) * ratio, in place
+            np.multiply(signs[:, cb:], hf_level[:, None], out=top)
+            top *= ratio[:, cb:]
+        coefs = q  # q * Δ / shaping, in place
+        coefs *= _gain_step(gain)[:, None]
+        coefs /= shaping
         if short.any():
             coefs[short] = blocks.to_long(coefs[short], self.config.overlap)
         return coefs, pitch

@@ -27,6 +27,7 @@ RECIPES = [
     "postfilter_bound",
     "vqvae",
     "ann_search",
+    "envelope_parse",
 ]
 
 
@@ -44,6 +45,7 @@ def _main(module: str, argv: list[str]) -> int:
         ("bitrate_vs_pesq", "--data"),
         ("frame_loss", "--data"),
         ("postfilter_bound", "--data"),
+        ("envelope_parse", "--data"),
         ("envelope_sd", "--train"),
         ("envelope_sd", "--eval"),
         ("train_default_codebooks", "--data"),

@@ -1,0 +1,346 @@
+"""Could a memoryless coarse envelope set the residual's entropy tables, so that a
+predictive envelope survives frame loss? (issue 13, screening)
+
+With a predictive envelope, a lost frame leaves the decoder's predictor state
+wrong; the residual's range decoder draws its tables from the decoded
+envelope, so every frame until the next safety-net frame becomes
+undecodable (RESULTS.md section 3). The candidate design splits the envelope:
+a memoryless coarse stage that alone chooses the tables, and a refinement
+that may be predicted from the previous frame and only shapes the spectrum.
+This recipe measures both sides of that trade:
+
+1. Value bits. The codec codes the first --files files of --data's dev split
+   at each of --bitrates; their decoded values are costed under the tables of
+   the decoded envelope (today), of coarse memoryless envelopes of it (the
+   12-bit vq-1x12; the first 1, 2 or 3 stages of rvq-4x8) and of no envelope,
+   the per-frame scale index re-chosen for each to give the fewest bits.
+2. Spectral distortion. On all of the dev split: the coarse vq-1x12 plus a
+   refinement of --refine (RVQ stages x bits, trained by k-means on the train
+   split): memoryless, or AR-predicted from the previous frame's decoded
+   refinement (matrix by least squares; codebooks on open-loop targets, then
+   once more on closed-loop ones); beside the shipped memoryless codebooks.
+
+Writes summary.md and results.json to --out.
+
+Run: python -m recipes.envelope_parse --out out/envelope_parse
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from recipes._common import (
+    DEFAULT_MANIFEST,
+    audio_files,
+    markdown_table,
+    missing_data,
+    parse_floats,
+    write_json,
+)
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+COARSE = "vq-1x12"
+"""The memoryless coarse stage (a shipped 12-bit codebook)."""
+STAGED = "rvq-4x8"
+"""The shipped RVQ whose first stages serve as coarser or finer memoryless envelopes."""
+REFERENCES = ("avq-4x6", "rvq-4x8", COARSE)
+
+
+# ----------------------------------------------------------------------------- value bits
+
+
+def _value_bits(q: IntArray, last: IntArray, ratio: FloatArray, cb: int) -> FloatArray:
+    """Bits of each frame's values (bins below ``last``) under the grid tables of
+    ``ratio``, with the scale index that gives the fewest."""
+    from codec.residual import tcx as T
+
+    mask = np.arange(cb)[None, :] < last[:, None]
+    best = np.full(q.shape[0], np.inf)
+    for kappa in T._frame_kappas():
+        grid = T._grid_index(kappa * ratio[:, :cb])
+        best = np.minimum(best, (T._value_costs(q, grid) * mask).sum(axis=1))
+    return best
+
+
+def value_bits(audio: Path, rate: float) -> dict[str, FloatArray]:
+    """Per-frame value bits of ``audio`` coded at ``rate``, under each envelope's tables."""
+    import io
+
+    import soundfile as sf
+
+    import codec
+    from codec.analysis import lsf_to_lpc, stabilize_lsf
+    from codec.bitstream import ContainerReader
+    from codec.pipeline import StreamDecoder
+    from codec.registry import load_envelope
+    from codec.residual import tcx as T
+    from codec.residual import topshape
+    from codec.residual.pitch import LAG_MIN, PitchParams
+    from codec.residual.rangecoder import decode_values_many
+
+    x, sr = sf.read(audio, dtype="float64", always_2d=True)
+    reader = ContainerReader(io.BytesIO(codec.encode(x.mean(axis=1), sr, rate)), "raise")
+    frames = [f for block in reader.blocks(1 << 30) for f in block if f is not None]
+    dec = StreamDecoder(reader.header)
+    coder, env = dec.tcx, dec.env
+    idx, fields, decs = coder.read_side(frames, env.field_bits)
+    n, cb = len(frames), coder.config.coded_bins
+    pitch = PitchParams.off(n)
+    on = fields["pitch_on"] > 0
+    pitch.lag[on] = LAG_MIN + fields["pitch_lag"][on]
+    pitch.gain[on] = fields["pitch_gain"][on]
+    short = fields["transient"] > 0
+    last = fields["last"] * T.LAST_UNIT
+
+    def ratio_of(lsf: FloatArray) -> FloatArray:
+        # the model shape as the decoder forms it (harmonic comb, block levels)
+        _, ratio = coder.envelopes(lsf_to_lpc(stabilize_lsf(lsf)))
+        ratio = coder._harmonic(ratio, pitch, short)
+        if coder.top_shape and short.any():
+            ratio[short] = topshape.apply(ratio[short], fields["levels"][short], cb)
+        return ratio
+
+    lsf = env.decode(idx)
+    decoded = ratio_of(lsf)
+    grid = T._grid_index(T._frame_kappas()[fields["kappa"]][:, None] * decoded[:, :cb])
+    vals, errors = decode_values_many(decs, T._grid_table().reshape(T._N_GRID, -1), grid, last)
+    if any(e is not None for e in errors):  # pragma: no cover - the codec's own stream
+        raise RuntimeError(f"{audio}: the coded values do not decode")
+    q = np.asarray(vals, dtype=np.int64)
+    coarse = load_envelope(COARSE).quantizer
+    staged = load_envelope(STAGED).quantizer
+    parts = staged.encode(lsf)
+    books = staged.codebooks
+    ratios = {"decoded envelope (today)": decoded}
+    ratios[f"{COARSE} of it (12 bits)"] = ratio_of(coarse.decode(coarse.encode(lsf)))
+    for k in (1, 2, 3):
+        rec = staged.mean + sum(books[s][parts[:, s]] for s in range(k))
+        bits = k * staged.bits_per_stage
+        ratios[f"{STAGED}, first {k} stage{'s' if k > 1 else ''} ({bits} bits)"] = ratio_of(rec)
+    ratios["no envelope (flat)"] = np.ones_like(decoded)
+    return {name: _value_bits(q, last, r, cb) for name, r in ratios.items()}
+
+
+# ----------------------------------------------------------------------------- two layers
+
+
+def _previous(offsets: IntArray, n: int) -> IntArray:
+    """Each frame's previous frame in the same file; -1 at a file's start."""
+    prev = np.arange(n) - 1
+    prev[offsets[:-1][offsets[:-1] < n]] = -1
+    return prev
+
+
+def _closed_loop(
+    q: Any, e: FloatArray, w: FloatArray, prev: IntArray, a: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Code the refinements ``e`` frame by frame, each predicted as ``last @ a`` from
+    the previous decoded one (zero at a file's start); returns the decoded
+    refinements and the targets the quantizer saw."""
+    out = np.zeros_like(e)
+    target = np.zeros_like(e)
+    last = np.zeros(e.shape[1])
+    for i in range(e.shape[0]):
+        if prev[i] < 0:
+            last = np.zeros(e.shape[1])
+        pred = last @ a
+        target[i] = e[i] - pred
+        last = pred + q.decode(q.encode(target[i : i + 1], weights=w[i : i + 1]))[0]
+        out[i] = last
+    return out, target
+
+
+def two_layers(
+    train: Any, dev: Any, stages: int, bits: int, seed: int
+) -> list[tuple[str, int, FloatArray]]:
+    """Decoded dev LSFs of the coarse stage plus each refinement (name, bits, LSFs)."""
+    from codec.analysis import lsf_weights
+    from codec.quantizers import train_quantizer
+    from codec.registry import load_envelope
+
+    coarse = load_envelope(COARSE).quantizer
+    w_t, w_d = lsf_weights(train.lsf), lsf_weights(dev.lsf)
+    c_t = coarse.decode(coarse.encode(train.lsf, weights=w_t))
+    c_d = coarse.decode(coarse.encode(dev.lsf, weights=w_d))
+    e_t, e_d = train.lsf - c_t, dev.lsf - c_d
+    total = coarse.bits + stages * bits
+    kw = {"variant": "rvq", "stages": stages, "bits": bits, "method": "kmeans", "seed": seed}
+    plain = train_quantizer(e_t, **kw)
+    rows = [
+        (
+            f"{COARSE} + memoryless rvq-{stages}x{bits}",
+            total,
+            c_d + plain.decode(plain.encode(e_d, weights=w_d)),
+        )
+    ]
+    p_t, p_d = _previous(train.offsets, len(e_t)), _previous(dev.offsets, len(e_d))
+    before = np.where(p_t[:, None] >= 0, e_t[np.maximum(p_t, 0)], 0.0)
+    a = np.linalg.lstsq(before, e_t, rcond=None)[0]  # e(n) ~ e(n-1) @ a
+    open_q = train_quantizer(e_t - before @ a, **kw)
+    decoded, _ = _closed_loop(open_q, e_d, w_d, p_d, a)
+    rows.append((f"{COARSE} + AR rvq-{stages}x{bits}, open-loop trained", total, c_d + decoded))
+    _, target = _closed_loop(open_q, e_t, w_t, p_t, a)
+    closed_q = train_quantizer(target, **kw)
+    decoded, _ = _closed_loop(closed_q, e_d, w_d, p_d, a)
+    rows.append((f"{COARSE} + AR rvq-{stages}x{bits}, closed-loop retrained", total, c_d + decoded))
+    return rows
+
+
+def sd_row(name: str, bits: int, lsf: FloatArray, decoded: FloatArray) -> dict[str, Any]:
+    from codec.analysis import lsf_to_lpc, spectral_distortion, stabilize_lsf
+
+    sd = spectral_distortion(lsf_to_lpc(lsf), lsf_to_lpc(stabilize_lsf(decoded)))
+    return {
+        "config": name,
+        "bits": bits,
+        "mean_sd_db": float(sd.mean()),
+        "pct_over_2_db": float(100.0 * np.mean(sd > 2.0)),
+        "pct_over_4_db": float(100.0 * np.mean(sd > 4.0)),
+    }
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def _refine(text: str) -> tuple[int, int]:
+    try:
+        stages, bits = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected STAGESxBITS such as 2x6, got {text!r}"
+        ) from None
+    if not (1 <= stages <= 8 and 1 <= bits <= 12):
+        raise argparse.ArgumentTypeError("stages must be 1-8 and bits 1-12")
+    return stages, bits
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m recipes.envelope_parse",
+        description=__doc__.split("\n\n")[0].replace("\n", " "),
+        epilog=" ".join(__doc__.split("\n\n")[1:3]).replace("\n", " "),
+    )
+    p.add_argument(
+        "--data",
+        default=str(DEFAULT_MANIFEST),
+        help="manifest .csv or folder of speech (default: the shared set)",
+    )
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--files", type=int, default=16, help="dev files for the value bits (default 16)"
+    )
+    p.add_argument(
+        "--bitrates", default="8,13.2", help="kbit/s for the value bits (default 8,13.2)"
+    )
+    p.add_argument(
+        "--refine", type=_refine, default=(2, 6), help="refinement RVQ, STAGESxBITS (default 2x6)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="k-means seed (default 0)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = build_parser()
+    args = p.parse_args(argv)
+    problem = missing_data(args.data, flag="--data", needs="a folder or manifest .csv of speech")
+    if problem:
+        p.error(problem)
+    try:
+        rates = parse_floats(args.bitrates)
+    except ValueError as exc:
+        p.error(f"--bitrates: {exc}")
+    if not rates:
+        p.error("--bitrates: give at least one bitrate")
+    if args.files < 1:
+        p.error("--files must be >= 1")
+    files = audio_files(args.data, split="dev", limit=args.files)
+    if not files:
+        p.error(f"--data {args.data}: no audio files in the dev split")
+
+    from tqdm import tqdm
+
+    from codec.analysis import lsf_weights
+    from codec.features import collection_features
+    from codec.registry import load_envelope
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    bits: dict[str, dict[str, list[FloatArray]]] = {}
+    cells = [(rate, f) for rate in rates for f in files]
+    for rate, f in tqdm(cells, desc="value bits", disable=args.quiet, unit="file"):
+        for name, v in value_bits(f, rate).items():
+            bits.setdefault(f"{rate:g}", {}).setdefault(name, []).append(v)
+    feats = out / "features"
+    train = collection_features(
+        args.data, split="train", out=feats / "train_lsf.npy", progress=not args.quiet
+    )
+    dev = collection_features(
+        args.data, split="dev", out=feats / "dev_lsf.npy", progress=not args.quiet
+    )
+    sd = []
+    for name in REFERENCES:
+        q = load_envelope(name).quantizer
+        dec = q.decode(q.encode(dev.lsf, weights=lsf_weights(dev.lsf)))
+        sd.append(sd_row(f"{name}, memoryless (shipped)", q.bits, dev.lsf, dec))
+    stages, b = args.refine
+    for name, total, dec in two_layers(train, dev, stages, b, args.seed):
+        sd.append(sd_row(name, total, dev.lsf, dec))
+
+    frames = {r: int(sum(v.size for v in next(iter(per.values())))) for r, per in bits.items()}
+    means = {
+        r: {n: float(np.concatenate(v).mean()) for n, v in per.items()} for r, per in bits.items()
+    }
+    names = list(next(iter(means.values())))
+    base = "decoded envelope (today)"
+    table1 = markdown_table(
+        ["value bits per frame, tables from", *(f"{r} kbit/s" for r in means)],
+        [
+            [n, *(f"{m[n]:.1f} ({100 * (m[n] / m[base] - 1):+.1f} %)" for m in means.values())]
+            for n in names
+        ],
+    )
+    table2 = markdown_table(
+        ["envelope", "bits", "mean SD dB", "% > 2 dB", "% > 4 dB"],
+        [
+            [
+                r["config"],
+                r["bits"],
+                f"{r['mean_sd_db']:.3f}",
+                f"{r['pct_over_2_db']:.2f}",
+                f"{r['pct_over_4_db']:.3f}",
+            ]
+            for r in sd
+        ],
+    )
+    counts = ", ".join(f"{frames[r]} frames at {r} kbit/s" for r in frames)
+    command = "python -m recipes.envelope_parse " + " ".join(sys.argv[1:] if argv is None else argv)
+    text = (
+        f"# Envelope for the entropy tables: coarse and memoryless?\n\n`{command}`\n\n"
+        f"Value bits: {len(files)} dev files ({counts}); "
+        "the scale index re-chosen per frame for each envelope.\n\n"
+        f"{table1}\n\nSpectral distortion, all {dev.lsf.shape[0]} dev frames "
+        f"(refinements trained on {train.lsf.shape[0]} train frames):\n\n{table2}\n\n"
+        f"Wall time {time.time() - start:.0f} s.\n"
+    )
+    (out / "summary.md").write_text(text)
+    write_json(
+        out / "results.json", {"command": command, "value_bits": means, "frames": frames, "sd": sd}
+    )
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

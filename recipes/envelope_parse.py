@@ -19,6 +19,11 @@ This recipe measures both sides of that trade:
    split): memoryless, or AR-predicted from the previous frame's decoded
    refinement (matrix by least squares; codebooks on open-loop targets, then
    once more on closed-loop ones); beside the shipped memoryless codebooks.
+3. MA prediction (AMR-WB's form, the factor fitted): the mean-removed LSFs
+   predicted from the previous frame's decoded innovation, so that each frame's tables can come
+   from its own innovation plus the mean, and a loss damages one frame. Its
+   spectral distortion (innovations coded by --ma, RVQ STAGESxBITS), and in
+   part 1 the value bits under the tables of mean + innovation.
 
 Writes summary.md and results.json to --out.
 
@@ -72,8 +77,9 @@ def _value_bits(q: IntArray, last: IntArray, ratio: FloatArray, cb: int) -> Floa
     return best
 
 
-def value_bits(audio: Path, rate: float) -> dict[str, FloatArray]:
-    """Per-frame value bits of ``audio`` coded at ``rate``, under each envelope's tables."""
+def value_bits(audio: Path, rate: float, ma: MovingAverage | None = None) -> dict[str, FloatArray]:
+    """Per-frame value bits of ``audio`` coded at ``rate``, under each envelope's tables
+    (with ``ma``, also under those of each frame's MA innovation plus the mean)."""
     import io
 
     import soundfile as sf
@@ -127,6 +133,9 @@ def value_bits(audio: Path, rate: float) -> dict[str, FloatArray]:
         rec = staged.mean + sum(books[s][parts[:, s]] for s in range(k))
         bits = k * staged.bits_per_stage
         ratios[f"{STAGED}, first {k} stage{'s' if k > 1 else ''} ({bits} bits)"] = ratio_of(rec)
+    if ma is not None:
+        _, innov = ma.code(lsf, _previous(np.array([0, n]), n))
+        ratios[f"MA innovation + mean ({ma.bits} bits)"] = ratio_of(ma.mean + innov)
     ratios["no envelope (flat)"] = np.ones_like(decoded)
     return {name: _value_bits(q, last, r, cb) for name, r in ratios.items()}
 
@@ -196,6 +205,68 @@ def two_layers(
     return rows
 
 
+class MovingAverage:
+    """MA-predictive envelope: ``x(n) - mean = u(n) + u(n-1) @ b``, the innovation
+    ``u`` coded by an RVQ (``u`` zero before a file's first frame)."""
+
+    def __init__(self, mean: FloatArray, b: FloatArray, q: Any) -> None:
+        self.mean, self.b, self.q = mean, b, q
+
+    @property
+    def bits(self) -> int:
+        return int(self.q.bits)
+
+    def code(self, lsf: FloatArray, prev: IntArray) -> tuple[FloatArray, FloatArray]:
+        """Decoded LSFs and decoded innovations of consecutive frames (``prev``:
+        :func:`_previous` of their files)."""
+        from codec.analysis import lsf_weights
+
+        w = lsf_weights(lsf)
+        z = lsf - self.mean
+        out = np.zeros_like(z)
+        innov = np.zeros_like(z)
+        last = np.zeros(z.shape[1])
+        for i in range(z.shape[0]):
+            if prev[i] < 0:
+                last = np.zeros(z.shape[1])
+            pred = last @ self.b
+            last = self.q.decode(self.q.encode(z[i : i + 1] - pred, weights=w[i : i + 1]))[0]
+            innov[i], out[i] = last, pred + last
+        return self.mean + out, innov
+
+
+def _open_loop_innovations(z: FloatArray, prev: IntArray, beta: float) -> FloatArray:
+    """``u(n) = z(n) - beta u(n-1)`` with unquantized ``u`` (zero before a file's start)."""
+    u = np.zeros_like(z)
+    for i in range(len(z)):
+        u[i] = z[i] - beta * u[prev[i]] if prev[i] >= 0 else z[i]
+    return u
+
+
+def train_moving_average(train: Any, stages: int, bits: int, seed: int) -> MovingAverage:
+    """MA with ``b = beta I`` (AMR-WB's form; it uses ``beta = 1/3``), ``beta`` in
+    0, 0.1, .., 0.9 giving the least open-loop innovation energy; the RVQ by k-means
+    on the open-loop innovations, then once more on the closed-loop ones."""
+    from codec.quantizers import train_quantizer
+
+    mean = train.lsf.mean(axis=0)
+    z = train.lsf - mean
+    prev = _previous(train.offsets, len(z))
+    energy = {
+        beta: float(np.mean(_open_loop_innovations(z, prev, beta) ** 2))
+        for beta in np.round(np.arange(10) * 0.1, 1)
+    }
+    beta = min(energy, key=energy.__getitem__)
+    b = beta * np.eye(z.shape[1])
+    kw = {"variant": "rvq", "stages": stages, "bits": bits, "method": "kmeans", "seed": seed}
+    model = MovingAverage(mean, b, train_quantizer(_open_loop_innovations(z, prev, beta), **kw))
+    before = np.zeros_like(z)
+    _, innov = model.code(train.lsf, prev)
+    before[prev >= 0] = innov[prev[prev >= 0]]
+    model.q = train_quantizer(z - before @ b, **kw)  # closed-loop targets
+    return model
+
+
 def sd_row(name: str, bits: int, lsf: FloatArray, decoded: FloatArray) -> dict[str, Any]:
     from codec.analysis import lsf_to_lpc, spectral_distortion, stabilize_lsf
 
@@ -245,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--refine", type=_refine, default=(2, 6), help="refinement RVQ, STAGESxBITS (default 2x6)"
     )
+    p.add_argument(
+        "--ma", type=_refine, default=(4, 6), help="MA innovations' RVQ, STAGESxBITS (default 4x6)"
+    )
     p.add_argument("--seed", type=int, default=0, help="k-means seed (default 0)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
@@ -277,11 +351,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    bits: dict[str, dict[str, list[FloatArray]]] = {}
-    cells = [(rate, f) for rate in rates for f in files]
-    for rate, f in tqdm(cells, desc="value bits", disable=args.quiet, unit="file"):
-        for name, v in value_bits(f, rate).items():
-            bits.setdefault(f"{rate:g}", {}).setdefault(name, []).append(v)
     feats = out / "features"
     train = collection_features(
         args.data, split="train", out=feats / "train_lsf.npy", progress=not args.quiet
@@ -297,6 +366,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     stages, b = args.refine
     for name, total, dec in two_layers(train, dev, stages, b, args.seed):
         sd.append(sd_row(name, total, dev.lsf, dec))
+    from codec.quantizers import train_quantizer
+
+    st, bt = args.ma
+    plain = train_quantizer(
+        train.lsf, variant="rvq", stages=st, bits=bt, method="kmeans", seed=args.seed
+    )
+    dec = plain.decode(plain.encode(dev.lsf, weights=lsf_weights(dev.lsf)))
+    sd.append(sd_row(f"rvq-{st}x{bt}, memoryless (trained as the MA's)", plain.bits, dev.lsf, dec))
+    ma = train_moving_average(train, *args.ma, args.seed)
+    dec, _ = ma.code(dev.lsf, _previous(dev.offsets, len(dev.lsf)))
+    name = f"MA rvq-{args.ma[0]}x{args.ma[1]}, b = {ma.b[0, 0]:g} I"
+    sd.append(sd_row(name, ma.bits, dev.lsf, dec))
+    bits: dict[str, dict[str, list[FloatArray]]] = {}
+    cells = [(rate, f) for rate in rates for f in files]
+    for rate, f in tqdm(cells, desc="value bits", disable=args.quiet, unit="file"):
+        for name, v in value_bits(f, rate, ma).items():
+            bits.setdefault(f"{rate:g}", {}).setdefault(name, []).append(v)
 
     frames = {r: int(sum(v.size for v in next(iter(per.values())))) for r, per in bits.items()}
     means = {

@@ -41,6 +41,22 @@ def test_value_bits_of_the_decoded_envelope_are_the_fewest_and_match_the_coded_s
     assert bits["no envelope (flat)"].mean() > 1.2 * today.mean()
 
 
+def test_moving_average_codes_each_file_from_a_zero_state():
+    """The MA innovation of a file's first frame is coded without prediction, and the
+    decoded LSFs are the mean plus the innovation plus the predicted part."""
+    from codec.features import collection_features
+
+    fs = collection_features(SAMPLES)
+    ma = recipe.train_moving_average(fs, 1, 6, seed=0)
+    prev = recipe._previous(fs.offsets, fs.lsf.shape[0])
+    dec, innov = ma.code(fs.lsf, prev)
+    first = fs.offsets[:-1]
+    np.testing.assert_allclose(dec[first], ma.mean + innov[first])
+    later = np.flatnonzero(prev >= 0)
+    np.testing.assert_allclose(dec[later], ma.mean + innov[later] + innov[later - 1] @ ma.b)
+    assert recipe.sd_row("ma", ma.bits, fs.lsf, dec)["mean_sd_db"] < 4.0
+
+
 def test_two_layers_and_closed_loop_prediction():
     from codec.features import collection_features
 
@@ -61,10 +77,11 @@ def test_two_layers_and_closed_loop_prediction():
 def test_cli_writes_the_summary(tmp_path):
     out = tmp_path / "out"
     argv = ["--data", str(SAMPLES), "--out", str(out), "--files", "1", "--bitrates", "8"]
-    assert recipe.main([*argv, "--refine", "1x6", "-q"]) == 0
+    assert recipe.main([*argv, "--refine", "1x6", "--ma", "2x5", "-q"]) == 0
     res = json.loads((out / "results.json").read_text())
-    assert set(res["value_bits"]["8"]) >= {"decoded envelope (today)", "no envelope (flat)"}
-    assert [r["bits"] for r in res["sd"]] == [24, 32, 12, 18, 18, 18]
+    names = {"decoded envelope (today)", "MA innovation + mean (10 bits)", "no envelope (flat)"}
+    assert set(res["value_bits"]["8"]) >= names
+    assert [r["bits"] for r in res["sd"]] == [24, 32, 12, 18, 18, 18, 10, 10]
     summary = (out / "summary.md").read_text()
     assert "| vq-1x12 + AR rvq-1x6, closed-loop retrained | 18 |" in summary
 
@@ -73,6 +90,7 @@ def test_cli_writes_the_summary(tmp_path):
     ("argv", "message"),
     [
         (["--refine", "2"], "expected STAGESxBITS"),
+        (["--ma", "2x13"], "bits 1-12"),
         (["--files", "0"], "--files must be >= 1"),
         (["--bitrates", ""], "at least one bitrate"),
         (["--data", "/nonexistent/manifest.csv"], "not found"),

@@ -151,22 +151,25 @@ def _previous(offsets: IntArray, n: int) -> IntArray:
 
 
 def _closed_loop(
-    q: Any, e: FloatArray, w: FloatArray, prev: IntArray, a: FloatArray
-) -> tuple[FloatArray, FloatArray]:
-    """Code the refinements ``e`` frame by frame, each predicted as ``last @ a`` from
-    the previous decoded one (zero at a file's start); returns the decoded
-    refinements and the targets the quantizer saw."""
+    q: Any, e: FloatArray, w: FloatArray, prev: IntArray, a: FloatArray, *, ar: bool = True
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Code ``e`` frame by frame, each frame predicted as ``last @ a`` (zero at a
+    file's start), ``last`` being the previous frame's decoded value (AR) or its
+    decoded innovation (``ar=False``: MA). Returns the decoded values, the
+    targets the quantizer saw and the decoded innovations."""
     out = np.zeros_like(e)
     target = np.zeros_like(e)
+    innov = np.zeros_like(e)
     last = np.zeros(e.shape[1])
     for i in range(e.shape[0]):
         if prev[i] < 0:
             last = np.zeros(e.shape[1])
         pred = last @ a
         target[i] = e[i] - pred
-        last = pred + q.decode(q.encode(target[i : i + 1], weights=w[i : i + 1]))[0]
-        out[i] = last
-    return out, target
+        innov[i] = q.decode(q.encode(target[i : i + 1], weights=w[i : i + 1]))[0]
+        out[i] = pred + innov[i]
+        last = out[i] if ar else innov[i]
+    return out, target, innov
 
 
 def two_layers(
@@ -196,11 +199,11 @@ def two_layers(
     before = np.where(p_t[:, None] >= 0, e_t[np.maximum(p_t, 0)], 0.0)
     a = np.linalg.lstsq(before, e_t, rcond=None)[0]  # e(n) ~ e(n-1) @ a
     open_q = train_quantizer(e_t - before @ a, **kw)
-    decoded, _ = _closed_loop(open_q, e_d, w_d, p_d, a)
+    decoded, _, _ = _closed_loop(open_q, e_d, w_d, p_d, a)
     rows.append((f"{COARSE} + AR rvq-{stages}x{bits}, open-loop trained", total, c_d + decoded))
-    _, target = _closed_loop(open_q, e_t, w_t, p_t, a)
+    _, target, _ = _closed_loop(open_q, e_t, w_t, p_t, a)
     closed_q = train_quantizer(target, **kw)
-    decoded, _ = _closed_loop(closed_q, e_d, w_d, p_d, a)
+    decoded, _, _ = _closed_loop(closed_q, e_d, w_d, p_d, a)
     rows.append((f"{COARSE} + AR rvq-{stages}x{bits}, closed-loop retrained", total, c_d + decoded))
     return rows
 
@@ -221,17 +224,8 @@ class MovingAverage:
         :func:`_previous` of their files)."""
         from codec.analysis import lsf_weights
 
-        w = lsf_weights(lsf)
-        z = lsf - self.mean
-        out = np.zeros_like(z)
-        innov = np.zeros_like(z)
-        last = np.zeros(z.shape[1])
-        for i in range(z.shape[0]):
-            if prev[i] < 0:
-                last = np.zeros(z.shape[1])
-            pred = last @ self.b
-            last = self.q.decode(self.q.encode(z[i : i + 1] - pred, weights=w[i : i + 1]))[0]
-            innov[i], out[i] = last, pred + last
+        z, w = lsf - self.mean, lsf_weights(lsf)
+        out, _, innov = _closed_loop(self.q, z, w, prev, self.b, ar=False)
         return self.mean + out, innov
 
 
@@ -295,6 +289,16 @@ def _refine(text: str) -> tuple[int, int]:
     return stages, bits
 
 
+def _rates(text: str) -> list[float]:
+    try:
+        rates = parse_floats(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not rates:
+        raise argparse.ArgumentTypeError("give at least one bitrate")
+    return rates
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m recipes.envelope_parse",
@@ -311,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--files", type=int, default=16, help="dev files for the value bits (default 16)"
     )
     p.add_argument(
-        "--bitrates", default="8,13.2", help="kbit/s for the value bits (default 8,13.2)"
+        "--bitrates", type=_rates, default="8,13.2", help="value bits at these kbit/s (8,13.2)"
     )
     p.add_argument(
         "--refine", type=_refine, default=(2, 6), help="refinement RVQ, STAGESxBITS (default 2x6)"
@@ -330,12 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     problem = missing_data(args.data, flag="--data", needs="a folder or manifest .csv of speech")
     if problem:
         p.error(problem)
-    try:
-        rates = parse_floats(args.bitrates)
-    except ValueError as exc:
-        p.error(f"--bitrates: {exc}")
-    if not rates:
-        p.error("--bitrates: give at least one bitrate")
+    rates = args.bitrates
     if args.files < 1:
         p.error("--files must be >= 1")
     files = audio_files(args.data, split="dev", limit=args.files)

@@ -331,12 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
+    if args.files < 1:
+        p.error("--files must be >= 1")
     problem = missing_data(args.data, flag="--data", needs="a folder or manifest .csv of speech")
     if problem:
         p.error(problem)
     rates = args.bitrates
-    if args.files < 1:
-        p.error("--files must be >= 1")
     files = audio_files(args.data, split="dev", limit=args.files)
     if not files:
         p.error(f"--data {args.data}: no audio files in the dev split")

@@ -98,7 +98,8 @@ def test_cli_writes_the_summary(tmp_path):
 )
 def test_bad_arguments(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as exc:
-        recipe.main(["--out", str(tmp_path / "o"), *argv])
+        # (the sample files as data, so that a clone without ../shared checks the same)
+        recipe.main(["--data", str(SAMPLES), "--out", str(tmp_path / "o"), *argv])
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

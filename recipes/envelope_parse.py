@@ -90,8 +90,6 @@ def value_bits(audio: Path, rate: float, ma: MovingAverage | None = None) -> dic
     from codec.pipeline import StreamDecoder
     from codec.registry import load_envelope
     from codec.residual import tcx as T
-    from codec.residual import topshape
-    from codec.residual.pitch import LAG_MIN, PitchParams
     from codec.residual.rangecoder import decode_values_many
 
     x, sr = sf.read(audio, dtype="float64", always_2d=True)
@@ -101,20 +99,11 @@ def value_bits(audio: Path, rate: float, ma: MovingAverage | None = None) -> dic
     coder, env = dec.tcx, dec.env
     idx, fields, decs = coder.read_side(frames, env.field_bits)
     n, cb = len(frames), coder.config.coded_bins
-    pitch = PitchParams.off(n)
-    on = fields["pitch_on"] > 0
-    pitch.lag[on] = LAG_MIN + fields["pitch_lag"][on]
-    pitch.gain[on] = fields["pitch_gain"][on]
-    short = fields["transient"] > 0
+    pitch = coder.pitch_of(fields)
     last = fields["last"] * T.LAST_UNIT
 
-    def ratio_of(lsf: FloatArray) -> FloatArray:
-        # the model shape as the decoder forms it (harmonic comb, block levels)
-        _, ratio = coder.envelopes(lsf_to_lpc(stabilize_lsf(lsf)))
-        ratio = coder._harmonic(ratio, pitch, short)
-        if coder.top_shape and short.any():
-            ratio[short] = topshape.apply(ratio[short], fields["levels"][short], cb)
-        return ratio
+    def ratio_of(lsf: FloatArray) -> FloatArray:  # the model shape as the decoder forms it
+        return coder.model_shape(lsf_to_lpc(stabilize_lsf(lsf)), fields, pitch)[1]
 
     lsf = env.decode(idx)
     decoded = ratio_of(lsf)

@@ -1615,18 +1615,9 @@ class TCX:
         n = len(frames)
         index = np.arange(n) if frame_index is None else np.asarray(frame_index, dtype=np.int64)
         idx, fields, decs = self.read_side(frames, env_field_bits)
-        pitch = PitchParams.off(n)
-        on = fields["pitch_on"] > 0
-        pitch.lag[on] = LAG_MIN + fields["pitch_lag"][on]
-        pitch.gain[on] = fields["pitch_gain"][on]
+        pitch = self.pitch_of(fields)
         short = fields["transient"] > 0
-        a_q = lpc_from_indices(idx)
-        shaping, ratio = self.envelopes(a_q)
-        ratio = self._harmonic(ratio, pitch, short)
-        if self.top_shape and short.any():
-            ratio[short] = topshape.apply(
-                ratio[short], fields["levels"][short], self.config.coded_bins
-            )
+        shaping, ratio = self.model_shape(lpc_from_indices(idx), fields, pitch)
         gain, kap, nf, hf, last_units = (
             fields[f] for f in ("gain", "kappa", "noise", "hf", "last")
         )
@@ -1685,6 +1676,31 @@ class TCX:
         if short.any():
             coefs[short] = blocks.to_long(coefs[short], self.config.overlap)
         return coefs, pitch
+
+    @staticmethod
+    def pitch_of(fields: dict[str, IntArray]) -> PitchParams:
+        """The pitch-filter parameters in side fields read by :meth:`read_side`."""
+        pitch = PitchParams.off(fields["pitch_on"].size)
+        on = fields["pitch_on"] > 0
+        pitch.lag[on] = LAG_MIN + fields["pitch_lag"][on]
+        pitch.gain[on] = fields["pitch_gain"][on]
+        return pitch
+
+    def model_shape(
+        self, a_q: FloatArray, fields: dict[str, IntArray], pitch: PitchParams
+    ) -> tuple[FloatArray, FloatArray]:
+        """The decoder's shaping gains and entropy model shape (n, 320) of frames with
+        quantized LPC ``a_q``, side fields ``fields`` (:meth:`read_side`) and pitch
+        parameters ``pitch`` (:meth:`pitch_of`): :meth:`envelopes`, the harmonic
+        comb, and the top band's block levels in transient frames."""
+        shaping, ratio = self.envelopes(a_q)
+        short = fields["transient"] > 0
+        ratio = self._harmonic(ratio, pitch, short)
+        if self.top_shape and short.any():
+            ratio[short] = topshape.apply(
+                ratio[short], fields["levels"][short], self.config.coded_bins
+            )
+        return shaping, ratio
 
     def read_side(
         self, frames: Sequence[bytes], env_field_bits: Sequence[int]

@@ -61,6 +61,7 @@ __all__ = [
     "lsf_to_lpc",
     "lsf_weights",
     "stabilize_lsf",
+    "stable_lsf_and_lpc",
     "reflection_coefficients",
     "lpc_spectrum_db",
     "spectral_distortion",
@@ -931,6 +932,15 @@ def stabilize_lsf(lsf: npt.ArrayLike, *, min_gap: float = MIN_LSF_GAP) -> FloatA
     -------
     lsf : ndarray, shape (..., p)
     """
+    return stable_lsf_and_lpc(lsf, min_gap=min_gap)[0]
+
+
+def stable_lsf_and_lpc(
+    lsf: npt.ArrayLike, *, min_gap: float = MIN_LSF_GAP
+) -> tuple[FloatArray, FloatArray]:
+    """:func:`stabilize_lsf` and :func:`lsf_to_lpc` of its result, shape (..., p + 1):
+    the polynomials that the stability check computes anyway (the same numbers as
+    ``lsf_to_lpc(stabilize_lsf(lsf))``)."""
     w = np.array(lsf, dtype=np.float64)
     p = w.shape[-1]
     if not 0.0 < min_gap * (p + 1) < np.pi:
@@ -943,14 +953,17 @@ def stabilize_lsf(lsf: npt.ArrayLike, *, min_gap: float = MIN_LSF_GAP) -> FloatA
     w = np.sort(np.clip(w, 0.0, np.pi), axis=-1).reshape(-1, p)
     out = _enforce_gaps(w.copy(), np.full(w.shape[0], min_gap))
     gap = min_gap
-    k = reflection_coefficients(lsf_to_lpc(out))
+    a = lsf_to_lpc(out)
+    k = reflection_coefficients(a)
     todo = np.nonzero(np.any(np.abs(k) >= 0.9999, axis=-1))[0]
-    while todo.size:
-        gap = min(gap * 1.5, 0.95 * np.pi / (p + 1))
-        out[todo] = _enforce_gaps(w[todo].copy(), np.full(todo.size, gap))
-        k = reflection_coefficients(lsf_to_lpc(out[todo]))
-        todo = todo[np.any(np.abs(k) >= 0.9999, axis=-1)]
-    return out.reshape(shape)
+    if todo.size:
+        while todo.size:
+            gap = min(gap * 1.5, 0.95 * np.pi / (p + 1))
+            out[todo] = _enforce_gaps(w[todo].copy(), np.full(todo.size, gap))
+            k = reflection_coefficients(lsf_to_lpc(out[todo]))
+            todo = todo[np.any(np.abs(k) >= 0.9999, axis=-1)]
+        a = lsf_to_lpc(out)  # of the re-spaced vectors, as for any (whole batch)
+    return out.reshape(shape), a.reshape(*shape[:-1], p + 1)
 
 
 # --------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from codec.analysis import lsf_weights, stabilize_lsf
+from codec.analysis import lsf_weights, stabilize_lsf, stable_lsf_and_lpc
 from codec.errors import ParameterError
 from codec.quantizers import PredictiveQuantizer, Quantizer
 
@@ -138,6 +138,12 @@ class EnvelopeCoder:
     def decode(self, idx: npt.ArrayLike) -> FloatArray:
         """Quantized, stabilised LSF vectors (n_frames, 16) from indices."""
         return stabilize_lsf(self._memoryless().decode(np.asarray(idx, dtype=np.int64)))
+
+    def decode_lpc(self, idx: npt.ArrayLike) -> FloatArray:
+        """``lsf_to_lpc(self.decode(idx))``, shape (n_frames, 17): the polynomials
+        that the stability check of :meth:`decode` computed."""
+        lsf = self._memoryless().decode(np.asarray(idx, dtype=np.int64))
+        return stable_lsf_and_lpc(lsf)[1]
 
     # ---- predictive codebooks: frames in stream order, with a state
     def initial_state(self) -> PredictorState:

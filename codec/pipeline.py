@@ -402,7 +402,7 @@ class StreamEncoder:
             a_q = lsf_to_lpc(_two_rows(lsf_q))[:n]
         else:
             idx = self.env.encode(lpc_to_lsf(a))
-            a_q = lsf_to_lpc(self.env.decode(idx))[:n]
+            a_q = self.env.decode_lpc(idx)[:n]
             idx = idx[:n]
         # pitch pre-filter: frame k's parameters filter [k*N, (k+1)*N)
         x_new = seg[_LEAD : _LEAD + n * FRAME_LENGTH]
@@ -764,7 +764,7 @@ class StreamDecoder:
         limit = 1 << np.asarray(self.env.field_bits)
         if np.any(idx >= limit):  # pragma: no cover - raw bits cannot exceed the width
             raise BitstreamError("corrupt frame: envelope index out of range")
-        return lsf_to_lpc(self.env.decode(idx))
+        return self.env.decode_lpc(idx)
 
 
 def _enhancer(bitrate_kbps: float, enhance: bool | None) -> Enhancer | None:

@@ -235,6 +235,20 @@ def test_stabiliser_on_collapsed_lsfs():
         assert np.all(np.diff(w, axis=1) >= an.MIN_LSF_GAP)
 
 
+def test_stable_lsf_and_lpc_equals_the_polynomials_of_the_stabilised_lsfs():
+    """The polynomials of the stability check are those of the result bit for bit,
+    also where rows were re-spaced (packed against 0 or pi) and for a single row."""
+    rng = np.random.default_rng(4)
+    raw = np.concatenate(
+        (random_lsf(rng, 50, 0.0), np.full((2, 16), 0.0), np.full((1, 16), np.pi))
+    )
+    for rows in (raw, raw[:1], raw[-2:], raw.reshape(53, 1, 16)):
+        lsf, a = an.stable_lsf_and_lpc(rows)
+        np.testing.assert_array_equal(lsf, an.stabilize_lsf(rows))
+        np.testing.assert_array_equal(a, an.lsf_to_lpc(lsf))
+        assert a.shape == (*rows.shape[:-1], 17)
+
+
 def test_lsf_weights_positive_and_emphasise_close_pairs():
     w = np.linspace(0.2, 3.0, 16)
     w[5] = w[4] + 0.01

@@ -1,7 +1,5 @@
 """``python -m codec`` runs the ``svq`` command line."""
 
-import sys
+from codec.cli import run
 
-from codec.cli import main
-
-sys.exit(main())
+run()

@@ -162,10 +162,13 @@ memory is bounded by this block, not by the length of the signal. Any block
 size from 1 to this gives the same output (``block_frames=``); smaller blocks
 mean lower latency, larger ones less work per frame (Python's overhead per
 block: 500-frame blocks encode about a fifth faster than 100-frame ones)."""
-DECODE_BLOCK_FRAMES = 500
-"""The decoder's default and largest block (10 s; any size gives the same
+DECODE_BLOCK_FRAMES = 1000
+"""The decoder's default and largest block (20 s; any size gives the same
 output): the residual's range decoding runs for all frames of a block at once
-in numpy (``rangecoder.decode_values_many``); memory stays flat in the duration."""
+in numpy (``rangecoder.decode_values_many``), whose cost per symbol position
+falls with more frames at once (1000-frame blocks decode 3-10 % faster as a
+whole process than 500-frame ones, for about 15 MB more memory); memory stays
+flat in the duration."""
 PITCH_GROUP = 100
 """The encoder's pitch analysis high-passes the signal in runs of this many
 frames (frames 0-99, 100-199, ...), whatever the block size, so that its
@@ -576,12 +579,16 @@ class StreamDecoder:
             received = [fr for i, fr in enumerate(frames) if fr is not None and not lost[i]]
             lpc_from_indices = functools.partial(_given_lpc, lpc_q)
         if received:
-            coefs[good], pitch = self.tcx.decode(
+            got, pitch = self.tcx.decode(
                 received,
                 self.env.field_bits,
                 lpc_from_indices,
                 frame_index=k0 + good,
             )
+            if good.size == n:  # (no frame lost: no copy into the zeros)
+                coefs = got
+            else:
+                coefs[good] = got
             lags[good], gains[good] = pitch.lag, pitch.gain
         if self.conceal == "interpolate":
             y = self._synthesize_interpolating(coefs, lost, lags, gains, k0)

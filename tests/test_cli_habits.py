@@ -297,3 +297,59 @@ def test_every_subcommand_has_a_one_line_description(capsys):
         assert sp.description, name
         for text in (helps[name], sp.description, sp.format_help()):
             assert "``" not in text and ":func:" not in text and ":mod:" not in text, name
+
+
+# ----------------------------------------------------------------------------- exit
+
+# a run of the ``svq`` entry point (codec.cli.run) with an object whose teardown
+# shows, and optionally an atexit handler
+_ENTRY = """
+import sys
+from codec.cli import run
+class Teardown:
+    def __del__(self):
+        sys.stderr.write("torn down\\n")
+keep = Teardown()
+if {register}:
+    import atexit
+    atexit.register(lambda: sys.stderr.write("atexit ran\\n"))
+sys.argv = ["svq", *sys.argv[1:]]
+run()
+"""
+
+
+def _entry(args: list[str], register: bool) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    code = _ENTRY.format(register=register)
+    return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True)
+
+
+def test_the_command_exits_without_the_interpreters_teardown(svq_file, tmp_path):
+    """``svq`` ends with os._exit once its work is done: the output is complete and
+    the report flushed, the teardown skipped; with an atexit handler waiting, the
+    usual exit runs (the handler and the teardown)."""
+    want = tmp_path / "want.wav"
+    assert main(["decode", str(svq_file), str(want), "-q"]) == 0
+    for register in (False, True):
+        out = tmp_path / f"y{register}.wav"
+        res = _entry(["decode", str(svq_file), str(out)], register)
+        assert res.returncode == 0, res.stderr
+        assert out.read_bytes() == want.read_bytes()
+        assert res.stderr.startswith(f"{out}: ".encode())  # the report, flushed
+        assert (b"torn down" in res.stderr) == register
+        assert (b"atexit ran" in res.stderr) == register
+
+
+def test_the_commands_exit_status_and_output_survive_the_fast_exit(svq_file, tmp_path):
+    res = _entry(["info", str(svq_file)], False)
+    assert res.returncode == 0 and res.stdout.decode().startswith("format_version")
+    assert res.stdout.endswith(b"\n")  # all of it, flushed before the exit
+    res = _entry(["decode", str(tmp_path / "none.svq"), str(tmp_path / "y.wav")], False)
+    assert res.returncode == 2
+    assert res.stderr.decode().strip().splitlines() == [
+        f"svq: error: {tmp_path / 'none.svq'}: no such file"
+    ]
+    want = tmp_path / "want.wav"
+    assert main(["decode", str(svq_file), str(want), "-q"]) == 0
+    res = _entry(["decode", "-q", str(svq_file), "-"], False)  # binary to a pipe
+    assert res.returncode == 0 and res.stdout == want.read_bytes()

@@ -253,3 +253,64 @@ def test_synthesizer_block_is_the_overlap_add_of_imdct(overlap: int) -> None:
     np.testing.assert_array_equal(out, hop.reshape(-1))
     np.testing.assert_array_equal(np.signbit(out), np.signbit(hop.reshape(-1)))
     np.testing.assert_array_equal(syn.state, tail[-1])
+
+
+def _dct4_reference(v: np.ndarray) -> np.ndarray:
+    """dct4's arithmetic written as complex expressions (before its work arrays)."""
+    n = v.shape[-1]
+    h = np.arange(n // 2)
+    pre = np.exp(-1j * np.pi * (h + 0.25) / n)
+    post = np.sqrt(2.0 / n) * np.exp(-1j * np.pi * h / n)
+    u = np.fft.fft((v[..., 0::2] + 1j * v[..., ::-1][..., 0::2]) * pre, axis=-1) * post
+    out = np.empty(v.shape)
+    out[..., 0::2] = u.real
+    out[..., ::-1][..., 0::2] = -u.imag
+    return out
+
+
+@pytest.mark.parametrize("n", [2, 8, 80, FRAME])
+def test_dct4_bits_match_the_complex_expression(n: int) -> None:
+    """Bit for bit, signed zeros and non-finite values included."""
+    rng = np.random.default_rng(n)
+    special = np.array([0.0, -0.0, 1.5, -2.25, np.inf, -np.inf, np.nan, 1e-310, -1e300])
+    for v in (
+        rng.standard_normal((5, n)),
+        rng.choice(special, (7, n)),
+        rng.choice(np.array([0.0, -0.0]), (3, 4, n)),
+        rng.standard_normal(n) * (rng.random(n) < 0.2),
+    ):
+        with np.errstate(all="ignore"):
+            assert dct4(v).tobytes() == _dct4_reference(v).tobytes()
+
+
+def test_work_arrays_do_not_leak_into_results() -> None:
+    """Results stay valid after later calls (the work arrays are reused between calls)."""
+    rng = np.random.default_rng(3)
+    w = mdct_window(FRAME, DEFAULT_OVERLAP)
+    a, b = rng.standard_normal((2, 6, FRAME))
+    first = [dct4(a), mdct(np.concatenate([a, a], axis=-1), w), imdct(a, w)]
+    copies = [x.copy() for x in first]
+    dct4(b), mdct(np.concatenate([b, b], axis=-1), w), imdct(b, w)
+    synth = MdctSynthesizer()
+    out = synth.process_block(a)
+    kept = out.copy()
+    synth.process_block(b)
+    for x, y in zip(first, copies, strict=True):
+        assert x.tobytes() == y.tobytes()
+    assert out.tobytes() == kept.tobytes()
+
+
+def test_synthesis_in_threads_matches_serial() -> None:
+    """Each thread has its own work arrays."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(4)
+    inputs = [rng.standard_normal((40 + 7 * i, FRAME)) for i in range(8)]
+
+    def run(c: np.ndarray) -> bytes:
+        s = MdctSynthesizer()
+        return b"".join(s.process_block(c[i : i + 9]).tobytes() for i in range(0, len(c), 9))
+
+    serial = [run(c) for c in inputs]
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(run, inputs * 3)) == serial * 3

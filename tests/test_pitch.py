@@ -9,7 +9,7 @@ import codec
 from codec.analysis import pre_emphasis
 from codec.errors import BitstreamError
 from codec.residual import pitch
-from codec.residual.harmonic import harmonic_shape
+from codec.residual.harmonic import apply_harmonic, harmonic_shape
 from codec.residual.pitch import (
     FRAME,
     LAG_MAX,
@@ -116,6 +116,27 @@ def test_postfilter_in_steps_matches_the_reference(monkeypatch, side_by_side):
     cuts = sorted({0, x.size, *rng.integers(1, x.size, 3).tolist()})
     for c in ([0, x.size], cuts, [0, 45, 46, 700, x.size]):
         assert np.array_equal(_postfilter(x, params, c), ref), c
+
+
+def test_postfilter_in_steps_with_any_gains(monkeypatch):
+    """Gains of any value (each its own row of the steps' weight table, ``-0.0`` and
+    ``0.0`` apart): the steps give what the chunk loop gives."""
+    rng = np.random.default_rng(5)
+    n = 150
+    lag = rng.integers(LAG_MIN, LAG_MAX + 1, n)
+    gain = np.where(rng.random(n) < 0.6, rng.random(n) * 0.8, 0.0)
+    gain[rng.random(n) < 0.1] = -0.0
+    gain[70:90] = 0.75
+    x = rng.standard_normal(n * FRAME - 50)
+
+    def run(side_by_side: int) -> np.ndarray:
+        monkeypatch.setattr(pitch, "_SIDE_BY_SIDE", side_by_side)
+        post = PostFilter()
+        post.push_many(range(n), zip(lag.tolist(), gain.tolist(), strict=True))
+        return np.concatenate([post.process(x[:1000]), post.process(x[1000:])])
+
+    steps, frames = run(0), run(10**9)
+    assert steps.tobytes() == frames.tobytes()
 
 
 def test_tool_off_is_the_identity(speech):
@@ -334,6 +355,25 @@ def test_harmonic_shape_peaks_on_the_harmonics():
     assert np.all(h[0, (k % 5 == 1) & (k < 40)] < 0.7)  # between two harmonics
     assert np.all(h[0, k >= 160] == 1.0)  # fades out by 4 kHz
     assert abs(h[0].mean() - 1.0) < 0.05
+
+
+def test_harmonic_model_is_the_same_row_by_row():
+    """Few rows compute their combs row by row, more once per distinct lag: the same."""
+    rng = np.random.default_rng(2)
+    n = 40
+    lags = rng.integers(LAG_MIN, LAG_MAX + 1, n).astype(np.float64)
+    lags[::3] = lags[0]
+    on = rng.random(n) < 0.7
+    x = rng.standard_normal((n, N_BINS))
+    whole = apply_harmonic(x.copy(), lags, on, depth=0.5)
+    rows = np.concatenate(
+        [
+            apply_harmonic(x[i : i + 1].copy(), lags[i : i + 1], on[i : i + 1], depth=0.5)
+            for i in range(n)
+        ]
+    )
+    assert whole.tobytes() == rows.tobytes()
+    assert not np.array_equal(whole, x)
 
 
 def test_harmonic_model_is_part_of_the_frame(speech):

@@ -769,6 +769,21 @@ def test_decode_values_many_equals_decode_values(max_abs: int, total_bits: int) 
     assert _check_many(padded, heads, tab, rows, counts) == [None] * 150
 
 
+def test_decode_values_many_narrow_tables_over_key_blocks() -> None:
+    """The narrowest tables (their tails: buckets of several symbols, searched one by
+    one) at every position, over several blocks of table keys and a partial one."""
+    from codec.residual.rangecoder import _KEY_BLOCK
+
+    rng = np.random.default_rng(17)
+    tab = laplace_cdfs_from_index(np.arange(129), 15, 15)
+    width = 2 * _KEY_BLOCK + 7
+    frames, heads, rows, counts, _ = _encode_frames(rng, tab[:12], 80, width, 15)
+    assert _check_many(frames, heads, tab[:12], rows, counts) == [None] * 80
+    damaged = [f[: len(f) // 2] + b"\xff" * 6 if i % 5 == 0 else f for i, f in enumerate(frames)]
+    errors = _check_many(damaged, heads, tab[:12], rows, counts)
+    assert any(e is not None for e in errors)
+
+
 @pytest.mark.parametrize("shift", [4, 8, 12, 15, 16])
 def test_value_lookup_buckets_equal_a_binary_search(shift: int) -> None:
     """The bucket table of the values' symbol search (counted from the keys'

@@ -16,6 +16,8 @@ the tool off get ``h_k = 1``.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import numpy.typing as npt
 
@@ -37,6 +39,27 @@ def harmonic_shape(
     return apply_harmonic(np.ones((n, n_bins)), lags, on, depth=depth, f_max=f_max)
 
 
+def _bins(n_bins: int, depth: float, f_max: float) -> tuple[int, FloatArray, FloatArray]:
+    """The bins where ``β != 0`` (``0 .. c - 1``: ``|β|`` falls with frequency, to 0 from
+    ``f_max`` on), their ``β`` and ``2π (k + 1/2)``."""
+    k = np.arange(n_bins) + 0.5
+    freq = k * 8000.0 / n_bins
+    beta = depth * np.maximum(0.0, 1.0 - freq / f_max)
+    c = int(np.flatnonzero(beta)[-1]) + 1 if beta.any() else 0
+    b, arg = beta[:c], np.asarray(2.0 * np.pi * k[:c], dtype=np.float64)
+    b.flags.writeable = arg.flags.writeable = False
+    return c, b, arg
+
+
+# _bins of the few configurations in use (for Python float parameters, which give
+# the same arrays whenever they compare equal); read-only
+_cached_bins = functools.lru_cache(maxsize=32)(_bins)
+
+# from how many rows the comb is computed once per distinct lag: below, once per row
+# (the same numbers, elementwise), as np.unique costs more than it saves
+_UNIQUE_FROM = 8
+
+
 def apply_harmonic(
     x: FloatArray,
     lags: npt.ArrayLike,
@@ -51,20 +74,21 @@ def apply_harmonic(
     ``x * 1`` is ``x``)."""
     n_bins = x.shape[-1]
     lag = np.asarray(lags, dtype=np.float64).reshape(-1)
-    k = np.arange(n_bins) + 0.5
-    freq = k * 8000.0 / n_bins
-    beta = depth * np.maximum(0.0, 1.0 - freq / f_max)
     rows = np.flatnonzero(np.broadcast_to(np.asarray(on).reshape(-1), lag.shape))
-    # β != 0 in bins 0 .. c - 1 (|β| falls with frequency, to 0 from f_max on)
-    c = int(np.flatnonzero(beta)[-1]) + 1 if beta.any() else 0
+    if type(depth) is float and type(f_max) is float:
+        c, b, arg = _cached_bins(n_bins, depth, f_max)
+    else:
+        c, b, arg = _bins(n_bins, depth, f_max)
     if not (rows.size and c):
         return x
-    b, kc = beta[:c], k[:c]
     # the comb of each distinct lag once (elementwise, so the same numbers as
     # frame by frame), then a row per frame
-    lag_set, row_of = np.unique(lag[rows], return_inverse=True)
-    comb = 1.0 + b[None, :] * np.cos(2.0 * np.pi * kc[None, :] * lag_set[:, None] / (2.0 * n_bins))
+    if rows.size < _UNIQUE_FROM:
+        lag_set, row_of = lag[rows], None
+    else:
+        lag_set, row_of = np.unique(lag[rows], return_inverse=True)
+    comb = 1.0 + b[None, :] * np.cos(arg[None, :] * lag_set[:, None] / (2.0 * n_bins))
     part = x[rows, :c]
-    part *= comb[row_of]
+    part *= comb if row_of is None else comb[row_of]
     x[rows, :c] = part
     return x

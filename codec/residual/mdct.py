@@ -60,6 +60,9 @@ samples' aliasing cancellation).
 from __future__ import annotations
 
 import functools
+import math
+import threading
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -173,15 +176,57 @@ def _twiddles(n: int) -> tuple[NDArray[np.complex128], NDArray[np.complex128]]:
     return pre, post
 
 
+_SCRATCH_MAX = 1 << 21
+"""Largest scratch array kept between calls, in elements (16 MiB of float64)."""
+_scratch = threading.local()
+
+
+def _scratch_array(name: str, shape: tuple[int, ...], dtype: Any = np.float64) -> NDArray[Any]:
+    """A per-thread work array of ``shape`` (contents undefined), reused by the next
+    call that asks for ``name``: a fresh large temporary costs more in first-touch
+    page faults than the arithmetic done in it. Never returned to a caller."""
+    size = math.prod(shape)
+    if size > _SCRATCH_MAX:
+        return np.empty(shape, dtype)
+    store = _scratch.__dict__
+    buf = store.get(name)
+    if buf is None or buf.size < size or buf.dtype != dtype:
+        buf = np.empty(size, dtype)
+        store[name] = buf
+    out: NDArray[Any] = buf[:size].reshape(shape)
+    return out
+
+
 def dct4(v: FloatArray) -> FloatArray:
     """Orthonormal DCT-IV along the last axis (self-inverse), via an n/2 FFT."""
+    return _dct4(v, np.empty(v.shape, dtype=np.float64))
+
+
+def _dct4(v: FloatArray, out: FloatArray) -> FloatArray:
+    """:func:`dct4` of ``v`` written into ``out`` (same shape, not overlapping ``v``)."""
     n = v.shape[-1]
     pre, post = _twiddles(n)
-    z = (v[..., 0::2] + 1j * v[..., ::-1][..., 0::2]) * pre
-    u = np.fft.fft(z, axis=-1) * post
-    out = np.empty(v.shape, dtype=np.float64)
-    out[..., 0::2] = u.real
-    out[..., ::-1][..., 0::2] = -u.imag
+    if n < 4:  # one complex value: numpy's in-place product of a single element rounds
+        # differently from its out-of-place one; keep dct4's original arithmetic
+        z1 = (v[..., 0::2] + 1j * v[..., ::-1][..., 0::2]) * pre
+        u = np.fft.fft(z1, axis=-1) * post
+        out[..., 0::2] = u.real
+        out[..., ::-1][..., 0::2] = -u.imag
+        return out
+    # z = (even + 1j * odd reversed) * pre, the parts written as the complex product and
+    # sum form them: real (even + 0 * odd) (1j * x has the real part 0 * x - 1 * 0),
+    # imaginary 0 + (odd + 0); then the products, the FFT and its scaling in place
+    z = _scratch_array("dct4", (*v.shape[:-1], n // 2), np.complex128)
+    odd = v[..., ::-1][..., 0::2]
+    zr = z.real
+    np.multiply(odd, 0.0, out=zr)
+    np.add(v[..., 0::2], zr, out=zr)
+    np.add(odd, 0.0, out=z.imag)
+    z *= pre
+    np.fft.fft(z, axis=-1, out=z)
+    z *= post
+    out[..., 0::2] = z.real
+    np.negative(z.imag, out=out[..., ::-1][..., 0::2])
     return out
 
 
@@ -209,7 +254,12 @@ def mdct(frames: ArrayLike, window: ArrayLike) -> FloatArray:
     ndarray of float64, shape (..., N)
         ``mdct_matrix(N) @ (window * frame)`` for every frame.
     """
-    return dct4(fold(frames, window))
+    x = np.asarray(frames, dtype=np.float64)
+    if x.ndim < 1:
+        raise ParameterError("frames must have shape (..., 2N)")
+    w = _check_window(window, x.shape[-1])
+    folded = _fold(x, w, _scratch_array("mdct", (*x.shape[:-1], w.shape[0] // 2)))
+    return _dct4(folded, np.empty(folded.shape))
 
 
 def fold(frames: ArrayLike, window: ArrayLike) -> FloatArray:
@@ -223,14 +273,21 @@ def fold(frames: ArrayLike, window: ArrayLike) -> FloatArray:
     if x.ndim < 1:
         raise ParameterError("frames must have shape (..., 2N)")
     w = _check_window(window, x.shape[-1])
+    return _fold(x, w, np.empty((*x.shape[:-1], w.shape[0] // 2)))
+
+
+def _fold(x: FloatArray, w: FloatArray, out: FloatArray) -> FloatArray:
+    """:func:`fold` of ``x`` (shape (..., 2N)) written into ``out`` (shape (..., N)):
+    ``[-c reversed - d, a - b reversed]`` of the windowed quarters ``a, b, c, d``."""
     n = w.shape[0] // 2
     q = n // 2
-    z = x * w
-    a = z[..., :q]
-    b = z[..., q:n]
-    c = z[..., n : n + q]
-    d = z[..., n + q :]
-    return np.concatenate((-c[..., ::-1] - d, a - b[..., ::-1]), axis=-1)
+    z = _scratch_array("fold", x.shape)
+    np.multiply(x, w, out=z)
+    lo = out[..., :q]
+    np.negative(z[..., n + q - 1 : n - 1 : -1], out=lo)
+    lo -= z[..., n + q :]
+    np.subtract(z[..., :q], z[..., n - 1 : q - 1 : -1], out=out[..., q:])
+    return out
 
 
 def imdct(coefs: ArrayLike, window: ArrayLike) -> FloatArray:
@@ -253,18 +310,23 @@ def imdct(coefs: ArrayLike, window: ArrayLike) -> FloatArray:
     if x.ndim < 1:
         raise ParameterError("coefs must have shape (..., N)")
     w = _check_window(window, 2 * x.shape[-1])
-    return _windowed_span(dct4(x), w, 0, w.shape[0])
+    u = _dct4(x, _scratch_array("imdct", x.shape))
+    return _windowed_span(u, w, 0, w.shape[0], np.empty((*x.shape[:-1], w.shape[0])))
 
 
-def _windowed_span(u: FloatArray, w: FloatArray, lo: int, hi: int) -> FloatArray:
+def _windowed_span(
+    u: FloatArray, w: FloatArray, lo: int, hi: int, out: FloatArray | None = None
+) -> FloatArray:
     """Samples ``lo .. hi - 1`` of the windowed inverse MDCT whose DCT-IV output is
     ``u`` (shape (..., N)): of ``w * y`` with ``y = [u2, -u2 reversed, -u1 reversed,
     -u1]`` (``u1``, ``u2``: the halves of ``u``; the middle two are ``-u``
-    reversed), for ``lo <= N/2`` and ``3N/2 <= hi <= 2N``."""
+    reversed), for ``lo <= N/2`` and ``3N/2 <= hi <= 2N``; written into ``out``
+    (shape (..., hi - lo)) when given."""
     n = u.shape[-1]
     q = n // 2
     a = q - lo  # the samples of u2
-    out = np.empty((*u.shape[:-1], hi - lo))
+    if out is None:
+        out = np.empty((*u.shape[:-1], hi - lo))
     out[..., :a] = u[..., q + lo :]
     np.negative(u[..., ::-1], out=out[..., a : a + n])
     np.negative(u[..., : hi - lo - a - n], out=out[..., a + n :])
@@ -455,6 +517,8 @@ class MdctSynthesizer:
         self.overlap = overlap
         self.window = mdct_window(n, overlap, shape)
         self.state: FloatArray = np.zeros(overlap)
+        self._flat_for: FloatArray | None = None  # the window whose flat part was checked
+        self._flat = False  # whether it is all 1.0 there (as mdct_window makes it)
 
     def reset(self) -> None:
         """Clear the state (as at construction)."""
@@ -496,13 +560,38 @@ class MdctSynthesizer:
             raise ParameterError(f"coefs must have shape (k, {n}), got {c.shape}")
         if c.shape[0] == 0:
             return np.zeros(0)
-        # imdct's samples from the window's first non-zero one on: the hop, then the
-        # overlap with the next frame
+        # imdct's samples from the window's first non-zero one on: the hop (written into
+        # the output), then the overlap with the next frame (`tails`); as
+        # _windowed_span(dct4(c), window, start, start + n + ov), but the window's flat
+        # part is not multiplied (x * 1.0 == x)
+        k = c.shape[0]
         start = (n - ov) // 2
-        y = _windowed_span(dct4(c), self.window, start, start + n + ov)
-        out = y[:, :n]
-        tails = y[:, n:]
+        q = n // 2
+        a = q - start  # the samples of u2
+        w = self.window
+        if self._flat_for is not w:  # the window's flat part: all 1.0?
+            self._flat = bool(np.all(w[start + ov : start + n] == 1.0))
+            self._flat_for = w
+        u = _dct4(c, _scratch_array("synth", c.shape))
+        if a < 2:  # the original formulation (numpy's negative mishandles some one-column
+            # strided views, and the result must not depend on how the columns are split)
+            y = _windowed_span(u, w, start, start + n + ov)
+            y[0, :ov] += self.state
+            y[1:, :ov] += y[:-1, n:]
+            self.state = y[-1, n:].copy()
+            return np.asarray(y[:, :n].reshape(-1), dtype=np.float64)
+        out = np.empty((k, n))
+        tails = _scratch_array("synth_tails", (k, ov))
+        out[:, :a] = u[:, q + start :]
+        np.negative(u[:, n - 1 : a - 1 : -1], out=out[:, a:])
+        np.negative(u[:, a - 1 :: -1], out=tails[:, :a])
+        np.negative(u[:, : ov - a], out=tails[:, a:])
+        if self._flat:
+            out[:, :ov] *= w[start : start + ov]
+        else:
+            out *= w[start : start + n]
+        tails *= w[start + n : start + n + ov]
         out[0, :ov] += self.state
         out[1:, :ov] += tails[:-1]
         self.state = tails[-1].copy()
-        return np.asarray(out.reshape(-1), dtype=np.float64)
+        return out.reshape(-1)

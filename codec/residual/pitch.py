@@ -402,14 +402,17 @@ _T_SIDE = float(TAPS[3])
 if _REACH != 1 or TAPS[0] or TAPS[1] != TAPS[3]:  # pragma: no cover - a change of TAPS
     raise ImportError("PostFilter's inner loop is written for three symmetric taps")
 _W_OLD = 1.0 - _W  # weight of the previous frame's parameters
+# and as 0-d arrays, which numpy multiplies by with less overhead than Python floats
+_T_MID_0D = np.array(_T_MID)
+_T_SIDE_0D = np.array(_T_SIDE)
 
 
 def _comb_run(buf: FloatArray, base: int, length: int) -> FloatArray:
     """:func:`_comb` at the consecutive positions ``base + lag .. base + lag + length - 1``
     (slices instead of index arrays; the same arithmetic)."""
-    c = buf[base : base + length] * _T_MID
+    c = buf[base : base + length] * _T_MID_0D
     side = buf[base - 1 : base - 1 + length] + buf[base + 1 : base + 1 + length]
-    side *= _T_SIDE
+    side *= _T_SIDE_0D
     c += side
     return c
 
@@ -423,14 +426,15 @@ def _comb_add(buf: FloatArray, p: int, end: int, lag: int, g: float) -> None:
     """
     step = lag - _REACH
     a = p - lag  # where the comb of ``buf[p]`` is centred
+    g_0d = np.array(g)  # (as a 0-d array: the same product, less overhead)
     while p < end:
         e = p + step if p + step < end else end
         b = a + e - p
-        c = buf[a:b] * _T_MID
+        c = buf[a:b] * _T_MID_0D
         side = buf[a - 1 : b - 1] + buf[a + 1 : b + 1]
-        side *= _T_SIDE
+        side *= _T_SIDE_0D
         c += side
-        c *= g
+        c *= g_0d
         out = buf[p:e]
         out += c
         a, p = b, e
@@ -463,7 +467,7 @@ def _comb_fade(
     step = (min(lag, lag_p) if g_p else lag) - _REACH
     f_end = min(end, p + -(-(FADE - j) // step) * step)
     gw = g * _W[j : j + f_end - p]
-    gw_p = g_p * _W_OLD[j : j + f_end - p]
+    gw_p = g_p * _W_OLD[j : j + f_end - p] if g_p else gw  # (only read when g_p)
     lo = p - max(lag, lag_p)  # the first comb that the chunk reads
     i = 0
     while p < f_end:
@@ -505,11 +509,19 @@ _SIDE_BY_SIDE = 100
 # the weights of a frame's comb at its samples (``W``), then of the previous frame's
 # (``1 - W``): what :func:`_schedule`'s weight indices point into
 _W_BOTH = np.concatenate((_W, _W_OLD))
-_TAP_SHIFTS = np.arange(-_REACH, _REACH + 1)[:, None]  # where a comb reads, from its centre
 
 
 def _ceil_div(a: IntArray, b: IntArray) -> IntArray:
     return -(-a // b)
+
+
+def _runs_of(out: IntArray, firsts: IntArray, lens: IntArray) -> IntArray:
+    """Runs of consecutive numbers from ``firsts``, ``lens`` long (none empty), one
+    after another, computed in ``out`` (all ones)."""
+    heads = np.cumsum(lens[:-1])
+    out[0] = firsts[0]
+    out[heads] = firsts[1:] - (firsts[:-1] + lens[:-1] - 1)
+    return np.cumsum(out, out=out)
 
 
 def _schedule(
@@ -529,11 +541,16 @@ def _schedule(
 
     Returns, per *term* ``w comb`` (the steps' samples, in each step those with
     one term, then those with two, then their second terms), its sample ``at``
-    (an index into ``buf`` of :func:`_comb_frames`), the three positions that its
-    comb reads (shape ``(3, terms)``), the weight ``w``, and per step ``(first
-    term, samples, samples with two terms, end)``; or None when no sample
-    gets a chunk.
+    (an index into ``buf`` of :func:`_comb_frames`), ``cm``, its comb's centre less
+    one (the comb reads ``buf[cm]``, ``buf[cm + 1]`` and ``buf[cm + 2]``), the
+    weight ``w``, and per step ``(first term, samples, samples with two terms,
+    end)``; or None when no sample gets a chunk.
+
+    Where the time goes is in the arrays with an entry per term: each is built
+    from a value per chunk as runs of consecutive numbers (:func:`_runs_of`), and
+    ``w`` is read from a table of every gain times ``_W_BOTH`` (the same products).
     """
+    gains = np.ascontiguousarray(gains, dtype=np.float64)  # (its bits pick table rows)
     lag, g, lag_p, g_p = lags[1:], gains[1:], lags[:-1], gains[:-1]
     f = np.arange(lag.size)
     jf = np.where(f == 0, j, 0)  # where each frame's samples start in it
@@ -573,19 +590,22 @@ def _schedule(
     t_kind = np.concatenate((both.astype(np.int64), np.full(fb.size, 2)))
     order = np.argsort(3 * t_step + t_kind, kind="stable")
     lens = t_len[order]
-    t_start = np.concatenate((start, start[both]))
-    fields = np.stack(
-        (
-            t_start,  # the first sample
-            t_start - np.concatenate((lag[fr], lag_p[fb])),  # its comb's centre
-            # and its index in _W_BOTH: ``W`` at the sample's place in its frame
-            t_start - np.concatenate(((p - jf)[fr], (p - jf - FRAME)[fb])),
-        )
-    )[:, order]
-    fields -= np.cumsum(lens) - lens
-    at, centre, w_at = np.repeat(fields, lens, axis=1) + np.arange(lens.sum())
-    w = np.repeat(np.concatenate((g[fr], g_p[fb]))[order], lens)
-    w *= _W_BOTH[w_at]  # (``g W`` where the fade is over: ``g``, as ``W = 1``)
+    # per term (in step order), the first of each of its runs of consecutive
+    # numbers: its samples' places in ``buf``, their combs' centres less one, and
+    # their weights' places in a table of each gain (one row per bit pattern)
+    # times _W_BOTH (``W`` at the sample's place in its frame, then ``1 - W``):
+    # ``g W`` as ``g * W`` elementwise, and where the fade is over ``g``, as ``W = 1``
+    t_start = np.concatenate((start, start[both]))[order]
+    t_lag = np.concatenate((lag[fr], lag_p[fb]))[order]
+    bits, row = np.unique(gains.view(np.int64), return_inverse=True)
+    table = bits.view(np.float64)[:, None] * _W_BOTH
+    t_w = t_start - np.concatenate(((p - jf)[fr], (p - jf - FRAME)[fb]))[order]
+    t_w += np.concatenate((row[1:][fr], row[:-1][fb]))[order] * _W_BOTH.size
+    run = np.ones(int(lens.sum()), dtype=np.int64)
+    w = table.reshape(-1).take(_runs_of(run, t_w, lens))
+    at = _runs_of(np.ones(run.size, dtype=np.int64), t_start, lens)
+    run.fill(1)
+    cm = _runs_of(run, t_start - t_lag - 1, lens)
     # the steps
     s_of, kind = t_step[order], t_kind[order]
     n_steps = int(step.max()) + 1
@@ -595,13 +615,13 @@ def _schedule(
     twos = np.bincount(s_of, lens * (kind == 1), n_steps).astype(np.int64)
     starts = (ends - terms).tolist()
     steps = list(zip(starts, (ones + twos).tolist(), twos.tolist(), ends.tolist(), strict=True))
-    return at, centre + _TAP_SHIFTS, w, steps
+    return at, cm, w, steps
 
 
 def _comb_steps(
     buf: FloatArray,
     at: IntArray,
-    reads: IntArray,
+    cm: IntArray,
     w: FloatArray,
     steps: list[tuple[int, int, int, int]],
 ) -> None:
@@ -611,18 +631,23 @@ def _comb_steps(
     ``x + (w comb + w' comb')``, with ``comb = t_0 y[c] + t_1 (y[c - 1] + y[c + 1])``:
     the operations of :func:`_comb_frames`, in the same order.
     """
-    x = buf[at]  # the inputs (a step reads only samples that earlier steps finished)
+    # ``left[i]``, ``mid[i]``, ``right[i]``: ``buf[i]``, ``buf[i + 1]``, ``buf[i + 2]``
+    left, mid, right = buf[:-2], buf[1:-1], buf[2:]
     for a, n, n2, b in steps:
-        y = buf[reads[:, a:b]]
-        c = y[1] * _T_MID
-        side = np.add(y[0], y[2], out=y[0])
-        side *= _T_SIDE
+        i = cm[a:b]
+        c = mid.take(i)
+        c *= _T_MID_0D
+        side = left.take(i)
+        side += right.take(i)
+        side *= _T_SIDE_0D
         c += side
         np.multiply(w[a:b], c, out=c)
         if n2:
             c[n - n2 : n] += c[n:]
-        acc = c[:n]
-        buf[at[a : a + n]] = np.add(x[a : a + n], acc, out=acc)
+            c = c[:n]
+        # the inputs (a step reads only samples that earlier steps finished)
+        out = at[a : a + n]
+        buf[out] = np.add(buf[out], c, out=c)
 
 
 class PostFilter:
@@ -672,12 +697,15 @@ class PostFilter:
         buf = np.concatenate((self._hist, xa))  # the outputs, after the history
         first, j = divmod(self._pos, FRAME)  # the first frame, and where in it
         last = (self._pos + m - 1) // FRAME
-        frames = [self._frame(k) for k in range(first - 1, last + 1)]
         if last - first < _SIDE_BY_SIDE:
-            _comb_frames(buf, frames, j)
+            _comb_frames(buf, [self._frame(k) for k in range(first - 1, last + 1)], j)
         else:
-            gains = np.array([g for _, g in frames])
-            plan = _schedule(np.array([lag for lag, _ in frames]), gains, j, m)
+            get, held = self._params.get, self._last  # (self._frame(k) for k >= 0)
+            frames = [get(k, held) for k in range(max(first - 1, 0), last + 1)]
+            if not first:
+                frames.insert(0, self._frame(-1))
+            lags, gains = zip(*frames, strict=True)
+            plan = _schedule(np.array(lags), np.array(gains), j, m)
             if plan is not None:
                 _comb_steps(buf, *plan)
         self._hist = buf[-HISTORY:].copy()

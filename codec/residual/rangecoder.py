@@ -179,6 +179,7 @@ _RENORM_SHL_I = _RENORM_SHL.astype(np.int64)
 _RENORM_SHR_I = np.array([0, 8, 16, 24], dtype=np.int64)  # 24 - 8 * bytes
 _RENORM_BYTES = np.array([3, 2, 1, 0], dtype=np.int64)
 _NBYTES = PRECISION // 8  # bytes pre-loaded by the decoder
+_KEY_BLOCK = 32  # decode_values_many: symbol positions per block of table keys
 
 #: Laplace scale grid: ``scale = 2**(SCALE_MIN_LOG2 + i / SCALE_STEPS_PER_OCTAVE)``.
 SCALE_MIN_LOG2: int = -6
@@ -1423,7 +1424,6 @@ def _escape_at(
     escape is corrupt (a target outside the range, a prefix longer than
     :data:`MAX_ESCAPE_BITS`), for the caller to decode it again with the reference
     and get its error."""
-    n = len(data)
     bot = _BOT
     # the sign, then the Elias-gamma prefix: raw bits (decode_bits(1): the bit is
     # t = val // r, r = rng >> 1, which is 0 or 1 unless val >= 2 r, the error);
@@ -1434,50 +1434,62 @@ def _escape_at(
         val -= r
         if val >= r:
             return None
-    rng = r
+    if r <= bot:
+        val = (val << 8) | (data[pos] if pos < len(data) else 0)
+        pos += 1
+        r <<= 8
+    # the prefix: a one while val >= h = rng >> 1 (rng: r here, then h after the bit)
+    nb = 0
+    h = r >> 1
+    while val >= h:
+        val -= h
+        if val >= h:
+            return None
+        nb += 1
+        if h <= bot:
+            # (a byte comes in at least every 8 bits: the length is checked here and
+            # after the loop; any prefix too long gives None, as its first excess bit)
+            if nb > MAX_ESCAPE_BITS:
+                return None
+            val = (val << 8) | (data[pos] if pos < len(data) else 0)
+            pos += 1
+            h <<= 8
+        h >>= 1
+    if nb > MAX_ESCAPE_BITS:
+        return None
+    rng = h  # the zero that ends the prefix
     if rng <= bot:
-        val = (val << 8) | (data[pos] if pos < n else 0)
+        val = (val << 8) | (data[pos] if pos < len(data) else 0)
         pos += 1
         rng <<= 8
-    nb = 0
-    while True:
-        r = rng >> 1
-        if val < r:  # the zero that ends the prefix
-            rng = r
-            if rng <= bot:
-                val = (val << 8) | (data[pos] if pos < n else 0)
-                pos += 1
-                rng <<= 8
-            break
-        val -= r
-        if val >= r:
-            return None
-        rng = r
-        if rng <= bot:
-            val = (val << 8) | (data[pos] if pos < n else 0)
-            pos += 1
-            rng <<= 8
-        nb += 1
-        if nb > MAX_ESCAPE_BITS:
-            return None
+    if not nb:
+        return (-m - 1 if negative else m + 1), val, rng, pos
     # the nb low bits of the excess: decode_bits(nb), in steps of at most 16 bits
     magnitude = m + (1 << nb)
-    low = 0
-    while nb > 0:
-        k = nb if nb <= 16 else 16
-        nb -= k
-        r = rng >> k
+    if nb > 16:
+        nb -= 16
+        r = rng >> 16
         t = val // r
-        if t >> k:
+        if t >> 16:
             return None
         val -= t * r
         rng = r
         while rng <= bot:
-            val = (val << 8) | (data[pos] if pos < n else 0)
+            val = (val << 8) | (data[pos] if pos < len(data) else 0)
             pos += 1
             rng <<= 8
-        low = (low << k) | t
-    magnitude += low
+        magnitude += t << nb
+    r = rng >> nb
+    t = val // r
+    if t >> nb:
+        return None
+    val -= t * r
+    rng = r
+    while rng <= bot:
+        val = (val << 8) | (data[pos] if pos < len(data) else 0)
+        pos += 1
+        rng <<= 8
+    magnitude += t
     return (-magnitude if negative else magnitude), val, rng, pos
 
 
@@ -1652,7 +1664,7 @@ class _ValueLookup:
     search. Built once per stack of tables (cached).
     """
 
-    __slots__ = ("stride", "bucket_bits", "flat", "lut", "value_at", "cum_at", "freq_at")
+    __slots__ = ("stride", "bucket_bits", "flat", "lut", "value_at", "cum_at", "freq_at", "_lists")
 
     def __init__(self, tab: NDArray[np.int64]) -> None:
         n_tables, width1 = tab.shape
@@ -1681,6 +1693,13 @@ class _ValueLookup:
         freq = np.zeros_like(tab)
         freq[:, :-1] = np.diff(tab, axis=1)  # 0 for the sentinels (never used)
         self.freq_at = np.concatenate(([0], freq.ravel(), [0]))
+        self._lists: tuple[list[int], list[int]] | None = None
+
+    def lists(self) -> tuple[list[int], list[int]]:
+        """:attr:`flat` and :attr:`value_at` as lists of ints (made once, cached)."""
+        if self._lists is None:
+            self._lists = (self.flat.tolist(), self.value_at.tolist())
+        return self._lists
 
     @staticmethod
     def of(tab: NDArray[np.int64]) -> _ValueLookup:
@@ -1823,9 +1842,10 @@ def decode_values_many(
     order = np.argsort(-cnt, kind="stable")
     neg_sorted = -cnt[order]
     active = np.searchsorted(neg_sorted, -np.arange(steps), side="left").tolist()
-    # the table keys' offsets, step by step
-    key_off = np.ascontiguousarray(head[order].T, dtype=np.int64)
-    key_off *= look.stride
+    # the table keys' offsets, step by step, made _KEY_BLOCK steps at a time (a
+    # transposed copy of the whole (n, steps) block costs more, in its page faults)
+    key_buf = np.empty((min(steps, _KEY_BLOCK), n), dtype=np.int64)
+    key_start = key_end = 0
     decs = [decoders[i] for i in order.tolist()]
     datas = [d._data for d in decs]
 
@@ -1863,35 +1883,44 @@ def decode_values_many(
     r_buf = np.empty(n, dtype=np.int64)
     t_buf = np.empty(n, dtype=np.int64)
     k = -1
+    val_at, rng_at, fpos_at, t_at = val.item, rng.item, fpos.item, t_buf.item
+    flat_list, value_list = look.lists()
     for step in range(steps):
         if active[step] != k:  # views of the active streams (k changes rarely)
             k = active[step]
             v, g, fp, r, t = val[:k], rng[:k], fpos[:k], r_buf[:k], t_buf[:k]
             shifts_k, buckets_k = shifts[:k], buckets[:k]
+        if step == key_end:
+            key_start, key_end = step, min(step + _KEY_BLOCK, steps)
+            rows_now = key_buf[: key_end - step]
+            rows_now[...] = head[order, step:key_end].T
+            rows_now *= look.stride
+        key_off = key_buf[step - key_start, :k]
         np.right_shift(g, shifts_k, out=r)
         # 0 <= val < rng gives t <= total (rng < (r + 1) * total, and r >= total):
         # t == total, the error, finds the sentinel at the end of its table
         np.floor_divide(v, r, out=t)
-        t += key_off[step, :k]
+        t += key_off
         p = lut[t >> buckets_k]  # searchsorted(flat, t, "right"), see _ValueLookup
         p += t >= flat[p]
         x = out[step, :k]
         value_at.take(p, out=x, mode="clip")  # (p is in range; "clip" does not buffer)
         # rare per stream, not per step: an escape (m + 1), a target outside the range
         # (m + 2), a bucket to search (m + 3)
-        hits = np.flatnonzero(x > m)
+        hits = (x > m).nonzero()[0]
         escaped: list[int] = []
         if hits.size:
             escaped = hits.tolist()
             codes = x[hits].tolist()
-            top = max(codes)
-            if top > m + 1:  # (else: all escapes)
-                if top > m + 2:
-                    search = hits[x[hits] > m + 2]
-                    p[search] = flat.searchsorted(t[search], side="right")
-                    x[search] = value_at[p[search]]
-                    codes = x[hits].tolist()
-                bad = [j for j, c in zip(escaped, codes, strict=True) if c > m + 1]
+            if max(codes) > m + 1:  # (else: all escapes)
+                # a bucket to search (a step in two of three), then the errors (rare)
+                bad = []
+                for i, (j, c) in enumerate(zip(escaped, codes, strict=True)):
+                    if c == m + 3:
+                        p[j] = q = bisect_right(flat_list, t_at(j))
+                        x[j] = codes[i] = c = value_list[q]
+                    if c > m + 1:
+                        bad.append(j)
                 for j in bad:
                     d = decs[j]
                     d._val, d._rng, d._pos = val.item(j), rng.item(j), fpos.item(j) // n1
@@ -1899,7 +1928,7 @@ def decode_values_many(
                 if bad:  # parked streams decode a 0 target: the step again
                     np.right_shift(g, shifts_k, out=r)
                     np.floor_divide(v, r, out=t)
-                    t += key_off[step, :k]
+                    t += key_off
                     p = flat.searchsorted(t, side="right")
                     value_at.take(p, out=x, mode="clip")
                     escaped = np.flatnonzero(x > m).tolist()
@@ -1919,11 +1948,11 @@ def decode_values_many(
         v |= w
         fp += adv_of[below]
         for j in escaped:
-            pos = fpos.item(j) // n1
-            got = _escape_at(datas[j], val.item(j), rng.item(j), pos, m)
+            pos = fpos_at(j) // n1
+            got = _escape_at(datas[j], val_at(j), rng_at(j), pos, m)
             if got is None:  # corrupt: the decoder keeps its state, as in decode_values
                 d = decs[j]
-                d._val, d._rng, d._pos = val.item(j), rng.item(j), pos
+                d._val, d._rng, d._pos = val_at(j), rng_at(j), pos
                 try:
                     d._decode_escape_bits(m)  # raises the error
                 except BitstreamError as exc:

@@ -831,10 +831,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the command comes first: the other subparsers are not built (``svq --help`` builds all)
     parser = _build_parser(argv[0] if argv and argv[0] in _COMMANDS else None)
     args = parser.parse_args(argv)
-    if args.func in (_cmd_encode, _cmd_decode) and _blas_on_one_thread():
-        from codec import pipeline
+    if args.func in (_cmd_encode, _cmd_decode):
+        one_thread = _blas_on_one_thread()
+        from codec import pipeline  # (numpy and the codec's modules)
 
-        pipeline.blas_is_single_threaded()
+        if one_thread:
+            pipeline.blas_is_single_threaded()
+    _start_up_done()
     try:
         return int(args.func(args))
     except CodecError as exc:
@@ -853,6 +856,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+_GC_HELD = False
+"""Whether :func:`run` holds the cyclic garbage collector off through the start-up."""
+
+
+def _start_up_done() -> None:
+    """The imports are done: where :func:`run` held the garbage collector off, freeze
+    what they made (the collector never walks it again) and turn it back on for the
+    work. Collections during the imports found nothing to free and cost about 12 ms
+    of every ``svq`` process (RESULTS.md §5); the work runs with the collector on,
+    so memory stays flat in the duration."""
+    global _GC_HELD
+    if _GC_HELD:
+        import gc
+
+        gc.freeze()
+        gc.enable()
+        _GC_HELD = False
+
+
 def run() -> NoReturn:
     """The ``svq`` command (and ``python -m codec``): :func:`main`, then the exit
     without the interpreter's teardown.
@@ -866,9 +888,17 @@ def run() -> NoReturn:
     handler (a library that registered one, e.g. torch's or logging's for
     ``svq train``), a thread that is not a daemon, or a flush that fails (a
     closed pipe). Programs that call :func:`main` keep their interpreter.
+
+    It also holds the cyclic garbage collector off until the imports are done
+    (:func:`_start_up_done`).
     """
     import atexit
+    import gc
 
+    global _GC_HELD
+    if gc.isenabled():  # (until the imports are done: _start_up_done)
+        gc.disable()
+        _GC_HELD = True
     status = main()
     try:
         sys.stdout.flush()

@@ -301,15 +301,11 @@ def test_every_subcommand_has_a_one_line_description(capsys):
 
 # ----------------------------------------------------------------------------- exit
 
-# a run of the ``svq`` entry point (codec.cli.run) with an object whose teardown
-# shows, and optionally an atexit handler
+# a run of the ``svq`` entry point (codec.cli.run), optionally with an atexit handler;
+# under ``python -v`` the interpreter's teardown prints "# cleanup" lines
 _ENTRY = """
 import sys
 from codec.cli import run
-class Teardown:
-    def __del__(self):
-        sys.stderr.write("torn down\\n")
-keep = Teardown()
 if {register}:
     import atexit
     atexit.register(lambda: sys.stderr.write("atexit ran\\n"))
@@ -318,10 +314,13 @@ run()
 """
 
 
-def _entry(args: list[str], register: bool) -> subprocess.CompletedProcess[bytes]:
+def _entry(
+    args: list[str], register: bool, verbose: bool = False
+) -> subprocess.CompletedProcess[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     code = _ENTRY.format(register=register)
-    return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True)
+    flags = ["-v"] if verbose else []
+    return subprocess.run([sys.executable, *flags, "-c", code, *args], env=env, capture_output=True)
 
 
 def test_the_command_exits_without_the_interpreters_teardown(svq_file, tmp_path):
@@ -335,9 +334,13 @@ def test_the_command_exits_without_the_interpreters_teardown(svq_file, tmp_path)
         res = _entry(["decode", str(svq_file), str(out)], register)
         assert res.returncode == 0, res.stderr
         assert out.read_bytes() == want.read_bytes()
-        assert res.stderr.startswith(f"{out}: ".encode())  # the report, flushed
-        assert (b"torn down" in res.stderr) == register
-        assert (b"atexit ran" in res.stderr) == register
+        assert res.stderr.decode().splitlines() == [
+            f"{out}: 80000 samples, 5.00 s, 16000 Hz 16-bit mono WAV",  # flushed
+            *(["atexit ran"] if register else []),
+        ]
+        verbose = _entry(["decode", "-f", "-q", str(svq_file), str(out)], register, verbose=True)
+        assert verbose.returncode == 0
+        assert (b"# cleanup" in verbose.stderr) == register
 
 
 def test_the_commands_exit_status_and_output_survive_the_fast_exit(svq_file, tmp_path):
@@ -353,3 +356,40 @@ def test_the_commands_exit_status_and_output_survive_the_fast_exit(svq_file, tmp
     assert main(["decode", str(svq_file), str(want), "-q"]) == 0
     res = _entry(["decode", "-q", str(svq_file), "-"], False)  # binary to a pipe
     assert res.returncode == 0 and res.stdout == want.read_bytes()
+
+
+_GC_PROBE = """
+import gc, sys
+import codec.cli as cli
+real = cli._cmd_decode
+def probe(args):
+    sys.stderr.write(f"work: gc on {gc.isenabled()}, frozen {gc.get_freeze_count() > 0}, "
+                     f"numpy loaded {'numpy' in sys.modules}\\n")
+    return real(args)
+cli._cmd_decode = probe
+sys.stderr.write(f"before: gc on {gc.isenabled()}\\n")
+sys.argv = ["svq", *sys.argv[1:]]
+cli.run()
+"""
+
+
+def test_the_command_holds_the_collector_off_only_through_the_imports(svq_file, tmp_path):
+    """``svq`` freezes what its imports made and works with the collector on;
+    ``main`` called from a program leaves the collector alone."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = tmp_path / "y.wav"
+    res = subprocess.run(
+        [sys.executable, "-c", _GC_PROBE, "decode", "-q", str(svq_file), str(out)],
+        env=env,
+        capture_output=True,
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.decode().splitlines() == [
+        "before: gc on True",
+        "work: gc on True, frozen True, numpy loaded True",
+    ]
+    import gc
+
+    frozen = gc.get_freeze_count()
+    assert main(["decode", "-q", "-f", str(svq_file), str(out)]) == 0
+    assert gc.isenabled() and gc.get_freeze_count() == frozen

@@ -24,7 +24,6 @@ on any mismatch.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -485,9 +484,23 @@ def _canonical(arr: NDArray[Any]) -> NDArray[Any]:
     return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
 
 
+def sha256() -> Any:
+    """A new SHA-256 hash object: CPython's built-in one where it has it, hashlib's
+    otherwise. The same digests; hashlib's import loads OpenSSL (about 3 ms of every
+    ``svq decode``, which hashes a few kB of codebook)."""
+    try:  # (the module hashlib itself falls back to: _sha2 from 3.12, _sha256 before)
+        from _sha2 import sha256 as new
+    except ImportError:
+        try:
+            from _sha256 import sha256 as new
+        except ImportError:  # pragma: no cover - a Python built without them
+            from hashlib import sha256 as new
+    return new()
+
+
 def compute_hash(config: QuantizerConfig, arrays: list[tuple[str, NDArray[Any]]]) -> str:
     """Hex SHA-256 over the config JSON and the named arrays (dtype, shape, bytes)."""
-    h = hashlib.sha256()
+    h = sha256()
     h.update(b"svq-quantizer\0")
     h.update(config.to_json().encode("utf-8"))
     for name, arr in arrays:

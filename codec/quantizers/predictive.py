@@ -55,7 +55,6 @@ File format
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from typing import Any, NamedTuple
@@ -76,6 +75,7 @@ from .base import (
     _text,
     check_vectors,
     check_weights,
+    sha256,
     weighted_error,
 )
 
@@ -440,7 +440,7 @@ class PredictiveQuantizer:
     @property
     def content_hash(self) -> str:
         """Hex SHA-256 over the predictor config, inner quantizers' hashes and arrays."""
-        h = hashlib.sha256()
+        h = sha256()
         h.update(b"svq-predictive\0")
         h.update(self.config.to_json().encode())
         h.update(f"\0q\0{self.quantizer.content_hash}".encode())

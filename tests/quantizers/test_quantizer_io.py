@@ -141,3 +141,27 @@ def test_roundtrip_hand_built(tmp_path: Path, q: Quantizer) -> None:
     q2 = load_quantizer(tmp_path / "h.cb")
     assert q2.config == q.config and q2.content_hash == q.content_hash
     assert q2.codebooks[0].flags.writeable is False
+
+
+def test_sha256_is_hashlibs_digest_without_loading_hashlib():
+    """The codec's SHA-256 (CPython's built-in module) gives hashlib's digests, and a
+    decoder process that loads a codebook does not import hashlib (OpenSSL)."""
+    import hashlib
+    import subprocess
+    import sys
+
+    from codec.quantizers.base import sha256
+
+    rng = np.random.default_rng(0)
+    for size in (0, 1, 63, 64, 65, 4096, 100_003):
+        data = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+        h = sha256()
+        h.update(data[: size // 3])
+        h.update(data[size // 3 :])
+        assert h.hexdigest() == hashlib.sha256(data).hexdigest()
+    code = (
+        "import sys; from codec.registry import load_envelope; "
+        "load_envelope('avq-4x6'); print('hashlib' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

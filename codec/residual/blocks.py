@@ -106,21 +106,13 @@ def to_long(coefs: npt.ArrayLike, overlap: int = mdct.DEFAULT_OVERLAP) -> FloatA
     n = c.shape[-1]
     wl, ws, pad = _windows(n, overlap)
     h = n // SHORT_BLOCKS
-    lead = c.shape[:-1]
-    # the short blocks (contiguous: the same numbers, and the transform runs faster on
-    # it), their windowed inverse MDCTs overlap-added into the long frame's span and
-    # that span's MDCT, the intermediates in reused work arrays
-    s = mdct._scratch_array("to_long_s", (*lead, SHORT_BLOCKS, h))
-    np.copyto(s, np.swapaxes(c.reshape(*lead, h, SHORT_BLOCKS), -1, -2))
-    u = mdct._dct4(s, mdct._scratch_array("to_long_u", s.shape))
-    seg = mdct._scratch_array("to_long_seg", (*lead, SHORT_BLOCKS, 2 * h))
-    mdct._windowed_span(u, ws, 0, 2 * h, seg)  # = imdct(s, ws)
-    t = mdct._scratch_array("to_long_t", (*lead, 2 * n))
-    t.fill(0.0)
+    # (contiguous: the same numbers, and the transform runs faster on it)
+    s = np.ascontiguousarray(np.swapaxes(c.reshape(*c.shape[:-1], h, SHORT_BLOCKS), -1, -2))
+    seg = mdct.imdct(s, ws)  # (..., blocks, 2h)
+    t = np.zeros((*c.shape[:-1], 2 * n))
     for j in range(SHORT_BLOCKS):
         t[..., pad + h * j : pad + h * j + 2 * h] += seg[..., j, :]
-    folded = mdct._fold(t, wl, mdct._scratch_array("to_long_f", (*lead, n)))
-    return mdct._dct4(folded, np.empty(folded.shape))  # = mdct(t, wl)
+    return mdct.mdct(t, wl)
 
 
 def block_energies(short: npt.ArrayLike) -> FloatArray:

@@ -254,10 +254,7 @@ def mdct(frames: ArrayLike, window: ArrayLike) -> FloatArray:
     ndarray of float64, shape (..., N)
         ``mdct_matrix(N) @ (window * frame)`` for every frame.
     """
-    x = np.asarray(frames, dtype=np.float64)
-    if x.ndim < 1:
-        raise ParameterError("frames must have shape (..., 2N)")
-    w = _check_window(window, x.shape[-1])
+    x, w = _frames_and_window(frames, window)
     folded = _fold(x, w, _scratch_array("mdct", (*x.shape[:-1], w.shape[0] // 2)))
     return _dct4(folded, np.empty(folded.shape))
 
@@ -269,11 +266,16 @@ def fold(frames: ArrayLike, window: ArrayLike) -> FloatArray:
 
     Parameters and shapes as :func:`mdct`.
     """
+    x, w = _frames_and_window(frames, window)
+    return _fold(x, w, np.empty((*x.shape[:-1], w.shape[0] // 2)))
+
+
+def _frames_and_window(frames: ArrayLike, window: ArrayLike) -> tuple[FloatArray, FloatArray]:
+    """The blocks of :func:`mdct` / :func:`fold` and their window, checked."""
     x = np.asarray(frames, dtype=np.float64)
     if x.ndim < 1:
         raise ParameterError("frames must have shape (..., 2N)")
-    w = _check_window(window, x.shape[-1])
-    return _fold(x, w, np.empty((*x.shape[:-1], w.shape[0] // 2)))
+    return x, _check_window(window, x.shape[-1])
 
 
 def _fold(x: FloatArray, w: FloatArray, out: FloatArray) -> FloatArray:
@@ -517,8 +519,6 @@ class MdctSynthesizer:
         self.overlap = overlap
         self.window = mdct_window(n, overlap, shape)
         self.state: FloatArray = np.zeros(overlap)
-        self._flat_for: FloatArray | None = None  # the window whose flat part was checked
-        self._flat = False  # whether it is all 1.0 there (as mdct_window makes it)
 
     def reset(self) -> None:
         """Clear the state (as at construction)."""
@@ -560,38 +560,14 @@ class MdctSynthesizer:
             raise ParameterError(f"coefs must have shape (k, {n}), got {c.shape}")
         if c.shape[0] == 0:
             return np.zeros(0)
-        # imdct's samples from the window's first non-zero one on: the hop (written into
-        # the output), then the overlap with the next frame (`tails`); as
-        # _windowed_span(dct4(c), window, start, start + n + ov), but the window's flat
-        # part is not multiplied (x * 1.0 == x)
-        k = c.shape[0]
+        # imdct's samples from the window's first non-zero one on: the hop, then the
+        # overlap with the next frame
         start = (n - ov) // 2
-        q = n // 2
-        a = q - start  # the samples of u2
-        w = self.window
-        if self._flat_for is not w:  # the window's flat part: all 1.0?
-            self._flat = bool(np.all(w[start + ov : start + n] == 1.0))
-            self._flat_for = w
         u = _dct4(c, _scratch_array("synth", c.shape))
-        if a < 2:  # the original formulation (numpy's negative mishandles some one-column
-            # strided views, and the result must not depend on how the columns are split)
-            y = _windowed_span(u, w, start, start + n + ov)
-            y[0, :ov] += self.state
-            y[1:, :ov] += y[:-1, n:]
-            self.state = y[-1, n:].copy()
-            return np.asarray(y[:, :n].reshape(-1), dtype=np.float64)
-        out = np.empty((k, n))
-        tails = _scratch_array("synth_tails", (k, ov))
-        out[:, :a] = u[:, q + start :]
-        np.negative(u[:, n - 1 : a - 1 : -1], out=out[:, a:])
-        np.negative(u[:, a - 1 :: -1], out=tails[:, :a])
-        np.negative(u[:, : ov - a], out=tails[:, a:])
-        if self._flat:
-            out[:, :ov] *= w[start : start + ov]
-        else:
-            out *= w[start : start + n]
-        tails *= w[start + n : start + n + ov]
+        y = _windowed_span(u, self.window, start, start + n + ov)
+        out = y[:, :n]
+        tails = y[:, n:]
         out[0, :ov] += self.state
         out[1:, :ov] += tails[:-1]
         self.state = tails[-1].copy()
-        return out.reshape(-1)
+        return np.asarray(out.reshape(-1), dtype=np.float64)

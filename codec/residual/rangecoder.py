@@ -1462,15 +1462,14 @@ def _escape_at(
         val = (val << 8) | (data[pos] if pos < len(data) else 0)
         pos += 1
         rng <<= 8
-    if not nb:
-        return (-m - 1 if negative else m + 1), val, rng, pos
     # the nb low bits of the excess: decode_bits(nb), in steps of at most 16 bits
     magnitude = m + (1 << nb)
-    if nb > 16:
-        nb -= 16
-        r = rng >> 16
+    while nb:
+        k = nb if nb <= 16 else 16
+        nb -= k
+        r = rng >> k
         t = val // r
-        if t >> 16:
+        if t >> k:
             return None
         val -= t * r
         rng = r
@@ -1479,17 +1478,6 @@ def _escape_at(
             pos += 1
             rng <<= 8
         magnitude += t << nb
-    r = rng >> nb
-    t = val // r
-    if t >> nb:
-        return None
-    val -= t * r
-    rng = r
-    while rng <= bot:
-        val = (val << 8) | (data[pos] if pos < len(data) else 0)
-        pos += 1
-        rng <<= 8
-    magnitude += t
     return (-magnitude if negative else magnitude), val, rng, pos
 
 

@@ -445,10 +445,6 @@ def _top(score: FloatArray, m: int) -> IntArray:
     return part[:, :m]
 
 
-_ENVELOPE_ROWS = 500
-"""Rows of :meth:`TCX.envelopes`'s FFTs at once (about 5 MB of complex output)."""
-
-
 @functools.cache
 def _envelope_weights(gamma: float, tilt: float, order: int) -> tuple[FloatArray, FloatArray]:
     """The weights ``γ^i`` (``i = 0 .. order``) of :meth:`TCX.envelopes`'s ``Â(z/γ)``
@@ -507,24 +503,14 @@ class TCX:
         """
         a = np.asarray(a_q, dtype=np.float64)
         gam, tilt = _envelope_weights(self.config.gamma, self.config.tilt, a.shape[-1] - 1)
-        lead = a.shape[:-1]
-        a = a.reshape(-1, a.shape[-1])
-        shaping = np.empty((a.shape[0], N_BINS))
-        ratio = np.empty((a.shape[0], N_BINS))
-        # in runs of rows, so that the FFTs' complex outputs stay small (10 MB per 1000
-        # rows at once); each row's transform is the same whatever its neighbours.
-        # After the FFTs, in place: the same operations on the same numbers
-        for i in range(0, a.shape[0], _ENVELOPE_ROWS):
-            rows = a[i : i + _ENVELOPE_ROWS]
-            sh, ra = shaping[i : i + _ENVELOPE_ROWS], ratio[i : i + _ENVELOPE_ROWS]
-            np.abs(np.fft.rfft(rows * gam, 4 * N_BINS, axis=-1)[:, 1 : 2 * N_BINS : 2], out=sh)
-            sh *= tilt
-            np.maximum(sh, 1e-9, out=sh)
-            np.abs(np.fft.rfft(rows, 4 * N_BINS, axis=-1)[:, 1 : 2 * N_BINS : 2], out=ra)
-            np.maximum(ra, 1e-9, out=ra)
-            np.divide(sh, ra, out=ra)
+        # (after the FFTs, in place: the same operations on the same numbers)
+        shaping = np.abs(np.fft.rfft(a * gam, 4 * N_BINS, axis=-1)[..., 1 : 2 * N_BINS : 2])
+        shaping *= tilt
+        np.maximum(shaping, 1e-9, out=shaping)
+        ratio = np.abs(np.fft.rfft(a, 4 * N_BINS, axis=-1)[..., 1 : 2 * N_BINS : 2])
+        np.maximum(ratio, 1e-9, out=ratio)
+        np.divide(shaping, ratio, out=ratio)
         ratio /= ratio.mean(axis=-1, keepdims=True)
-        shaping, ratio = shaping.reshape(*lead, N_BINS), ratio.reshape(*lead, N_BINS)
         return shaping, ratio
 
     # ------------------------------------------------------------------ helpers

@@ -804,6 +804,60 @@ def _keep_freed_memory() -> None:
     mallopt(_M_TRIM_THRESHOLD, 256 << 20)
 
 
+_M_TOP_PAD = -2
+_MADV_HUGEPAGE = 14  # (Linux, asm-generic/mman-common.h)
+_HUGE = 2 << 20
+HEAP_RESERVE = 128 << 20
+"""Bytes of heap that :func:`_huge_page_heap` maps ahead (address space only:
+memory is spent where it is written, as with any heap)."""
+
+
+def _huge_page_heap() -> bool:
+    """Let the heap that the work will use come in 2 MB pages (transparent huge pages).
+
+    The codec's arrays (0.1-8 MB, kept by :func:`_keep_freed_memory`) come from
+    glibc's heap, and each 4 kB page costs a fault on its first write: about 7500
+    faults per ``svq decode`` of 60 s, 1-3 us each on the 2-core VM (RESULTS.md
+    §5). numpy asks for huge pages only for its arrays of 4 MB or more. Here the
+    heap is grown once by :data:`HEAP_RESERVE` of address space (nothing is
+    written; the heap is not trimmed back, :func:`_keep_freed_memory`) and marked
+    ``MADV_HUGEPAGE``, so that the first write to each 2 MB takes one fault. What
+    the kernel cannot give in huge pages it gives in small ones, as before.
+    Only the ``svq`` process does this (:func:`run`), on glibc Linux where
+    transparent huge pages are on for ``madvise``; returns whether it did.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as fh:
+            if "[madvise]" not in fh.read():  # ([always]: already; [never]: not at all)
+                return False
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        mallopt, malloc, free, madvise = libc.mallopt, libc.malloc, libc.free, libc.madvise
+    except (OSError, AttributeError):  # pragma: no cover - not glibc, no THP
+        return False
+    malloc.restype = ctypes.c_void_p
+    malloc.argtypes = [ctypes.c_size_t]
+    free.argtypes = [ctypes.c_void_p]
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    _keep_freed_memory()  # (the heap is not trimmed back)
+    # grow the heap: a block from it (below the mmap threshold), padded at the top
+    mallopt(_M_TOP_PAD, HEAP_RESERVE)
+    block = malloc(1 << 20)
+    free(block)
+    mallopt(_M_TOP_PAD, 128 << 10)  # (glibc's default)
+    with open("/proc/self/maps") as fh:
+        heap = [line.split()[0] for line in fh if line.rstrip().endswith("[heap]")]
+    if not heap:
+        return False
+    lo, hi = (int(x, 16) for x in heap[0].split("-"))
+    start = -(-lo // _HUGE) * _HUGE
+    size = (hi - start) // _HUGE * _HUGE
+    return size > 0 and madvise(start, size, _MADV_HUGEPAGE) == 0
+
+
 # the variables by which OpenBLAS, MKL and BLIS take their thread count when they load
 _BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
 
@@ -890,12 +944,14 @@ def run() -> NoReturn:
     closed pipe). Programs that call :func:`main` keep their interpreter.
 
     It also holds the cyclic garbage collector off until the imports are done
-    (:func:`_start_up_done`).
+    (:func:`_start_up_done`), and lets the heap come in huge pages
+    (:func:`_huge_page_heap`).
     """
     import atexit
     import gc
 
     global _GC_HELD
+    _huge_page_heap()
     if gc.isenabled():  # (until the imports are done: _start_up_done)
         gc.disable()
         _GC_HELD = True

@@ -567,7 +567,7 @@ class StreamDecoder:
                     f"{self.header.frame_bytes}"
                 )
         lost = np.array([fr is None for fr in frames], dtype=bool)
-        coefs = np.zeros((n, FRAME_LENGTH))
+        coefs: FloatArray | None = None  # (zeros where a frame is lost)
         good = np.flatnonzero(~lost)
         lags = np.zeros(n, dtype=np.int64)
         gains = np.full(n, -1, dtype=np.int64)
@@ -585,11 +585,14 @@ class StreamDecoder:
                 lpc_from_indices,
                 frame_index=k0 + good,
             )
-            if good.size == n:  # (no frame lost: no copy into the zeros)
+            if good.size == n:  # (no frame lost: no copy into zeros)
                 coefs = got
             else:
+                coefs = np.zeros((n, FRAME_LENGTH))
                 coefs[good] = got
             lags[good], gains[good] = pitch.lag, pitch.gain
+        if coefs is None:
+            coefs = np.zeros((n, FRAME_LENGTH))
         if self.conceal == "interpolate":
             y = self._synthesize_interpolating(coefs, lost, lags, gains, k0)
         else:

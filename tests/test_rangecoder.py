@@ -1090,3 +1090,21 @@ def test_lock_step_symbols_broadcast_equals_per_stream_tables(n: int) -> None:
             assert not bad[i]
             assert [col[i] for col in got] == ref
             assert states[i] == _state(dec)
+
+
+def test_renormalisation_bytes_from_the_exponent_of_rng() -> None:
+    """``decode_values_many`` counts the bytes a symbol reads in from the float64
+    exponent of ``rng``; that count equals the scalar decoder's, ``#{thresholds >=
+    rng}``, at and around every power of two and at random values."""
+    from codec.residual import rangecoder as rc
+
+    near = {(1 << k) + d for k in range(63) for d in range(-3, 4)}
+    rng = np.array(
+        sorted(x for x in near if 1 <= x < 1 << 57)
+        + np.random.default_rng(1).integers(1 << 32, 1 << 57, 20_000).tolist(),
+        dtype=np.int64,
+    )
+    want = rc._RENORM_BYTES[rc._RENORM_BELOW_I.searchsorted(rng)]
+    exponent = (rng.astype(np.float64).view(np.int64) - 1) >> 52
+    assert np.array_equal(rc._RENORM_BYTES_E[exponent], want)
+    assert np.array_equal(rc._RENORM_SHL_E[exponent], 8 * want)

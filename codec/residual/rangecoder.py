@@ -178,6 +178,15 @@ _RENORM_BELOW_I = _RENORM_BELOW.astype(np.int64)
 _RENORM_SHL_I = _RENORM_SHL.astype(np.int64)
 _RENORM_SHR_I = np.array([0, 8, 16, 24], dtype=np.int64)  # 24 - 8 * bytes
 _RENORM_BYTES = np.array([3, 2, 1, 0], dtype=np.int64)
+# decode_values_many counts the bytes from the exponent of rng as a float64 instead
+# (a binary search per stream is slower): ``e = (float64(rng).view(int64) - 1) >> 52``,
+# the exponent of the float below rng, is ``1022 + ceil(log2(rng))`` (rng converts
+# exactly below 2**53; above, it reads no byte and its float stays above 2**48), and
+# a byte comes in per threshold 2**48, 2**40, 2**32 at or above rng
+_RENORM_BYTES_E = np.array(
+    [sum(e - 1022 <= b for b in (48, 40, 32)) for e in range(2048)], dtype=np.int64
+)
+_RENORM_SHL_E = 8 * _RENORM_BYTES_E
 _NBYTES = PRECISION // 8  # bytes pre-loaded by the decoder
 _KEY_BLOCK = 32  # decode_values_many: symbol positions per block of table keys
 
@@ -1762,12 +1771,14 @@ def decode_values_many(
     (:class:`_ValueLookup`); the target is at most ``total`` (``0 <= val < rng``),
     and ``t == total``, the error, lands on a sentinel after its table.
     Renormalisation reads at most three bytes per symbol (``rng > 2**48`` before
-    the symbol, so ``rng >= r >= 2**(48 - 16)`` after it), taken at once from a
-    24-bit window of the zero-padded data (:func:`_byte_windows_by_position`);
-    reading past a stream's end gives zeros, as in the scalar decoder.  Escapes
-    (rare per stream, a few per position) are decoded from the stream's state by
-    the scalar escape decoder's arithmetic on Python ints (:func:`_escape_at`) and
-    their values put in place at the end; a stream that fails is parked on an all-zero input, on
+    the symbol, so ``rng >= r >= 2**(48 - 16)`` after it), as many as the
+    exponent of ``rng`` as a float says (``_RENORM_BYTES_E``), taken at once from
+    a 24-bit window of the zero-padded data (:func:`_byte_windows_by_position`);
+    reading past a stream's end gives zeros, as in the scalar decoder.
+    Escapes (rare per stream, a few per position) are decoded from the stream's
+    state by the scalar escape decoder's arithmetic on Python ints
+    (:func:`_escape_at`) and their values put in place at the end; a stream that
+    fails is parked on an all-zero input, on
     which it decodes zeros and never fails again, and its state is not written
     back (its decoder is left as the scalar method leaves it).
     """
@@ -1853,9 +1864,9 @@ def decode_values_many(
     escapes: list[tuple[int, int, int]] = []  # (step, stream, value): the escaped values
     failed = np.zeros(n, dtype=bool)
 
-    # renormalisation: nb = #{threshold >= rng} bytes, by searchsorted on the thresholds
-    thresholds, shl_of, shr_of = _RENORM_BELOW_I, _RENORM_SHL_I, _RENORM_SHR_I
-    adv_of = _RENORM_BYTES * n1
+    # renormalisation: shifts and window advances per exponent of rng
+    shl_of = _RENORM_SHL_E
+    adv_of = _RENORM_BYTES_E * n1
 
     def fail(j: int, err: BitstreamError) -> None:
         errors[int(order[j])] = err
@@ -1868,15 +1879,24 @@ def decode_values_many(
     # except with mode="clip"; array operands beat numpy scalars)
     shifts = np.full(n, shift, dtype=np.int64)
     buckets = np.full(n, look.bucket_bits, dtype=np.int64)
-    r_buf = np.empty(n, dtype=np.int64)
-    t_buf = np.empty(n, dtype=np.int64)
+    # work arrays: rows of bufs, int64 (measured: out= everywhere, no allocation per
+    # operation, with take(..., mode="clip") beats fancy indexing by 3 %)
+    bufs = np.empty((7, n), dtype=np.int64)
+    ge_buf = np.empty(n, dtype=bool)
+    f_buf = np.empty(n, dtype=np.float64)
+    ones = np.ones(n, dtype=np.int64)
+    c52 = np.full(n, 52, dtype=np.int64)
+    c24 = np.full(n, 24, dtype=np.int64)
     k = -1
-    val_at, rng_at, fpos_at, t_at = val.item, rng.item, fpos.item, t_buf.item
+    val_at, rng_at, fpos_at, t_at = val.item, rng.item, fpos.item, bufs[1].item
     flat_list, value_list = look.lists()
     for step in range(steps):
         if active[step] != k:  # views of the active streams (k changes rarely)
             k = active[step]
-            v, g, fp, r, t = val[:k], rng[:k], fpos[:k], r_buf[:k], t_buf[:k]
+            v, g, fp = val[:k], rng[:k], fpos[:k]
+            r, t, key, p, y, e, w = bufs[:, :k]
+            gf, ge, ones_k, c52_k, c24_k = f_buf[:k], ge_buf[:k], ones[:k], c52[:k], c24[:k]
+            gf_bits = gf.view(np.int64)
             shifts_k, buckets_k = shifts[:k], buckets[:k]
         if step == key_end:
             key_start, key_end = step, min(step + _KEY_BLOCK, steps)
@@ -1889,8 +1909,11 @@ def decode_values_many(
         # t == total, the error, finds the sentinel at the end of its table
         np.floor_divide(v, r, out=t)
         t += key_off
-        p = lut[t >> buckets_k]  # searchsorted(flat, t, "right"), see _ValueLookup
-        p += t >= flat[p]
+        # searchsorted(flat, t, "right"), see _ValueLookup (every index in range)
+        np.right_shift(t, buckets_k, out=key)
+        lut.take(key, out=p, mode="clip")
+        flat.take(p, out=y, mode="clip")
+        p += np.greater_equal(t, y, out=ge)
         x = out[step, :k]
         value_at.take(p, out=x, mode="clip")  # (p is in range; "clip" does not buffer)
         # rare per stream, not per step: an escape (m + 1), a target outside the range
@@ -1917,24 +1940,31 @@ def decode_values_many(
                     np.right_shift(g, shifts_k, out=r)
                     np.floor_divide(v, r, out=t)
                     t += key_off
-                    p = flat.searchsorted(t, side="right")
+                    p[...] = flat.searchsorted(t, side="right")
                     value_at.take(p, out=x, mode="clip")
                     escaped = np.flatnonzero(x > m).tolist()
                 else:
                     escaped = [j for j, c in zip(escaped, codes, strict=True) if c == m + 1]
         # r <= 2**(56 - shift) and cum, freq <= total = 2**shift: r * cum <= rng <= 2**56,
         # so no product overflows
-        v -= r * cum_at[p]
-        np.multiply(r, freq_at[p], out=g)
-        # renormalise: nb bytes in, nb = #{thresholds >= rng} (0 to 3)
-        below = thresholds.searchsorted(g)
-        sh = shl_of[below]
+        cum_at.take(p, out=y, mode="clip")
+        y *= r
+        v -= y
+        freq_at.take(p, out=y, mode="clip")
+        np.multiply(r, y, out=g)
+        # renormalise: nb bytes in (0 to 3), by the exponent e of rng (see
+        # _RENORM_BYTES_E; searchsorted on the thresholds is two times slower)
+        np.copyto(gf, g)
+        np.subtract(gf_bits, ones_k, out=e)
+        e >>= c52_k
+        sh = shl_of.take(e, out=y, mode="clip")  # (y: free until the advance below)
         v <<= sh
         g <<= sh
-        w = window.take(fp, mode="clip")
-        w >>= shr_of[below]
+        window.take(fp, out=w, mode="clip")
+        w <<= sh  # (w << sh) >> 24 is w >> (24 - sh): its top nb bytes
+        w >>= c24_k
         v |= w
-        fp += adv_of[below]
+        fp += adv_of.take(e, out=y, mode="clip")
         for j in escaped:
             pos = fpos_at(j) // n1
             got = _escape_at(datas[j], val_at(j), rng_at(j), pos, m)

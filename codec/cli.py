@@ -824,7 +824,8 @@ def _huge_page_heap() -> bool:
     ``MADV_HUGEPAGE``, so that the first write to each 2 MB takes one fault. What
     the kernel cannot give in huge pages it gives in small ones, as before.
     Only the ``svq`` process does this (:func:`run`), on glibc Linux where
-    transparent huge pages are on for ``madvise``; returns whether it did.
+    transparent huge pages are on for ``madvise`` and the address space has no
+    cap (``ulimit -v``); returns whether it did.
     """
     if not sys.platform.startswith("linux"):
         return False
@@ -833,6 +834,10 @@ def _huge_page_heap() -> bool:
             if "[madvise]" not in fh.read():  # ([always]: already; [never]: not at all)
                 return False
         import ctypes
+        import resource
+
+        if resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY:
+            return False  # (a cap on address space: the reserve would count against it)
 
         libc = ctypes.CDLL(None, use_errno=True)
         mallopt, malloc, free, madvise = libc.mallopt, libc.malloc, libc.free, libc.madvise
@@ -843,13 +848,16 @@ def _huge_page_heap() -> bool:
     free.argtypes = [ctypes.c_void_p]
     madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     _keep_freed_memory()  # (the heap is not trimmed back)
-    # grow the heap: a block from it (below the mmap threshold), padded at the top
+    # grow the heap: a block from it (below the mmap threshold, larger than the
+    # free top of the heap at start-up), padded at the top
     mallopt(_M_TOP_PAD, HEAP_RESERVE)
-    block = malloc(1 << 20)
-    free(block)
+    free(malloc(16 << 20))
     mallopt(_M_TOP_PAD, 128 << 10)  # (glibc's default)
-    with open("/proc/self/maps") as fh:
-        heap = [line.split()[0] for line in fh if line.rstrip().endswith("[heap]")]
+    try:
+        with open("/proc/self/maps") as fh:
+            heap = [line.split()[0] for line in fh if line.rstrip().endswith("[heap]")]
+    except OSError:  # pragma: no cover - no /proc
+        return False
     if not heap:
         return False
     lo, hi = (int(x, 16) for x in heap[0].split("-"))

@@ -468,3 +468,23 @@ def test_the_command_marks_its_heap_for_huge_pages_and_main_does_not(svq_file, t
     assert got["main"] == 0
     assert got["run"] >= (HEAP_RESERVE >> 20) - 4
     assert (tmp_path / "run.wav").read_bytes() == (tmp_path / "main.wav").read_bytes()
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not _thp_on_madvise(),
+    reason="transparent huge pages on madvise (Linux) only",
+)
+def test_no_heap_reserve_under_an_address_space_cap():
+    """With ``ulimit -v`` set, the 128 MB reserve would count against the cap:
+    ``svq`` then leaves its heap as it is."""
+    code = (
+        "import resource; resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30)); "
+        "from codec.cli import _huge_page_heap; print(_huge_page_heap())"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["False"]
+    code = "from codec.cli import _huge_page_heap; print(_huge_page_heap())"
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert res.stdout.split() == ["True"]

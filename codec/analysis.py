@@ -956,12 +956,13 @@ def stable_lsf_and_lpc(
     a = lsf_to_lpc(out)
     k = reflection_coefficients(a)
     todo = np.nonzero(np.any(np.abs(k) >= 0.9999, axis=-1))[0]
-    if todo.size:
-        while todo.size:
-            gap = min(gap * 1.5, 0.95 * np.pi / (p + 1))
-            out[todo] = _enforce_gaps(w[todo].copy(), np.full(todo.size, gap))
-            k = reflection_coefficients(lsf_to_lpc(out[todo]))
-            todo = todo[np.any(np.abs(k) >= 0.9999, axis=-1)]
+    respaced = todo.size > 0
+    while todo.size:
+        gap = min(gap * 1.5, 0.95 * np.pi / (p + 1))
+        out[todo] = _enforce_gaps(w[todo].copy(), np.full(todo.size, gap))
+        k = reflection_coefficients(lsf_to_lpc(out[todo]))
+        todo = todo[np.any(np.abs(k) >= 0.9999, axis=-1)]
+    if respaced:
         a = lsf_to_lpc(out)  # of the re-spaced vectors, as for any (whole batch)
     return out.reshape(shape), a.reshape(*shape[:-1], p + 1)
 

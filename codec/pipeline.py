@@ -567,7 +567,6 @@ class StreamDecoder:
                     f"{self.header.frame_bytes}"
                 )
         lost = np.array([fr is None for fr in frames], dtype=bool)
-        coefs: FloatArray | None = None  # (zeros where a frame is lost)
         good = np.flatnonzero(~lost)
         lags = np.zeros(n, dtype=np.int64)
         gains = np.full(n, -1, dtype=np.int64)
@@ -578,6 +577,7 @@ class StreamDecoder:
             good = np.flatnonzero(~lost)
             received = [fr for i, fr in enumerate(frames) if fr is not None and not lost[i]]
             lpc_from_indices = functools.partial(_given_lpc, lpc_q)
+        got = np.zeros((0, FRAME_LENGTH))
         if received:
             got, pitch = self.tcx.decode(
                 received,
@@ -585,14 +585,12 @@ class StreamDecoder:
                 lpc_from_indices,
                 frame_index=k0 + good,
             )
-            if good.size == n:  # (no frame lost: no copy into zeros)
-                coefs = got
-            else:
-                coefs = np.zeros((n, FRAME_LENGTH))
-                coefs[good] = got
             lags[good], gains[good] = pitch.lag, pitch.gain
-        if coefs is None:
+        if good.size == n:  # no frame lost: the decoded block itself
+            coefs = got
+        else:  # zeros where a frame is lost
             coefs = np.zeros((n, FRAME_LENGTH))
+            coefs[good] = got
         if self.conceal == "interpolate":
             y = self._synthesize_interpolating(coefs, lost, lags, gains, k0)
         else:

@@ -697,13 +697,10 @@ class PostFilter:
         buf = np.concatenate((self._hist, xa))  # the outputs, after the history
         first, j = divmod(self._pos, FRAME)  # the first frame, and where in it
         last = (self._pos + m - 1) // FRAME
+        frames = [self._frame(k) for k in range(first - 1, last + 1)]
         if last - first < _SIDE_BY_SIDE:
-            _comb_frames(buf, [self._frame(k) for k in range(first - 1, last + 1)], j)
+            _comb_frames(buf, frames, j)
         else:
-            get, held = self._params.get, self._last  # (self._frame(k) for k >= 0)
-            frames = [get(k, held) for k in range(max(first - 1, 0), last + 1)]
-            if not first:
-                frames.insert(0, self._frame(-1))
             lags, gains = zip(*frames, strict=True)
             plan = _schedule(np.array(lags), np.array(gains), j, m)
             if plan is not None:

@@ -1778,9 +1778,9 @@ def decode_values_many(
     Escapes (rare per stream, a few per position) are decoded from the stream's
     state by the scalar escape decoder's arithmetic on Python ints
     (:func:`_escape_at`) and their values put in place at the end; a stream that
-    fails is parked on an all-zero input, on
-    which it decodes zeros and never fails again, and its state is not written
-    back (its decoder is left as the scalar method leaves it).
+    fails is parked on an all-zero input, on which it decodes zeros and never
+    fails again, and its state is not written back (its decoder is left as the
+    scalar method leaves it).
     """
     if isinstance(cdfs, CdfTables):
         tab = cdfs.to_array()

@@ -68,7 +68,11 @@ FloatArray = npt.NDArray[np.float64]
 _RESIDUAL_CODERS = {TCX.coder_id: TCX}
 # shipped codebook used by `--envelope VARIANT` (plain VQ cannot afford 24 bits)
 VARIANT_CODEBOOKS = {"avq": "avq-4x6", "rvq": "rvq-4x6", "pvq": "pvq-4x6", "vq": "vq-1x12"}
-_PF_LAG0 = 160  # the post-filter comb's lag before the pitch tool sent one (100 Hz)
+_PF_LAG0 = 160  # the post-filter comb's lag when the pitch tool sent none lately (100 Hz)
+_PF_LAG_HOLD = 3
+"""Frames the post-filter's comb keeps the pitch tool's last lag after it went off;
+then :data:`_PF_LAG0`. Bounded, so that a lost or damaged stretch changes the
+post-filter's output for a bounded time after it (damage stays local)."""
 ALGORITHMIC_DELAY = FRAME_LENGTH + mdct.DEFAULT_OVERLAP + (WINDOW_LENGTH - FRAME_LENGTH) // 2
 """Samples from an input sample's arrival to its decoded output (480 = 30 ms): the
 frame (20 ms), the MDCT overlap (5 ms) and the LPC window's look-ahead (5 ms).
@@ -540,6 +544,7 @@ class StreamDecoder:
         self.comb_lags: list[npt.NDArray[np.int64]] | None = [] if record_features else None
         self._pitch_of: dict[int, tuple[int, float]] = {}
         self._comb_lag = _PF_LAG0
+        self._comb_age = _PF_LAG_HOLD  # frames since the pitch tool last sent a lag
 
     def decode(self, frames: Sequence[bytes | None]) -> FloatArray:
         """Decode the next frames; returns the samples now final (possibly none)."""
@@ -630,8 +635,12 @@ class StreamDecoder:
         comb = np.empty(n, dtype=np.int64)
         for i in range(n):
             lags[i], gains[i] = self._pitch_of.pop(k + i, (self._comb_lag, 0.0))
-            if gains[i] > 0.0:  # the comb keeps the last lag the pitch tool sent
-                self._comb_lag = int(lags[i])
+            if gains[i] > 0.0:  # the comb keeps the last lag the pitch tool sent ...
+                self._comb_lag, self._comb_age = int(lags[i]), 0
+            elif self._comb_age < _PF_LAG_HOLD:
+                self._comb_age += 1
+            else:  # ... for at most _PF_LAG_HOLD frames
+                self._comb_lag = _PF_LAG0
             comb[i] = self._comb_lag
         from codec.postfilter import frame_features
 

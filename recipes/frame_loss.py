@@ -12,12 +12,13 @@ rate, seed=s, burst=b)``, so that the lost frames are concealed by the decoder.
 
 Decoders (``--decoders``)
     ``interpolate``   svq, ``conceal="interpolate"`` (look-ahead; the default of
-                      ``codec.decode``)
+                      ``codec.decode``), the plain decoder (``enhance=False``)
     ``causal``        svq, ``conceal="causal"`` (what a real-time
-                      ``StreamDecoder`` without look-ahead outputs)
+                      ``StreamDecoder`` without look-ahead outputs), plain
     ``interpolate+pf``, ``causal+pf``
                       the same with the trained decoder post-filter on
-                      (``enhance=True``, :mod:`codec.postfilter`)
+                      (``enhance=True``, :mod:`codec.postfilter`; as shipped
+                      at the bitrates where ``svq modes`` says "on")
     ``opus``          Opus anchor: ``opusenc --hard-cbr --bitrate B --framesize 20
                       --comp 10`` once per file, then decoded at 16 kHz by libopus
                       (ctypes, :func:`opus_decode_lost`), the packets that the
@@ -375,7 +376,7 @@ def _run_svq(
     def decode(mask: np.ndarray, row: dict[str, Any]) -> np.ndarray:
         name = str(row["decoder"])
         conceal = name.removesuffix("+pf")
-        enhance = True if name.endswith("+pf") else None
+        enhance = name.endswith("+pf")  # without "+pf": the plain decoder at every bitrate
         y, sr = codec.decode(data, lost=mask, conceal=conceal, enhance=enhance)  # type: ignore[arg-type]
         if sr != SAMPLE_RATE:
             raise ParameterError(f"decoder returned {sr} Hz, expected {SAMPLE_RATE} Hz")

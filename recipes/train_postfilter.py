@@ -10,9 +10,11 @@ Three stages, each resumable (``--stage data`` stops after the first):
 2. **train**: the network of :mod:`codec.postfilter.network` and the filters
    of :mod:`codec.postfilter.filters`, written again in torch below (the same
    function), trained on random 1 s segments against the clean signal with a
-   multi-resolution STFT loss (spectral convergence + log magnitude; not
-   PESQ). Seeded; a checkpoint every ``--checkpoint-every`` steps; a rerun
-   resumes from ``OUT/checkpoint.pt``.
+   multi-resolution STFT loss (spectral convergence + log magnitude) plus
+   ``--loudness-weight`` times a loudness-domain disturbance
+   (:func:`loudness_loss`, after PMSQE: added noise costs more than missing
+   energy). Neither is PESQ. Seeded; a checkpoint every
+   ``--checkpoint-every`` steps; a rerun resumes from ``OUT/checkpoint.pt``.
 3. **export**: the weights as ``OUT/postfilter.npz`` (float32, no pickle) with
    its SHA-256, and with ``--install`` into ``codec/data`` (weights plus
    ``POSTFILTER.json``, whose ``default_on`` lists the bitrates where the
@@ -324,7 +326,80 @@ def stft_loss(y: Any, t: Any, kind: str = "stft") -> Any:
     return total / 4
 
 
-_MEL: dict[tuple[int, int], Any] = {}
+LOUD_FFT = 512  # 32 ms frames, hop 16 ms: the frame of ITU-T P.862's ear model at 16 kHz
+LOUD_LEVEL_DB = 70.0  # a segment's mean power is taken to be this sound level (dB SPL)
+LOUD_GAMMA = 0.23  # Zwicker's exponent
+LOUD_DEAD_ZONE = 0.25  # a loudness difference below this share of the smaller loudness is masked
+LOUD_ASYM_FLOOR, LOUD_ASYM_CAP = 3.0, 12.0  # asymmetry factors below the floor count as 0
+
+
+def _bark_bands(n_fft: int, sr: int = 16000, step: float = 0.5) -> tuple[Any, Any, Any]:
+    """Rectangular bands of ``step`` Bark over the FFT bins: (bands x bins) 0/1 matrix,
+    band widths in Bark and the threshold in quiet at each band's centre (dB SPL, Terhardt)."""
+    freqs = np.linspace(0.0, sr / 2, n_fft // 2 + 1)
+    bark = 13.0 * np.arctan(0.00076 * freqs) + 3.5 * np.arctan((freqs / 7500.0) ** 2)
+    edges = np.arange(0.0, bark[-1] + step / 2, step)
+    idx = np.minimum(np.searchsorted(edges, bark, side="right") - 1, edges.size - 2)
+    fb = np.zeros((edges.size - 1, freqs.size))
+    fb[idx, np.arange(freqs.size)] = 1.0
+    keep = fb.sum(axis=1) > 0
+    fb = fb[keep]
+    centre = (fb @ freqs) / fb.sum(axis=1)
+    width = (fb @ np.gradient(bark)) + 1e-3
+    khz = np.maximum(centre, 50.0) / 1000.0
+    quiet = 3.64 * khz**-0.8 - 6.5 * np.exp(-0.6 * (khz - 3.3) ** 2) + 1e-3 * khz**4
+    return fb, width, quiet
+
+
+def loudness_loss(y: Any, t: Any) -> Any:
+    """A perceptual disturbance in the loudness domain, after Martin-Donas et al.'s PMSQE
+    (IEEE SPL 2018), itself modelled on P.862's ear model: not PESQ (no time alignment, no
+    gain or frequency equalisation, no MOS mapping), differentiable.
+
+    Both signals are scaled by the gain that brings the target segment's mean power
+    to :data:`LOUD_LEVEL_DB`; band powers on half-Bark bands become loudness by
+    Zwicker's law over the threshold in quiet; the per-band loudness difference
+    outside a dead zone is the *symmetric* disturbance (L2 over bands, Bark
+    weighted), and the same difference weighted by how much louder the output is
+    than the target (``((P_y + c) / (P_t + c)) ** 1.2``, 0 below 3, capped at 12)
+    the *asymmetric* one (L1): added noise costs more than missing energy. Returns
+    ``0.1 * symmetric + 0.0309 * asymmetric`` averaged over frames (P.862's
+    weights of the two).
+    """
+    import torch
+
+    key = ("bark", LOUD_FFT)
+    if key not in _MEL:
+        _MEL[key] = tuple(torch.from_numpy(a) for a in _bark_bands(LOUD_FFT))
+    fb, width, quiet = (a.to(y.dtype) for a in _MEL[key])
+    g2 = 1.0 / (t * t).mean(-1, keepdim=True).clamp_min(1e-7)
+    win = torch.hann_window(LOUD_FFT, dtype=y.dtype)
+    norm = (win * win).sum() * (LOUD_FFT // 2)
+
+    def bands(s: Any) -> Any:  # (B, bands, frames), in units of 10 ** (dB SPL / 10)
+        spec = torch.stft(s, LOUD_FFT, LOUD_FFT // 2, window=win, return_complex=True)
+        p = (spec.real**2 + spec.imag**2) / norm
+        return torch.einsum("kf,bft->bkt", fb, p) * (10.0 ** (LOUD_LEVEL_DB / 10))
+
+    py, pt = bands(y * g2.sqrt()), bands(t * g2.sqrt())
+    p0 = (10.0 ** (quiet / 10))[:, None]
+    scale = 0.05 * (p0 / 0.5) ** LOUD_GAMMA
+
+    def loud(p: Any) -> Any:
+        return scale * ((0.5 + 0.5 * p / p0) ** LOUD_GAMMA - 1.0).clamp_min(0.0)
+
+    ly, lt = loud(py), loud(pt)
+    d = ly - lt
+    d = torch.sign(d) * (d.abs() - LOUD_DEAD_ZONE * torch.minimum(ly, lt)).clamp_min(0.0)
+    asym = ((py + 50.0) / (pt + 50.0)) ** 1.2
+    asym = torch.where(asym < LOUD_ASYM_FLOOR, 0.0, asym.clamp_max(LOUD_ASYM_CAP))
+    w = width[:, None]
+    sym = torch.sqrt(((d * w) ** 2).sum(1) + 1e-12)
+    asy = (d.abs() * asym * w).sum(1)
+    return (0.1 * sym + 0.0309 * asy).mean()
+
+
+_MEL: dict[tuple[Any, int], Any] = {}
 
 
 def _mel_t(n_mels: int, n_fft: int, dtype: Any) -> Any:
@@ -371,6 +446,7 @@ def train(
     comb_gain: float = 0.035,
     loss_kind: str = "stft",
     wave_weight: float = 0.0,
+    loudness_weight: float = 0.0,
 ) -> Any:
     """Train (resuming from ``out/checkpoint.pt``); returns the model."""
     import torch
@@ -401,10 +477,14 @@ def train(
         if wave_weight:  # the waveform error relative to the target's energy, per segment
             err = ((y - b["target"]) ** 2).sum(-1) / (b["target"] ** 2).sum(-1).clamp_min(1e-6)
             loss = loss + wave_weight * err.mean()
+        if loudness_weight:
+            loss = loss + loudness_weight * loudness_loss(y, b["target"])
         base = math.nan
         if step % 10 == 0:  # the plain decoder's loss on the same segments, for the log
             with torch.no_grad():
                 base = float(stft_loss(b["x"][:, HIST:], b["target"], loss_kind))
+                if loudness_weight:
+                    base += loudness_weight * float(loudness_loss(b["x"][:, HIST:], b["target"]))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -457,9 +537,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--bitrates", default=",".join(f"{b:g}" for b in BITRATES_KBPS))
     p.add_argument("--limit", type=int, default=None, help="only the first N files")
-    p.add_argument("--steps", type=int, default=2000, help="training steps")
+    p.add_argument("--steps", type=int, default=8000, help="training steps")
     p.add_argument("--batch", type=int, default=12, help="segments of 1 s per step")
-    p.add_argument("--hidden", type=int, default=96, help="width of the feature network")
+    p.add_argument("--hidden", type=int, default=192, help="width of the feature network")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (cosine decay)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--loss", choices=LOSSES, default="stft", help="training loss (stft_loss)")
@@ -468,6 +548,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=float,
         default=0.0,
         help="weight of a waveform term (squared error / target energy) added to the loss",
+    )
+    p.add_argument(
+        "--loudness-weight",
+        type=float,
+        default=10.0,
+        help="weight of a perceptual loudness-domain disturbance (loudness_loss) added to the loss",
     )
     p.add_argument(
         "--comb-gain", type=float, default=0.035, help="initial gain of the pitch comb (0 .. 0.75)"
@@ -523,6 +609,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         comb_gain=a.comb_gain,
         loss_kind=a.loss,
         wave_weight=a.wave_weight,
+        loudness_weight=a.loudness_weight,
     )
     log = model.train_log
     info = {
@@ -534,6 +621,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "comb_gain": a.comb_gain,
         "loss": a.loss,
         "wave_weight": a.wave_weight,
+        "loudness_weight": a.loudness_weight,
         "files": len(files),
         "bitrates": bitrates,
         "svq": codec.__version__,

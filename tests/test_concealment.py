@@ -48,18 +48,22 @@ def test_lost_mask_must_match_the_stream(coded):
             codec.decode(data, lost=bad)
 
 
-def test_concealed_frames_keep_length_and_energy(coded):
+# the post-filter's network sees a frame's loss flag for two more frames
+# through each of its two causal convolutions: 4 frames longer to recover
+@pytest.mark.parametrize("enhance, recovered", [(False, 104), (True, 108)])
+def test_concealed_frames_keep_length_and_energy(coded, enhance, recovered):
     x, data, n = coded
-    plain, _ = codec.decode(data)
+    plain, _ = codec.decode(data, enhance=enhance)
     lost = np.zeros(n, dtype=bool)
     lost[100] = True  # one frame inside speech
-    y, _ = codec.decode(data, lost=lost)
+    y, _ = codec.decode(data, lost=lost, enhance=enhance)
     assert y.shape == x.shape and np.all(np.isfinite(y))
     seg = slice(100 * 320, 101 * 320)
     e_plain, e_conc = np.sum(plain[seg] ** 2), np.sum(y[seg] ** 2)
     assert 0.05 * e_plain < e_conc < 3.0 * e_plain  # neither silence nor a burst
     assert np.array_equal(y[: 98 * 320], plain[: 98 * 320])  # before the loss: untouched
-    assert np.allclose(y[104 * 320 :], plain[104 * 320 :])  # after recovery: the same again
+    # after recovery: the same again
+    assert np.allclose(y[recovered * 320 :], plain[recovered * 320 :])
 
 
 def test_long_burst_fades_to_silence(coded):
@@ -151,12 +155,12 @@ def test_without_loss_both_concealments_are_the_plain_decode(coded):
 
 def test_both_conceal_a_lost_frame(coded):
     _, data, n = coded
-    plain, _ = codec.decode(data)
+    plain, _ = codec.decode(data, enhance=False)  # the concealment itself, no post-filter
     lost = np.zeros(n, dtype=bool)
     lost[100] = True
     seg = slice(100 * 320, 101 * 320)
     for mode in ("causal", "interpolate"):
-        y, _ = codec.decode(data, lost=lost, conceal=mode)
+        y, _ = codec.decode(data, lost=lost, conceal=mode, enhance=False)
         assert np.all(np.isfinite(y)) and y.shape == plain.shape
         assert 0.05 * np.sum(plain[seg] ** 2) < np.sum(y[seg] ** 2) < 3.0 * np.sum(plain[seg] ** 2)
         assert np.array_equal(y[: 98 * 320], plain[: 98 * 320])

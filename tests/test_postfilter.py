@@ -177,6 +177,33 @@ def test_features_record_every_frame(stream: bytes) -> None:
     assert lags.min() >= 32 and lags.max() <= 287
 
 
+def test_comb_lag_is_held_for_a_bounded_time(stream: bytes) -> None:
+    """The comb keeps the pitch tool's last lag for _PF_LAG_HOLD frames after it went off,
+    then 160: a lost stretch cannot change the post-filter's lags for long after it."""
+    from codec.pipeline import _PF_LAG0, _PF_LAG_HOLD
+
+    h, frames, _ = check_file(stream)
+    dec = StreamDecoder(h, enhance=False, record_features=True)
+    dec.decode(list(frames))
+    assert dec.features is not None and dec.comb_lags is not None
+    gain = np.concatenate(dec.features)[:, 21]
+    lags = np.concatenate(dec.comb_lags)
+    assert (gain > 0).any() and (gain == 0).any()
+    last, age = _PF_LAG0, _PF_LAG_HOLD
+    want = []
+    for k in range(gain.size):
+        if gain[k] > 0:
+            last, age = int(lags[k]), 0
+        else:
+            age += 1
+            if age > _PF_LAG_HOLD:
+                last = _PF_LAG0
+        want.append(last)
+    np.testing.assert_array_equal(lags, want)
+    # somewhere the held lag ran out
+    assert bool(np.any((gain == 0) & (lags == _PF_LAG0)))
+
+
 def test_frame_features_bands() -> None:
     coefs = np.zeros((2, 320))
     coefs[0, :4] = 1.0  # band 0 only

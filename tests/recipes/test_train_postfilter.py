@@ -41,17 +41,8 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run(tmp_path_factory: pytest.TempPathFactory, manifest: Path) -> Path:
     out = tmp_path_factory.mktemp("pf") / "out"
     argv = ["--data", str(manifest), "--out", str(out), "--bitrates", "8,24.4", "--steps", "4"]
-    argv += [
-        "--batch",
-        "2",
-        "--hidden",
-        "8",
-        "--workers",
-        "1",
-        "--checkpoint-every",
-        "2",
-        "--quiet",
-    ]
+    argv += ["--batch", "2", "--hidden", "8", "--workers", "1", "--checkpoint-every", "2"]
+    argv += ["--loudness-weight", "2", "--quiet"]
     assert recipe.main(argv) == 0
     return out
 
@@ -66,6 +57,7 @@ def test_run_writes_data_checkpoint_and_weights(run: Path) -> None:
     info = json.loads((run / "train.json").read_text())
     w = load_weights(run / "postfilter.npz", sha256=info["sha256"])
     assert info["steps"] == 4 and w.hidden == 8 and info["n_params"] == w.n_params
+    assert info["loudness_weight"] == 2.0
     assert np.isfinite(info["final_loss"]) and info["final_loss"] > 0
     # the exported weights run in the numpy decoder
     e = Enhancer(w)
@@ -83,7 +75,7 @@ def test_rerun_resumes_and_exports_the_same_weights(
     ticks = iter(range(1_000_000))
     monkeypatch.setattr(recipe.time, "perf_counter", lambda: 1e6 + float(next(ticks)))
     argv = ["--data", str(manifest), "--out", str(run), "--bitrates", "8,24.4", "--steps", "4"]
-    argv += ["--batch", "2", "--hidden", "8", "--workers", "1", "--quiet"]
+    argv += ["--batch", "2", "--hidden", "8", "--workers", "1", "--loudness-weight", "2", "--quiet"]
     assert recipe.main(argv) == 0
     assert (run / "postfilter.npz").read_bytes() == before
 
@@ -92,3 +84,46 @@ def test_missing_data_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFi
     assert recipe.main(["--data", str(tmp_path / "none.csv"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "not found" in err and "\n" not in err
+
+
+def _speech(seconds: float = 1.0) -> np.ndarray:
+    from codec.audio import read_audio, to_mono_16k
+
+    x, sr = read_audio(SAMPLES / "vctk_p233_female.wav")
+    y = to_mono_16k(x, sr)
+    start = y.size // 3
+    return np.asarray(y[start : start + int(16000 * seconds)], dtype=np.float64)
+
+
+def test_loudness_loss_is_zero_for_the_target_and_level_free() -> None:
+    import torch
+
+    t = torch.from_numpy(_speech())[None]
+    y = t + 0.01 * torch.randn(t.shape, generator=torch.Generator().manual_seed(0), dtype=t.dtype)
+    assert float(recipe.loudness_loss(t, t)) < 1e-6
+    base = float(recipe.loudness_loss(y, t))
+    assert base > 0.01
+    # both signals scaled alike: the target's level is calibrated away
+    assert float(recipe.loudness_loss(8.0 * y, 8.0 * t)) == pytest.approx(base, rel=1e-9)
+
+
+def test_loudness_loss_costs_added_noise_more_than_missing_energy() -> None:
+    import torch
+
+    t = torch.from_numpy(_speech())[None]
+    louder = float(recipe.loudness_loss(2.0 * t, t))  # +6 dB
+    quieter = float(recipe.loudness_loss(0.5 * t, t))  # -6 dB
+    assert louder > 2 * quieter > 0
+    # and it passes gradients to the output
+    y = (0.5 * t).clone().requires_grad_(True)
+    recipe.loudness_loss(y, t).backward()
+    assert y.grad is not None and bool(torch.isfinite(y.grad).all())
+    assert float(y.grad.abs().sum()) > 0
+
+
+def test_bark_bands_cover_every_bin_once() -> None:
+    fb, width, quiet = recipe._bark_bands(512)
+    assert fb.shape[1] == 257 and np.all(fb.sum(axis=0) == 1) and np.all(fb.sum(axis=1) >= 1)
+    assert 40 <= fb.shape[0] <= 44 and np.all(width > 0)
+    # the threshold in quiet: high at 0 Hz, lowest near 3-4 kHz
+    assert quiet[0] > 20 and quiet.min() < 0

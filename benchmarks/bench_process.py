@@ -24,6 +24,10 @@ The frame-by-frame figures run :class:`~codec.pipeline.StreamEncoder` and
 :class:`~codec.pipeline.StreamDecoder` with ``block_frames=1``, pushing 20 ms
 at a time: the cost per frame (mean and 99th percentile) and the latency from
 the push of a chunk to its decoded output.
+
+``--no-enhance`` times the plain decoder (``svq decode --no-enhance``,
+``StreamDecoder(enhance=False)``) where the trained post-filter is on by
+default (``svq modes``); without it, the decoder runs as shipped.
 """
 
 from __future__ import annotations
@@ -120,6 +124,7 @@ def whole_process(args: argparse.Namespace, long: Path, short: Path, tmp: Path) 
         )
         print(f"  {name}: {version.stdout.decode().strip()} from {tree}")
         svq = [sys.executable, "-m", "codec"]
+        plain = ["--no-enhance"] if args.no_enhance else []
         for src in (long, short):
             coded, wav = tmp / f"{src.stem}.{k}.svq", tmp / f"{src.stem}.{k}.dec.wav"
             rows.append(
@@ -127,7 +132,7 @@ def whole_process(args: argparse.Namespace, long: Path, short: Path, tmp: Path) 
                     f"{name} {secs[src]:g} s",
                     secs[src],
                     svq + ["encode", str(src), str(coded), "-f", "-q", "-b", f"{kbps:g}"],
-                    svq + ["decode", str(coded), str(wav), "-f", "-q"],
+                    svq + ["decode", str(coded), str(wav), "-f", "-q", *plain],
                     env,
                     tmp,
                 )
@@ -178,7 +183,8 @@ def frame_by_frame(args: argparse.Namespace, long: Path) -> None:
     x, sr = read_audio(long)
     x = x[: int(args.stream_seconds * sr)]
     enc = StreamEncoder(sr, args.bitrate, block_frames=1)
-    dec = StreamDecoder(enc.live_header(), block_frames=1)
+    enhance = False if args.no_enhance else None  # None: as shipped
+    dec = StreamDecoder(enc.live_header(), block_frames=1, enhance=enhance)
     t_enc, t_dec, t_all = [], [], []
     for i in range(0, x.size - 319, 320):
         t0 = time.perf_counter()
@@ -221,6 +227,11 @@ def main() -> None:
         type=float,
         default=20.0,
         help="audio for the frame-by-frame figures (default 20)",
+    )
+    p.add_argument(
+        "--no-enhance",
+        action="store_true",
+        help="time the plain decoder (the post-filter off at every bitrate)",
     )
     p.add_argument("--skip-process", action="store_true", help="only the frame-by-frame part")
     p.add_argument("--skip-frames", action="store_true", help="only the whole-process part")

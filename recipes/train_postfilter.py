@@ -33,6 +33,7 @@ Needs the ``train`` extra (torch). The decoder itself runs the weights in numpy.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
@@ -333,6 +334,7 @@ LOUD_DEAD_ZONE = 0.25  # a loudness difference below this share of the smaller l
 LOUD_ASYM_FLOOR, LOUD_ASYM_CAP = 3.0, 12.0  # asymmetry factors below the floor count as 0
 
 
+@functools.lru_cache(maxsize=4)
 def _bark_bands(n_fft: int, sr: int = 16000, step: float = 0.5) -> tuple[Any, Any, Any]:
     """Rectangular bands of ``step`` Bark over the FFT bins: (bands x bins) 0/1 matrix,
     band widths in Bark and the threshold in quiet at each band's centre (dB SPL, Terhardt)."""
@@ -368,11 +370,8 @@ def loudness_loss(y: Any, t: Any) -> Any:
     """
     import torch
 
-    key = ("bark", LOUD_FFT)
-    if key not in _MEL:
-        _MEL[key] = tuple(torch.from_numpy(a) for a in _bark_bands(LOUD_FFT))
-    fb, width, quiet = (a.to(y.dtype) for a in _MEL[key])
-    g2 = 1.0 / (t * t).mean(-1, keepdim=True).clamp_min(1e-7)
+    fb, width, quiet = (torch.from_numpy(a).to(y.dtype) for a in _bark_bands(LOUD_FFT))
+    g = (1.0 / (t * t).mean(-1, keepdim=True).clamp_min(1e-7)).sqrt()
     win = torch.hann_window(LOUD_FFT, dtype=y.dtype)
     norm = (win * win).sum() * (LOUD_FFT // 2)
 
@@ -381,7 +380,7 @@ def loudness_loss(y: Any, t: Any) -> Any:
         p = (spec.real**2 + spec.imag**2) / norm
         return torch.einsum("kf,bft->bkt", fb, p) * (10.0 ** (LOUD_LEVEL_DB / 10))
 
-    py, pt = bands(y * g2.sqrt()), bands(t * g2.sqrt())
+    py, pt = bands(y * g), bands(t * g)
     p0 = (10.0 ** (quiet / 10))[:, None]
     scale = 0.05 * (p0 / 0.5) ** LOUD_GAMMA
 
@@ -399,7 +398,7 @@ def loudness_loss(y: Any, t: Any) -> Any:
     return (0.1 * sym + 0.0309 * asy).mean()
 
 
-_MEL: dict[tuple[Any, int], Any] = {}
+_MEL: dict[tuple[int, int], Any] = {}
 
 
 def _mel_t(n_mels: int, n_fft: int, dtype: Any) -> Any:
@@ -470,21 +469,25 @@ def train(
         step, log, elapsed = state["step"], state["log"], state["elapsed"]
     bar = tqdm(total=steps, initial=step, desc="train post-filter", unit="step", disable=quiet)
     t0 = time.perf_counter() - elapsed
+
+    def spectral(out: Any, target: Any) -> Any:
+        """The STFT loss, plus the loudness term when it is weighted."""
+        value = stft_loss(out, target, loss_kind)
+        if loudness_weight:
+            value = value + loudness_weight * loudness_loss(out, target)
+        return value
+
     while step < steps:
         b = {k: torch.from_numpy(v) for k, v in items.batch(rng, batch).items()}
         y = model(b["feats"], b["valid"], b["lags"], b["x"])
-        loss = stft_loss(y, b["target"], loss_kind)
+        loss = spectral(y, b["target"])
         if wave_weight:  # the waveform error relative to the target's energy, per segment
             err = ((y - b["target"]) ** 2).sum(-1) / (b["target"] ** 2).sum(-1).clamp_min(1e-6)
             loss = loss + wave_weight * err.mean()
-        if loudness_weight:
-            loss = loss + loudness_weight * loudness_loss(y, b["target"])
         base = math.nan
         if step % 10 == 0:  # the plain decoder's loss on the same segments, for the log
             with torch.no_grad():
-                base = float(stft_loss(b["x"][:, HIST:], b["target"], loss_kind))
-                if loudness_weight:
-                    base += loudness_weight * float(loudness_loss(b["x"][:, HIST:], b["target"]))
+                base = float(spectral(b["x"][:, HIST:], b["target"]))
         opt.zero_grad()
         loss.backward()
         opt.step()

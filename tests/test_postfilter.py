@@ -23,7 +23,7 @@ from codec.errors import WeightsError
 from codec.pipeline import StreamDecoder
 from codec.postfilter import Enhancer, Weights, frame_features, load_weights, save_weights
 from codec.postfilter.filters import AdaptiveFilter, identity_kernels, kernels
-from codec.postfilter.network import N_RAW, SUBFRAMES
+from codec.postfilter.network import N_RAW, SUBFRAMES, FeatureNet, _grid_bits, _GridLayer
 
 ROOT = Path(__file__).resolve().parents[1]
 HAS_TORCH = importlib.util.find_spec("torch") is not None
@@ -214,6 +214,36 @@ def test_frame_features_bands() -> None:
     assert list(f[:, 20]) == [0.0, 1.0] and list(f[:, 29]) == [0.0, 1.0]
     assert f[1, 22] == pytest.approx((287 - 32) / 256)
     assert f[0, 23 + 2] == 1.0 and f[0, 23:29].sum() == 1.0
+
+
+def test_network_does_not_depend_on_how_frames_are_grouped() -> None:
+    w = postfilter.shipped_weights() or random_weights(hidden=192)
+    feats = w.mean + w.std * np.random.default_rng(3).normal(size=(90, F)) * 3
+    whole = FeatureNet(w)(feats)
+    for chunk in (1, 4, 15, 16, 37):  # both ways of computing the convolutions
+        net = FeatureNet(w)
+        parts = [net(feats[k : k + chunk]) for k in range(0, len(feats), chunk)]
+        assert np.array_equal(np.concatenate(parts), whole), chunk
+
+
+@pytest.mark.parametrize("fan_in", [16, 30, 72, 576, 1000, 4096])
+def test_grid_products_are_exact(fan_in: int) -> None:
+    """On the integer grid a float64 matrix product equals the exact (int64) one."""
+    a_bits, b_bits = _grid_bits(fan_in)
+    assert fan_in * 2 ** (a_bits + b_bits) <= 2**52
+    rng = np.random.default_rng(fan_in)
+    w = rng.normal(size=(fan_in, 8))
+    w[:, 0] = 0.0  # a dead unit
+    layer = _GridLayer(w)
+    assert np.abs(layer.q).max() <= 2**b_bits
+    top = np.abs(w).max(axis=0)  # each column within half a step of its own grid
+    assert np.all(np.abs(layer.q * layer.scale * layer.step - w) <= top * 2.0**-b_bits)
+    x = layer.act(rng.normal(size=(40, fan_in)) * 3)  # tanh on the input grid
+    x[0] = layer.step  # the extremes: every input +-1, every weight at its bound
+    x[1] = -layer.step
+    exact = x.astype(np.int64) @ layer.q.astype(np.int64)
+    assert np.array_equal(x @ layer.q, exact.astype(np.float64))
+    assert np.array_equal(layer.dot(x, 40), exact * layer.scale)
 
 
 # ----------------------------------------------------------------------------- weights

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from numpy.lib.stride_tricks import sliding_window_view
 
 from codec.postfilter.network import COMB_TAPS, FIR_TAPS, N_RAW, SUBFRAMES
 from codec.residual.pitch import FRAME, LAG_MAX, LAG_MIN
@@ -77,23 +76,29 @@ def run(
     """Filter ``length`` samples from each ``buf[start[i]]`` with the i-th kernels.
 
     ``buf`` must hold :data:`HIST` samples before every start. Returns (S, length).
-    The sums run tap by tap in a fixed order, so the result does not depend on
-    how many subframes are filtered together.
+    Each subframe's sums are its own matrix-vector product (taps in a fixed
+    order), so the result does not depend on how many subframes are filtered
+    together.
     """
     g, c, h = k
     span = length + FIR_TAPS - 1
-    x = sliding_window_view(buf, span)[start - (FIR_TAPS - 1)]
+    x = buf[(start - (FIR_TAPS - 1))[:, None] + np.arange(span)]
     base = start - (FIR_TAPS - 1) - lag - _REACH
-    xl = sliding_window_view(buf, span + COMB_TAPS - 1)[base]
-    comb = c[:, :1] * xl[:, :span]
-    for d in range(1, COMB_TAPS):
-        comb += c[:, d : d + 1] * xl[:, d : d + span]
+    xl = buf[base[:, None] + np.arange(span + COMB_TAPS - 1)]
+    # comb[s, m] = sum_d c[s, d] xl[s, m + d]; y[s, n] = sum_j h[s, j] z[s, n + 15 - j]:
+    # stacked matrix-vector products (numpy's own loop, taps in order)
+    comb = (_windows(xl, COMB_TAPS) @ c[:, :, None])[:, :, 0]
     z = x + g[:, None] * comb
-    last = FIR_TAPS - 1
-    y = h[:, :1] * z[:, last : last + length]
-    for j in range(1, FIR_TAPS):
-        y += h[:, j : j + 1] * z[:, last - j : last - j + length]
-    return y
+    return np.asarray((_windows(z, FIR_TAPS)[:, :, ::-1] @ h[:, :, None])[:, :, 0])
+
+
+def _windows(a: FloatArray, width: int) -> FloatArray:
+    """Rows of ``width`` consecutive values of each row of C-contiguous ``a`` (S, m):
+    a view (S, m - width + 1, width); ``sliding_window_view``'s result, built
+    directly (it is called per 20 ms frame when streaming)."""
+    s0, s1 = a.strides
+    shape = (a.shape[0], a.shape[1] - width + 1, width)
+    return np.ndarray(shape, a.dtype, buffer=a, strides=(s0, s1, s1))
 
 
 class AdaptiveFilter:

@@ -52,7 +52,19 @@ from codec.errors import ParameterError
 from codec.modes import BITRATES_KBPS, mode_for
 from codec.pipeline import DECODE_BLOCK_FRAMES, StreamDecoder, simulate_loss
 from codec.postfilter import N_FEATURES, SHIPPED_INDEX, Weights, save_weights
-from codec.postfilter.filters import FADE, FADE_WEIGHTS, G_MAX, HIST, SUB
+from codec.postfilter.filters import (
+    A_MAX,
+    FADE,
+    FADE_WEIGHTS,
+    G_MAX,
+    GAIN_INDEX,
+    HIST,
+    LONG,
+    SHAPE_FLOOR,
+    SHAPE_INDEX,
+    SHORT,
+    SUB,
+)
 from codec.postfilter.network import COMB_TAPS, CONTEXT, FIR_TAPS, N_RAW, SUBFRAMES
 from recipes._common import (
     DEFAULT_MANIFEST,
@@ -232,6 +244,7 @@ def torch_model(hidden: int, mean: np.ndarray, std: np.ndarray, comb_gain: float
             """Enhanced samples of the segment (B, m * 320); see :meth:`Items.batch`."""
             r = self.raw(feats, valid)  # frames -1 .. m-1
             g, c, h = _kernels_t(r)
+            a = A_MAX * torch.tanh(r[..., SHAPE_INDEX])
             first = valid[:, 2 * CONTEXT]  # is frame -1 in the stream?
             ident = torch.zeros_like(h)
             ident[..., 0] = 1.0
@@ -240,8 +253,10 @@ def torch_model(hidden: int, mean: np.ndarray, std: np.ndarray, comb_gain: float
             h0 = h[:, :1] * keep[..., None] + ident[:, :1] * (1 - keep[..., None])
             g = torch.cat((g0, g[:, 1:]), 1)
             h = torch.cat((h0, h[:, 1:]), 1)
+            a = torch.cat((a[:, :1] * keep, a[:, 1:]), 1)
             bsz, m1 = g.shape[:2]
             m = m1 - 1
+            a = a.reshape(bsz, m1 * SUBFRAMES)
             g = g.reshape(bsz, m1 * SUBFRAMES)
             c = c.reshape(bsz, m1 * SUBFRAMES, COMB_TAPS)
             h = h.reshape(bsz, m1 * SUBFRAMES, FIR_TAPS)
@@ -254,6 +269,7 @@ def torch_model(hidden: int, mean: np.ndarray, std: np.ndarray, comb_gain: float
             yp = _run_t(x, start, lag[:, prev], g[:, prev], c[:, prev], h[:, prev], FADE)
             w = torch.tensor(FADE_WEIGHTS, dtype=y.dtype)
             y = torch.cat((w * y[..., :FADE] + (1 - w) * yp, y[..., FADE:]), -1)
+            y = y * _shaper_gains_t(x, start, a[:, cur], a[:, prev])
             return y.reshape(bsz, s * SUB)
 
     return PostFilterNet()
@@ -273,8 +289,25 @@ def _kernels_t(r: Any) -> Any:
     c = torch.softmax(r[..., 1 : 1 + COMB_TAPS], dim=-1)
     h = r[..., 1 + COMB_TAPS : 1 + COMB_TAPS + FIR_TAPS]
     h = h + torch.nn.functional.one_hot(torch.tensor(0), FIR_TAPS).to(h.dtype)
-    h = h * (torch.exp(r[..., -1]) / torch.sqrt((h * h).sum(-1)))[..., None]
+    h = h * (torch.exp(r[..., GAIN_INDEX]) / torch.sqrt((h * h).sum(-1)))[..., None]
     return g, c, h
+
+
+def _shaper_gains_t(x: Any, start: Any, a: Any, a_prev: Any) -> Any:
+    """:func:`codec.postfilter.filters.shaper_gains` in torch, batched: (B, S, SUB)."""
+    import torch
+
+    bsz, s = start.shape
+    ar = torch.arange(SUB + LONG - 1)
+    idx = ((start - (LONG - 1))[..., None] + ar).reshape(bsz, -1)
+    p = torch.gather(x, 1, idx).reshape(bsz, s, -1) ** 2
+    e_short = p[..., LONG - SHORT :].unfold(-1, SHORT, 1).mean(-1)
+    e_long = p.unfold(-1, LONG, 1).mean(-1)
+    ratio = (e_short + SHAPE_FLOOR * e_long + 1e-12) / ((1.0 + SHAPE_FLOOR) * e_long + 1e-12)
+    w = torch.tensor(FADE_WEIGHTS, dtype=x.dtype)
+    ex = a[..., None].expand(bsz, s, SUB)
+    ex = torch.cat((w * a[..., None] + (1 - w) * a_prev[..., None], ex[..., FADE:]), -1)
+    return ratio ** (0.5 * ex)
 
 
 def _run_t(x: Any, start: Any, lag: Any, g: Any, c: Any, h: Any, length: int) -> Any:

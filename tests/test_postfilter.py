@@ -22,7 +22,14 @@ from codec.bitstream import check_file
 from codec.errors import WeightsError
 from codec.pipeline import StreamDecoder
 from codec.postfilter import Enhancer, Weights, frame_features, load_weights, save_weights
-from codec.postfilter.filters import AdaptiveFilter, identity_kernels, kernels
+from codec.postfilter.filters import (
+    A_MAX,
+    GAIN_INDEX,
+    AdaptiveFilter,
+    identity_kernels,
+    kernels,
+    shaping,
+)
 from codec.postfilter.network import N_RAW, SUBFRAMES, FeatureNet, _grid_bits, _GridLayer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,7 +94,9 @@ def test_kernels_shapes_and_constraints() -> None:
     g, c, h = kernels(raw)
     assert g.shape == (7, SUBFRAMES) and np.all((g > 0) & (g < 0.75))
     np.testing.assert_allclose(c.sum(-1), 1.0)
-    np.testing.assert_allclose(np.linalg.norm(h, axis=-1), np.exp(raw[..., -1]))
+    np.testing.assert_allclose(np.linalg.norm(h, axis=-1), np.exp(raw[..., GAIN_INDEX]))
+    a = shaping(raw)
+    assert a.shape == (7, SUBFRAMES) and np.all(np.abs(a) < A_MAX)
     g0, c0, h0 = identity_kernels((3,))
     assert np.all(g0 == 0) and np.all(h0[:, 0] == 1) and np.all(h0[:, 1:] == 0)
 
@@ -102,8 +111,15 @@ def test_comb_and_fir_match_direct_formula() -> None:
     x = rng.normal(size=320)
     y = f.process(x)
     g, c, h = kernels(raw[0])
+    a = shaping(raw[0])
+    assert np.all(np.abs(a) > 1e-3)  # the shaper is on
     xp = np.r_[np.zeros(400), x]
     o = 400
+
+    def ratio(n: int) -> float:
+        e16 = sum(xp[o + n - i] ** 2 for i in range(16)) / 16
+        e80 = sum(xp[o + n - i] ** 2 for i in range(80)) / 80
+        return float((e16 + 1e-4 * e80 + 1e-12) / ((1 + 1e-4) * e80 + 1e-12))
 
     def one(n: int, s: int) -> float:
         def z(m: int) -> float:
@@ -116,11 +132,13 @@ def test_comb_and_fir_match_direct_formula() -> None:
     w = np.sin(0.5 * np.pi * (np.arange(40) + 0.5) / 40) ** 2
     for n in (0, 5, 39, 40, 79, 80, 100, 161, 250, 319):
         s, p = divmod(n, 80)
-        want = one(n, s)
+        want, ex = one(n, s), a[s]
         if p < 40:
             prev = x[n] if s == 0 else one(n, s - 1)  # subframe -1: identity
             want = w[p] * want + (1 - w[p]) * prev
-        assert abs(y[n] - want) < 1e-12, n
+            ex = w[p] * a[s] + (1 - w[p]) * (0.0 if s == 0 else a[s - 1])
+        want *= ratio(n) ** (ex / 2)
+        assert abs(y[n] - want) < 1e-6 * abs(want) + 1e-12, n  # the shaper's float32 exp, log
 
 
 # ----------------------------------------------------------------------------- decoder

@@ -1,18 +1,27 @@
-"""The post-filter's adaptive filters: a pitch comb and a shaping FIR per 5 ms.
+"""The post-filter's adaptive filters: a pitch comb, a shaping FIR and a
+temporal shaper per 5 ms.
 
 For each subframe ``s`` of 80 samples the network gives (:func:`kernels`) a
 comb gain ``g``, five comb taps ``c`` (summing to 1) and a 16-tap causal FIR
-``h`` (its norm is the subframe's gain). With ``T`` the frame's pitch lag
-(the pitch post-filter's, transmitted or concealed)::
+``h`` (its norm is the subframe's gain), and (:func:`shaping`) an exponent
+``a``. With ``T`` the frame's pitch lag (the pitch post-filter's,
+transmitted or concealed)::
 
     z[m] = x[m] + g Σ_d c_d x[m - T + d - 2]         d = 0 .. 4
     y[n] = Σ_j h_j z[n - j]                           j = 0 .. 15
+    o[n] = y[n] (e16[n] / e80[n]) ^ (a / 2)
 
 The comb adds a pitch-period echo whose five taps let it fall off, or not,
 with frequency; the FIR reshapes the subframe's spectrum (formants, tilt,
-level). Both read only past and present input samples (``T >= 32``), so the
+level). The shaper (after NoLACE's temporal shaping, Büthe et al. 2024)
+scales each sample by the input's power over the last 16 samples (1 ms)
+against the last 80 (``e16``, ``e80``; a floor keeps the ratio above
+1e-4): with ``a > 0`` it deepens the valleys between pitch pulses, where
+the decoder's noise filling is heard, with ``a < 0`` it flattens them. All
+of it reads only past and present input samples (``T >= 32``), so the
 filter is causal and adds no delay. Over the first :data:`FADE` samples of a
-subframe the output cross-fades from the previous subframe's filters.
+subframe the output cross-fades from the previous subframe's filters (the
+shaper's exponent too).
 
 Everything is numpy on float64; the state (past input, pending parameters)
 is explicit, so filtering in chunks of any size equals filtering at once.
@@ -26,13 +35,33 @@ import numpy.typing as npt
 from codec.postfilter.network import COMB_TAPS, FIR_TAPS, N_RAW, SUBFRAMES
 from codec.residual.pitch import FRAME, LAG_MAX, LAG_MIN
 
-__all__ = ["SUB", "FADE", "FADE_WEIGHTS", "G_MAX", "Kernels", "kernels", "AdaptiveFilter"]
+__all__ = [
+    "SUB",
+    "FADE",
+    "FADE_WEIGHTS",
+    "G_MAX",
+    "A_MAX",
+    "SHORT",
+    "LONG",
+    "Kernels",
+    "kernels",
+    "shaping",
+    "shaper_gains",
+    "AdaptiveFilter",
+]
 
 FloatArray = npt.NDArray[np.float64]
 
 SUB = FRAME // SUBFRAMES  # 80 samples
 FADE = 40
 G_MAX = 0.75  # largest comb gain
+A_MAX = 0.5  # largest |exponent| of the temporal shaper
+SHORT, LONG = 16, 80  # the shaper's power windows (samples)
+SHAPE_FLOOR = 1e-4  # the shaper's ratio floor, relative to the long window's power
+_POWER_STEP = float(2**30)  # the shaper's powers on an integer grid ...
+_POWER_MAX = float(2**10)  # ... capped: 2^40 per sample, sums exact in int64
+GAIN_INDEX = 1 + COMB_TAPS + FIR_TAPS  # the raw parameter of the FIR's norm
+SHAPE_INDEX = GAIN_INDEX + 1  # ... of the shaper's exponent
 _REACH = COMB_TAPS // 2  # taps reach T - 2 .. T + 2
 HIST = LAG_MAX + _REACH + FIR_TAPS - 1 + SUB  # past samples a subframe can read: 383
 FADE_WEIGHTS = np.sin(0.5 * np.pi * (np.arange(FADE) + 0.5) / FADE) ** 2
@@ -45,7 +74,8 @@ def kernels(raw: npt.ArrayLike) -> Kernels:
     """Filter parameters from the network's raw output (..., N_RAW).
 
     ``g = G_MAX * sigmoid(r_0)``; ``c = softmax(r_1..r_5)``; ``h`` is
-    ``e_0 + r_6..r_21`` scaled to the norm ``exp(r_22)``.
+    ``e_0 + r_6..r_21`` scaled to the norm ``exp(r_22)``. (``r_23`` is the
+    shaper's: :func:`shaping`.)
     """
     r = np.asarray(raw, dtype=np.float64)
     if r.shape[-1] != N_RAW:
@@ -55,8 +85,42 @@ def kernels(raw: npt.ArrayLike) -> Kernels:
     c = e / e.sum(axis=-1, keepdims=True)
     h = r[..., 1 + COMB_TAPS : 1 + COMB_TAPS + FIR_TAPS].copy()
     h[..., 0] += 1.0
-    h *= (np.exp(r[..., -1]) / np.sqrt((h * h).sum(axis=-1)))[..., None]
+    h *= (np.exp(r[..., GAIN_INDEX]) / np.sqrt((h * h).sum(axis=-1)))[..., None]
     return g, c, h
+
+
+def shaping(raw: npt.ArrayLike) -> FloatArray:
+    """The temporal shaper's exponent ``a = A_MAX * tanh(r_23)`` from raw parameters (..., N_RAW)."""
+    r = np.asarray(raw, dtype=np.float64)
+    return np.asarray(A_MAX * np.tanh(r[..., SHAPE_INDEX]), dtype=np.float64)
+
+
+def shaper_gains(
+    buf: FloatArray, start: npt.NDArray[np.int64], a: FloatArray, a_prev: FloatArray
+) -> FloatArray:
+    """The shaper's gains (S, SUB) for the subframes starting at ``buf[start[i]]``
+    (:data:`LONG` past samples needed), exponents ``a`` (S,), the previous
+    subframes' ``a_prev`` (S,) for the cross-fade. The window sums are
+    differences of a running sum of the powers on an integer grid (steps of
+    2^-30, capped at 2^10), exact in int64, so they do not depend on where
+    the sum started: the gains do not depend on how the signal is chunked."""
+    lo = int(start.min()) - LONG
+    p = np.rint(np.minimum(buf[lo : int(start.max()) + SUB] ** 2, _POWER_MAX) * _POWER_STEP)
+    acc = np.concatenate(([0], np.cumsum(p.astype(np.int64))))  # exact: integers
+    end = (start - lo)[:, None] + np.arange(1, SUB + 1)  # acc[end] sums up to the sample
+    top = acc[end]
+    # e16 / e80 with the floor, times 80 * 2^30 above and below; float32 from here
+    # (numpy vectorizes exp and log there; relative error about 1e-7)
+    short = (top - acc[end - SHORT]).astype(np.float32)
+    long = (top - acc[end - LONG]).astype(np.float32)
+    eps = np.float32(1e-12 * LONG * _POWER_STEP)
+    ratio = (np.float32(LONG / SHORT) * short + np.float32(SHAPE_FLOOR) * long + eps) / (
+        np.float32(1.0 + SHAPE_FLOOR) * long + eps
+    )
+    ex = np.repeat(a.astype(np.float32)[:, None], SUB, axis=1)
+    ex[:, :FADE] = FADE_WEIGHTS * a[:, None] + (1.0 - FADE_WEIGHTS) * a_prev[:, None]
+    g = np.exp(np.float32(0.5) * ex * np.log(ratio))
+    return np.asarray(g, dtype=np.float64)
 
 
 def identity_kernels(shape: tuple[int, ...] = ()) -> Kernels:
@@ -112,6 +176,7 @@ class AdaptiveFilter:
         g, c, h = identity_kernels((0, SUBFRAMES))
         self._lag = np.zeros(0, dtype=np.int64)
         self._k = (g, c, h)
+        self._a = np.zeros((0, SUBFRAMES))
 
     def push(self, frame: int, lags: npt.ArrayLike, raw: npt.ArrayLike) -> None:
         """Pitch lags (n,) and raw parameters (n, SUBFRAMES, N_RAW) of frames ``frame ..``."""
@@ -123,17 +188,22 @@ class AdaptiveFilter:
         g, c, h = kernels(raw)
         self._lag = np.concatenate((self._lag, lag))
         self._k = tuple(np.concatenate(p) for p in zip(self._k, (g, c, h), strict=True))  # type: ignore[assignment]
+        self._a = np.concatenate((self._a, shaping(raw)))
 
-    def _params(self, subs: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], Kernels]:
+    def _params(
+        self, subs: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.int64], Kernels, FloatArray]:
         s = subs.size
         frame = subs // SUBFRAMES - self._first
         have = (subs >= 0) & (frame >= 0) & (frame < self._lag.size)
         lag = np.full(s, LAG_MIN, dtype=np.int64)
         g, c, h = identity_kernels((s,))
+        a = np.zeros(s)
         f, j = frame[have], subs[have] % SUBFRAMES
         lag[have] = self._lag[f]
         g[have], c[have], h[have] = self._k[0][f, j], self._k[1][f, j], self._k[2][f, j]
-        return lag, (g, c, h)
+        a[have] = self._a[f, j]
+        return lag, (g, c, h), a
 
     def process(self, x: npt.ArrayLike) -> FloatArray:
         """Filter the next samples; returns as many."""
@@ -146,11 +216,13 @@ class AdaptiveFilter:
         subs = np.arange(s_a, s_b + 1, dtype=np.int64)
         buf = np.concatenate((self._hist, xa, np.zeros(SUB)))
         start = subs * SUB - n0 + HIST
-        lag, k = self._params(subs)
+        lag, k, a = self._params(subs)
         y = run(buf, start, lag, k, SUB)
-        lag_p, k_p = self._params(subs - 1)
+        lag_p, k_p, a_p = self._params(subs - 1)
         w = FADE_WEIGHTS
         y[:, :FADE] = w * y[:, :FADE] + (1.0 - w) * run(buf, start, lag_p, k_p, FADE)
+        if np.any(a != 0.0) or np.any(a_p != 0.0):
+            y *= shaper_gains(buf, start, a, a_p)
         off = n0 - s_a * SUB
         out = y.reshape(-1)[off : off + m]
         self._hist = buf[m : m + HIST].copy()
@@ -160,4 +232,5 @@ class AdaptiveFilter:
             self._first += drop
             self._lag = self._lag[drop:]
             self._k = tuple(p[drop:] for p in self._k)  # type: ignore[assignment]
+            self._a = self._a[drop:]
         return np.asarray(out, dtype=np.float64)

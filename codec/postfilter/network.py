@@ -37,7 +37,7 @@ FloatArray = npt.NDArray[np.float64]
 SUBFRAMES = 4  # per 20 ms frame: 5 ms each
 COMB_TAPS = 5
 FIR_TAPS = 16
-N_RAW = 1 + COMB_TAPS + FIR_TAPS + 1  # comb gain, comb taps, FIR taps, output gain
+N_RAW = 1 + COMB_TAPS + FIR_TAPS + 1 + 1  # comb gain, comb taps, FIR taps, output gain, shaping
 CONTEXT = 2  # past frames each convolution sees
 
 _NAMES = ("mean", "std", "w1", "b1", "w2", "b2", "w3", "b3", "w4", "b4")

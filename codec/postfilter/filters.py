@@ -90,7 +90,8 @@ def kernels(raw: npt.ArrayLike) -> Kernels:
 
 
 def shaping(raw: npt.ArrayLike) -> FloatArray:
-    """The temporal shaper's exponent ``a = A_MAX * tanh(r_23)`` from raw parameters (..., N_RAW)."""
+    """The temporal shaper's exponent ``a = A_MAX * tanh(r_23)`` from raw parameters
+    (..., N_RAW)."""
     r = np.asarray(raw, dtype=np.float64)
     return np.asarray(A_MAX * np.tanh(r[..., SHAPE_INDEX]), dtype=np.float64)
 

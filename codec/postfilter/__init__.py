@@ -6,7 +6,7 @@ decoded audio depends on the decoder's version. One module per part:
 
 - :mod:`codec.postfilter.features` -- what the decoder knows per frame;
 - :mod:`codec.postfilter.network` -- the feature network (numpy) and its weights file;
-- :mod:`codec.postfilter.filters` -- the adaptive comb + FIR it drives.
+- :mod:`codec.postfilter.filters` -- the adaptive comb, FIR and temporal shaper it drives.
 
 The shipped weights (``codec/data/postfilter.npz``) are named by SHA-256 in
 ``codec/data/POSTFILTER.json``, which also lists the bitrates where the

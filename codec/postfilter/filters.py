@@ -23,8 +23,9 @@ filter is causal and adds no delay. Over the first :data:`FADE` samples of a
 subframe the output cross-fades from the previous subframe's filters (the
 shaper's exponent too).
 
-Everything is numpy on float64; the state (past input, pending parameters)
-is explicit, so filtering in chunks of any size equals filtering at once.
+Everything is numpy (float64; the shaper's exp and log in float32); the
+state (past input, pending parameters) is explicit and every sum's order is
+fixed, so filtering in chunks of any size equals filtering at once.
 """
 
 from __future__ import annotations

@@ -10,9 +10,11 @@ Per frame ``k``, with ``u_k`` the normalized feature row
     r_k  = W4 h3_k + b4                                   SUBFRAMES x N_RAW
 
 ``r_k`` holds the raw filter parameters of the frame's four 5 ms subframes
-(:func:`codec.postfilter.filters.kernels`). The convolutions look only back
-(zero state at the start of a stream), so the network adds no delay; its
-state is two frames of ``h1`` and ``h2``.
+(:func:`codec.postfilter.filters.kernels`, :func:`~codec.postfilter.filters.shaping`).
+The convolutions look only back (zero state at the start of a stream), so
+the network adds no delay; its state is two frames of ``h1`` and ``h2``.
+:class:`FeatureNet` evaluates it on an integer grid, so that its result
+does not depend on how frames are grouped.
 
 The weights are a plain ``.npz`` of float arrays (no pickle) named by their
 SHA-256 (:func:`load_weights` checks it).

@@ -218,9 +218,10 @@ class AdaptiveFilter:
         subs = np.arange(s_a, s_b + 1, dtype=np.int64)
         buf = np.concatenate((self._hist, xa, np.zeros(SUB)))
         start = subs * SUB - n0 + HIST
-        lag, k, a = self._params(subs)
+        lag_e, k_e, a_e = self._params(np.arange(s_a - 1, s_b + 1, dtype=np.int64))
+        lag, k, a = lag_e[1:], (k_e[0][1:], k_e[1][1:], k_e[2][1:]), a_e[1:]
+        lag_p, k_p, a_p = lag_e[:-1], (k_e[0][:-1], k_e[1][:-1], k_e[2][:-1]), a_e[:-1]
         y = run(buf, start, lag, k, SUB)
-        lag_p, k_p, a_p = self._params(subs - 1)
         w = FADE_WEIGHTS
         y[:, :FADE] = w * y[:, :FADE] + (1.0 - w) * run(buf, start, lag_p, k_p, FADE)
         if np.any(a != 0.0) or np.any(a_p != 0.0):

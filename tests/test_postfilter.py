@@ -252,12 +252,13 @@ def test_grid_products_are_exact(fan_in: int) -> None:
     rng = np.random.default_rng(fan_in)
     w = rng.normal(size=(fan_in, 8))
     w[:, 0] = 0.0  # a dead unit
+    w[:, 1] = 1.0  # a unit whose weights all sit at the grid's bound 2^b
     layer = _GridLayer(w)
     assert np.abs(layer.q).max() <= 2**b_bits
     top = np.abs(w).max(axis=0)  # each column within half a step of its own grid
     assert np.all(np.abs(layer.q * layer.scale * layer.step - w) <= top * 2.0**-b_bits)
     x = layer.act(rng.normal(size=(40, fan_in)) * 3)  # tanh on the input grid
-    x[0] = layer.step  # the extremes: every input +-1, every weight at its bound
+    x[0] = layer.step  # every input at +-1: with unit 1 the sum reaches the bound
     x[1] = -layer.step
     exact = x.astype(np.int64) @ layer.q.astype(np.int64)
     assert np.array_equal(x @ layer.q, exact.astype(np.float64))

@@ -224,8 +224,7 @@ class AdaptiveFilter:
         y = run(buf, start, lag, k, SUB)
         w = FADE_WEIGHTS
         y[:, :FADE] = w * y[:, :FADE] + (1.0 - w) * run(buf, start, lag_p, k_p, FADE)
-        if np.any(a != 0.0) or np.any(a_p != 0.0):
-            y *= shaper_gains(buf, start, a, a_p)
+        y *= shaper_gains(buf, start, a, a_p)  # exactly 1 where a = a_p = 0
         off = n0 - s_a * SUB
         out = y.reshape(-1)[off : off + m]
         self._hist = buf[m : m + HIST].copy()

@@ -54,18 +54,29 @@ from codec.pipeline import DECODE_BLOCK_FRAMES, StreamDecoder, simulate_loss
 from codec.postfilter import N_FEATURES, SHIPPED_INDEX, Weights, save_weights
 from codec.postfilter.filters import (
     A_MAX,
+    BRANCH_INDEX,
     FADE,
     FADE_WEIGHTS,
     G_MAX,
     GAIN_INDEX,
     HIST,
     LONG,
+    PRE,
     SHAPE_FLOOR,
     SHAPE_INDEX,
     SHORT,
     SUB,
 )
-from codec.postfilter.network import COMB_TAPS, CONTEXT, FIR_TAPS, N_RAW, SUBFRAMES
+from codec.postfilter.network import (
+    BRANCH_TAPS,
+    COMB_TAPS,
+    CONTEXT,
+    FIR_TAPS,
+    MAX_BRANCH_CHANNELS,
+    N_RAW,
+    SUBFRAMES,
+    raw_width,
+)
 from recipes._common import (
     DEFAULT_MANIFEST,
     audio_files,
@@ -208,8 +219,15 @@ class Items:
 # --------------------------------------------------------------------------- torch model
 
 
-def torch_model(hidden: int, mean: np.ndarray, std: np.ndarray, comb_gain: float = 0.035) -> Any:
-    """The post-filter in torch: the same function as :class:`codec.postfilter.Enhancer`."""
+def torch_model(
+    hidden: int,
+    mean: np.ndarray,
+    std: np.ndarray,
+    comb_gain: float = 0.035,
+    branch_channels: int = 0,
+) -> Any:
+    """The post-filter in torch: the same function as :class:`codec.postfilter.Enhancer`
+    (with a rectifying branch of ``branch_channels``)."""
     import torch
     from torch import nn
 
@@ -221,38 +239,46 @@ def torch_model(hidden: int, mean: np.ndarray, std: np.ndarray, comb_gain: float
             self.l1 = nn.Linear(N_FEATURES, hidden)
             self.l2 = nn.Linear(3 * hidden, hidden)
             self.l3 = nn.Linear(3 * hidden, hidden)
-            self.l4 = nn.Linear(hidden, SUBFRAMES * N_RAW)
+            self.width = raw_width(branch_channels)
+            self.l4 = nn.Linear(hidden, SUBFRAMES * self.width)
             with torch.no_grad():
                 self.l4.weight.mul_(0.05)
                 self.l4.bias.zero_()
+                # the branch starts silent (q = 0; its gradient is not: p starts at e_0)
+                second = BRANCH_INDEX + branch_channels * BRANCH_TAPS
+                self.l4.weight.view(SUBFRAMES, self.width, hidden)[:, second:] = 0.0
                 # the comb's initial gain: G_MAX * sigmoid(bias)
-                self.l4.bias.view(SUBFRAMES, N_RAW)[:, 0] = math.log(
+                self.l4.bias.view(SUBFRAMES, self.width)[:, 0] = math.log(
                     comb_gain / (G_MAX - comb_gain)
                 )
 
         def raw(self, feats: Any, valid: Any) -> Any:
-            """Raw parameters of the last ``n - 2 * CONTEXT`` frames (B, m, SUBFRAMES, N_RAW)."""
+            """Raw parameters of the last ``n - 2 * CONTEXT`` frames (B, m, SUBFRAMES, width)."""
             u = (feats.to(self.mean.dtype) - self.mean) / self.std
             u = u.to(self.l1.weight.dtype)
             h1 = torch.tanh(self.l1(u)) * valid[..., None]
             h2 = torch.tanh(self.l2(_taps_t(h1))) * valid[:, CONTEXT:, None]
             h3 = torch.tanh(self.l3(_taps_t(h2)))
             r = self.l4(h3)
-            return r.view(r.shape[0], r.shape[1], SUBFRAMES, N_RAW)
+            return r.view(r.shape[0], r.shape[1], SUBFRAMES, self.width)
 
         def forward(self, feats: Any, valid: Any, lags: Any, x: Any) -> Any:
             """Enhanced samples of the segment (B, m * 320); see :meth:`Items.batch`."""
             r = self.raw(feats, valid)  # frames -1 .. m-1
-            g, c, h = _kernels_t(r)
+            g, c, h, bp, bq = _kernels_t(r)
             a = A_MAX * torch.tanh(r[..., SHAPE_INDEX])
             first = valid[:, 2 * CONTEXT]  # is frame -1 in the stream?
             ident = torch.zeros_like(h)
             ident[..., 0] = 1.0
             keep = first.reshape(-1, 1, 1).to(g.dtype)  # (B, 1, 1): frame -1's subframes
-            g0 = g[:, :1] * keep
-            h0 = h[:, :1] * keep[..., None] + ident[:, :1] * (1 - keep[..., None])
-            g = torch.cat((g0, g[:, 1:]), 1)
-            h = torch.cat((h0, h[:, 1:]), 1)
+            # frame -1 outside the stream: its subframes pass the signal unchanged
+            g = torch.cat((g[:, :1] * keep, g[:, 1:]), 1)
+            h = torch.cat(
+                (h[:, :1] * keep[..., None] + ident[:, :1] * (1 - keep[..., None]), h[:, 1:]), 1
+            )
+            k2, i2 = keep[..., None, None], ident[:, :1, :, None]  # with the channel axis
+            bp = torch.cat((bp[:, :1] * k2 + i2 * (1 - k2), bp[:, 1:]), 1)
+            bq = torch.cat((bq[:, :1] * k2, bq[:, 1:]), 1)
             a = torch.cat((a[:, :1] * keep, a[:, 1:]), 1)
             bsz, m1 = g.shape[:2]
             m = m1 - 1
@@ -260,13 +286,17 @@ def torch_model(hidden: int, mean: np.ndarray, std: np.ndarray, comb_gain: float
             g = g.reshape(bsz, m1 * SUBFRAMES)
             c = c.reshape(bsz, m1 * SUBFRAMES, COMB_TAPS)
             h = h.reshape(bsz, m1 * SUBFRAMES, FIR_TAPS)
+            bp = bp.reshape(bsz, m1 * SUBFRAMES, branch_channels, BRANCH_TAPS)
+            bq = bq.reshape(bsz, m1 * SUBFRAMES, branch_channels, BRANCH_TAPS)
             lag = lags.repeat_interleave(SUBFRAMES, dim=1)
             s = m * SUBFRAMES
             start = HIST + SUB * torch.arange(s)[None, :].expand(bsz, s)
             cur = slice(SUBFRAMES, None)
             prev = slice(SUBFRAMES - 1, m1 * SUBFRAMES - 1)
-            y = _run_t(x, start, lag[:, cur], g[:, cur], c[:, cur], h[:, cur], SUB)
-            yp = _run_t(x, start, lag[:, prev], g[:, prev], c[:, prev], h[:, prev], FADE)
+            kc = (g[:, cur], c[:, cur], h[:, cur], bp[:, cur], bq[:, cur])
+            kp = (g[:, prev], c[:, prev], h[:, prev], bp[:, prev], bq[:, prev])
+            y = _run_t(x, start, lag[:, cur], kc, SUB)
+            yp = _run_t(x, start, lag[:, prev], kp, FADE)
             w = torch.tensor(FADE_WEIGHTS, dtype=y.dtype)
             y = torch.cat((w * y[..., :FADE] + (1 - w) * yp, y[..., FADE:]), -1)
             y = y * _shaper_gains_t(x, start, a[:, cur], a[:, prev])
@@ -290,7 +320,12 @@ def _kernels_t(r: Any) -> Any:
     h = r[..., 1 + COMB_TAPS : 1 + COMB_TAPS + FIR_TAPS]
     h = h + torch.nn.functional.one_hot(torch.tensor(0), FIR_TAPS).to(h.dtype)
     h = h * (torch.exp(r[..., GAIN_INDEX]) / torch.sqrt((h * h).sum(-1)))[..., None]
-    return g, c, h
+    ch = (r.shape[-1] - N_RAW) // (2 * BRANCH_TAPS)
+    cb = ch * BRANCH_TAPS
+    p = r[..., BRANCH_INDEX : BRANCH_INDEX + cb].unflatten(-1, (ch, BRANCH_TAPS))
+    p = p + torch.nn.functional.one_hot(torch.tensor(0), BRANCH_TAPS).to(p.dtype)
+    q = r[..., BRANCH_INDEX + cb : BRANCH_INDEX + 2 * cb].unflatten(-1, (ch, BRANCH_TAPS))
+    return g, c, h, p, q - q.mean(-1, keepdim=True)
 
 
 def _shaper_gains_t(x: Any, start: Any, a: Any, a_prev: Any) -> Any:
@@ -310,7 +345,7 @@ def _shaper_gains_t(x: Any, start: Any, a: Any, a_prev: Any) -> Any:
     return ratio ** (0.5 * ex)
 
 
-def _run_t(x: Any, start: Any, lag: Any, g: Any, c: Any, h: Any, length: int) -> Any:
+def _run_t(x: Any, start: Any, lag: Any, k: Any, length: int) -> Any:
     """:func:`codec.postfilter.filters.run` in torch, batched: x (B, L), the rest (B, S, ...).
 
     The per-subframe filters are depthwise (grouped) convolutions, one group
@@ -318,15 +353,26 @@ def _run_t(x: Any, start: Any, lag: Any, g: Any, c: Any, h: Any, length: int) ->
     import torch
     from torch.nn.functional import conv1d
 
+    g, c, h, p, q = k
     bsz, s = start.shape
-    span = length + FIR_TAPS - 1
+    n = bsz * s
+    span = length + PRE
     ar = torch.arange(span + COMB_TAPS - 1)
-    base = start - (FIR_TAPS - 1) - lag - COMB_TAPS // 2
-    xl = torch.gather(x, 1, (base[..., None] + ar).reshape(bsz, -1)).reshape(1, bsz * s, -1)
-    comb = conv1d(xl, c.reshape(bsz * s, 1, COMB_TAPS), groups=bsz * s)
-    xs = torch.gather(x, 1, ((start - (FIR_TAPS - 1))[..., None] + ar[:span]).reshape(bsz, -1))
-    z = xs.reshape(1, bsz * s, span) + g.reshape(1, bsz * s, 1) * comb
-    y = conv1d(z, h.flip(-1).reshape(bsz * s, 1, FIR_TAPS), groups=bsz * s)
+    base = start - PRE - lag - COMB_TAPS // 2
+    xl = torch.gather(x, 1, (base[..., None] + ar).reshape(bsz, -1)).reshape(1, n, -1)
+    comb = conv1d(xl, c.reshape(n, 1, COMB_TAPS), groups=n)
+    xs = torch.gather(x, 1, ((start - PRE)[..., None] + ar[:span]).reshape(bsz, -1))
+    z = xs.reshape(1, n, span) + g.reshape(1, n, 1) * comb
+    y = conv1d(z[..., PRE - (FIR_TAPS - 1) :], h.flip(-1).reshape(n, 1, FIR_TAPS), groups=n)
+    ch = p.shape[2]
+    if not ch:
+        return y.reshape(bsz, s, length)
+    nc = n * ch
+    u = conv1d(
+        z[..., PRE - 2 * (BRANCH_TAPS - 1) :], p.flip(-1).reshape(nc, 1, BRANCH_TAPS), groups=n
+    )
+    v = conv1d(u.abs(), q.flip(-1).reshape(nc, 1, BRANCH_TAPS), groups=nc)
+    y = y + v.reshape(n, ch, length).sum(1)
     return y.reshape(bsz, s, length)
 
 
@@ -476,6 +522,7 @@ def train(
     checkpoint_every: int,
     quiet: bool,
     comb_gain: float = 0.035,
+    branch_channels: int = 0,
     loss_kind: str = "stft",
     wave_weight: float = 0.0,
     loudness_weight: float = 0.0,
@@ -485,7 +532,7 @@ def train(
     from tqdm import tqdm
 
     torch.manual_seed(seed)
-    model = torch_model(hidden, items.mean, items.std, comb_gain)
+    model = torch_model(hidden, items.mean, items.std, comb_gain, branch_channels)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
@@ -594,6 +641,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--comb-gain", type=float, default=0.035, help="initial gain of the pitch comb (0 .. 0.75)"
     )
+    p.add_argument(
+        "--branch-channels",
+        type=int,
+        default=0,
+        help="channels of the rectifying branch (filters.py; 0: none, as shipped)",
+    )
     p.add_argument("--workers", type=int, default=2, help="processes for the data stage")
     p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument(
@@ -622,6 +675,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.steps < 1 or a.batch < 1 or a.hidden < 1:
         print("error: --steps, --batch and --hidden must be >= 1", file=sys.stderr)
         return 2
+    if not 0 <= a.branch_channels <= MAX_BRANCH_CHANNELS:
+        print(f"error: --branch-channels must be 0 .. {MAX_BRANCH_CHANNELS}", file=sys.stderr)
+        return 2
     if not 0.0 < a.comb_gain < G_MAX:
         print(f"error: --comb-gain must be in (0, {G_MAX})", file=sys.stderr)
         return 2
@@ -643,6 +699,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         checkpoint_every=a.checkpoint_every,
         quiet=a.quiet,
         comb_gain=a.comb_gain,
+        branch_channels=a.branch_channels,
         loss_kind=a.loss,
         wave_weight=a.wave_weight,
         loudness_weight=a.loudness_weight,
@@ -655,6 +712,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "lr": a.lr,
         "seed": a.seed,
         "comb_gain": a.comb_gain,
+        # (only when on: the default's info, and so its hash, is that of before)
+        **({"branch_channels": a.branch_channels} if a.branch_channels else {}),
         "loss": a.loss,
         "wave_weight": a.wave_weight,
         "loudness_weight": a.loudness_weight,

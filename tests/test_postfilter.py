@@ -24,13 +24,21 @@ from codec.pipeline import StreamDecoder
 from codec.postfilter import Enhancer, Weights, frame_features, load_weights, save_weights
 from codec.postfilter.filters import (
     A_MAX,
+    BRANCH_INDEX,
     GAIN_INDEX,
     AdaptiveFilter,
     identity_kernels,
     kernels,
     shaping,
 )
-from codec.postfilter.network import N_RAW, SUBFRAMES, FeatureNet, _grid_bits, _GridLayer
+from codec.postfilter.network import (
+    N_RAW,
+    SUBFRAMES,
+    FeatureNet,
+    _grid_bits,
+    _GridLayer,
+    raw_width,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 HAS_TORCH = importlib.util.find_spec("torch") is not None
@@ -38,9 +46,12 @@ needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed")
 F = postfilter.N_FEATURES
 
 
-def random_weights(hidden: int = 24, scale: float = 0.3, seed: int = 0) -> Weights:
+def random_weights(
+    hidden: int = 24, scale: float = 0.3, seed: int = 0, channels: int = 0
+) -> Weights:
     rng = np.random.default_rng(seed)
     h = hidden
+    width = SUBFRAMES * raw_width(channels)
     return Weights(
         mean=rng.normal(size=F),
         std=rng.uniform(0.5, 2.0, size=F),
@@ -50,8 +61,8 @@ def random_weights(hidden: int = 24, scale: float = 0.3, seed: int = 0) -> Weigh
         b2=rng.normal(size=h) * 0.1,
         w3=rng.normal(size=(3 * h, h)) * scale / 2,
         b3=rng.normal(size=h) * 0.1,
-        w4=rng.normal(size=(h, SUBFRAMES * N_RAW)) * scale,
-        b4=rng.normal(size=SUBFRAMES * N_RAW) * 0.1,
+        w4=rng.normal(size=(h, width)) * scale,
+        b4=rng.normal(size=width) * 0.1,
         info={"test": True},
     )
 
@@ -90,27 +101,38 @@ def test_identity_kernels_pass_the_signal_through() -> None:
 
 
 def test_kernels_shapes_and_constraints() -> None:
-    raw = np.random.default_rng(2).normal(size=(7, SUBFRAMES, N_RAW))
-    g, c, h = kernels(raw)
+    raw = np.random.default_rng(2).normal(size=(7, SUBFRAMES, raw_width(1)))
+    before = raw.copy()
+    g, c, h, bp, bq = kernels(raw)
+    assert np.array_equal(raw, before)  # the input is not written to
     assert g.shape == (7, SUBFRAMES) and np.all((g > 0) & (g < 0.75))
     np.testing.assert_allclose(c.sum(-1), 1.0)
     np.testing.assert_allclose(np.linalg.norm(h, axis=-1), np.exp(raw[..., GAIN_INDEX]))
+    assert bp.shape == bq.shape == (7, SUBFRAMES, 1, 16)
+    np.testing.assert_allclose(bp[..., 0, 1:], raw[..., BRANCH_INDEX + 1 : BRANCH_INDEX + 16])
+    np.testing.assert_allclose(bq.sum(-1), 0.0, atol=1e-12)  # the branch adds no DC
+    assert kernels(raw[..., :N_RAW])[3].shape == (7, SUBFRAMES, 0, 16)  # no branch
+    assert kernels(np.zeros(raw_width(3)))[4].shape == (3, 16)
+    with pytest.raises(ValueError, match="raw parameters have 30 values"):
+        kernels(np.zeros(30))
     a = shaping(raw)
     assert a.shape == (7, SUBFRAMES) and np.all(np.abs(a) < A_MAX)
-    g0, c0, h0 = identity_kernels((3,))
+    g0, c0, h0, p0, q0 = identity_kernels((3,), channels=2)
     assert np.all(g0 == 0) and np.all(h0[:, 0] == 1) and np.all(h0[:, 1:] == 0)
+    assert p0.shape == q0.shape == (3, 2, 16)
+    assert np.all(q0 == 0) and np.all(p0[..., 0] == 1) and np.all(p0[..., 1:] == 0)
 
 
-def test_comb_and_fir_match_direct_formula() -> None:
+def test_filters_match_direct_formula() -> None:
     """One frame of known kernels against the formula written out sample by sample."""
     rng = np.random.default_rng(3)
-    raw = rng.normal(size=(1, SUBFRAMES, N_RAW))
+    raw = rng.normal(size=(1, SUBFRAMES, raw_width(2)))
     lag = 100
-    f = AdaptiveFilter()
+    f = AdaptiveFilter(branch_channels=2)
     f.push(0, [lag], raw)
     x = rng.normal(size=320)
     y = f.process(x)
-    g, c, h = kernels(raw[0])
+    g, c, h, bp, bq = kernels(raw[0])
     a = shaping(raw[0])
     assert np.all(np.abs(a) > 1e-3)  # the shaper is on
     xp = np.r_[np.zeros(400), x]
@@ -127,7 +149,11 @@ def test_comb_and_fir_match_direct_formula() -> None:
                 xp[o + m] + g[s] * sum(c[s, d] * xp[o + m - lag + d - 2] for d in range(5))
             )
 
-        return sum(h[s, j] * z(n - j) for j in range(16))
+        def u(m: int, k: int) -> float:
+            return sum(bp[s, k, j] * z(m - j) for j in range(16))
+
+        branch = sum(bq[s, k, j] * abs(u(n - j, k)) for k in range(2) for j in range(16))
+        return sum(h[s, j] * z(n - j) for j in range(16)) + branch
 
     w = np.sin(0.5 * np.pi * (np.arange(40) + 0.5) / 40) ** 2
     for n in (0, 5, 39, 40, 79, 80, 100, 161, 250, 319):
@@ -144,8 +170,10 @@ def test_comb_and_fir_match_direct_formula() -> None:
 # ----------------------------------------------------------------------------- decoder
 
 
-def test_chunked_decoding_equals_whole_file(stream: bytes) -> None:
-    w = random_weights()
+@pytest.mark.parametrize("channels", [0, 1])
+def test_chunked_decoding_equals_whole_file(stream: bytes, channels: int) -> None:
+    w = random_weights(channels=channels)
+    assert w.branch_channels == channels
     whole = decode_with(stream, w, 100)
     assert not np.allclose(whole, decode_with(stream, None, 100))  # the filter does something
     for chunk in (1, 7, 33):
@@ -284,6 +312,23 @@ def test_weights_round_trip_and_hash(tmp_path: Path) -> None:
         load_weights(tmp_path / "missing.npz")
 
 
+def test_weights_name_their_branch(tmp_path: Path) -> None:
+    """The output layer's width gives the branch's channels; another width is refused,
+    and a filter takes only raw parameters of its own width."""
+    for ch in (0, 1, 3):
+        save_weights(random_weights(channels=ch), tmp_path / "pf.npz")
+        assert load_weights(tmp_path / "pf.npz").branch_channels == ch
+    w = random_weights(channels=1)
+    bad = Weights(**{**vars(w), "w4": w.w4[:, :-4], "b4": w.b4[:-4]})
+    save_weights(bad, tmp_path / "bad.npz")
+    with pytest.raises(WeightsError, match="post-filter array"):
+        load_weights(tmp_path / "bad.npz")
+    f = AdaptiveFilter(branch_channels=1)
+    with pytest.raises(ValueError, match="for 0 branch channels, not 1"):
+        f.push(0, [100], np.zeros((1, SUBFRAMES, N_RAW)))
+    f.push(0, [100], np.zeros((1, SUBFRAMES, raw_width(1))))
+
+
 def test_npz_holds_no_pickle(tmp_path: Path) -> None:
     save_weights(random_weights(), tmp_path / "pf.npz")
     with np.load(tmp_path / "pf.npz", allow_pickle=False) as z:  # raises on object arrays
@@ -306,7 +351,8 @@ def test_shipped_weights_are_small_and_named_by_hash() -> None:
 
 
 @needs_torch
-def test_numpy_inference_matches_torch() -> None:
+@pytest.mark.parametrize("channels", [0, 2])
+def test_numpy_inference_matches_torch(channels: int) -> None:
     import torch
 
     sys.path.insert(0, str(ROOT))
@@ -314,7 +360,7 @@ def test_numpy_inference_matches_torch() -> None:
 
     rng = np.random.default_rng(5)
     w0 = random_weights(hidden=16)
-    model = recipe.torch_model(16, w0.mean, w0.std).double()
+    model = recipe.torch_model(16, w0.mean, w0.std, branch_channels=channels).double()
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(torch.randn_like(p) * 0.3)

@@ -6,7 +6,8 @@ decoded audio depends on the decoder's version. One module per part:
 
 - :mod:`codec.postfilter.features` -- what the decoder knows per frame;
 - :mod:`codec.postfilter.network` -- the feature network (numpy) and its weights file;
-- :mod:`codec.postfilter.filters` -- the adaptive comb, FIR and temporal shaper it drives.
+- :mod:`codec.postfilter.filters` -- the adaptive comb, FIR and temporal shaper it
+  drives (and a rectifying branch, where the weights have one).
 
 The shipped weights (``codec/data/postfilter.npz``) are named by SHA-256 in
 ``codec/data/POSTFILTER.json``, which also lists the bitrates where the
@@ -90,7 +91,7 @@ class Enhancer:
 
         self.weights = weights
         self._net = FeatureNet(weights)
-        self._filter = AdaptiveFilter()
+        self._filter = AdaptiveFilter(weights.branch_channels)
         self._next = 0
 
     def push(self, feats: npt.ArrayLike, lags: npt.ArrayLike) -> None:

@@ -1,27 +1,38 @@
-"""The post-filter's adaptive filters: a pitch comb, a shaping FIR and a
-temporal shaper per 5 ms.
+"""The post-filter's adaptive filters: a pitch comb, a shaping FIR, a
+temporal shaper and, optionally, a rectifying branch, per 5 ms.
 
 For each subframe ``s`` of 80 samples the network gives (:func:`kernels`) a
-comb gain ``g``, five comb taps ``c`` (summing to 1) and a 16-tap causal FIR
-``h`` (its norm is the subframe's gain), and (:func:`shaping`) an exponent
-``a``. With ``T`` the frame's pitch lag (the pitch post-filter's,
-transmitted or concealed)::
+comb gain ``g``, five comb taps ``c`` (summing to 1), a 16-tap causal FIR
+``h`` (its norm is the subframe's gain) and for each of the branch's ``C``
+channels two 16-tap FIRs ``p_k`` and ``q_k`` (``q_k`` sums to 0; ``C = 0``
+in the shipped weights, so the branch's sum is empty), and (:func:`shaping`)
+an exponent ``a``.
+With ``T`` the frame's pitch lag (the pitch post-filter's, transmitted or
+concealed)::
 
     z[m] = x[m] + g Σ_d c_d x[m - T + d - 2]         d = 0 .. 4
     y[n] = Σ_j h_j z[n - j]                           j = 0 .. 15
-    o[n] = y[n] (e16[n] / e80[n]) ^ (a / 2)
+    u_k[m] = Σ_j p_kj z[m - j]
+    v[n] = Σ_k Σ_j q_kj |u_k[n - j]|                  k = 0 .. C - 1
+    o[n] = (y[n] + v[n]) (e16[n] / e80[n]) ^ (a / 2)
 
 The comb adds a pitch-period echo whose five taps let it fall off, or not,
 with frequency; the FIR reshapes the subframe's spectrum (formants, tilt,
-level). The shaper (after NoLACE's temporal shaping, Büthe et al. 2024)
-scales each sample by the input's power over the last 16 samples (1 ms)
-against the last 80 (``e16``, ``e80``; a floor keeps the ratio above
-1e-4): with ``a > 0`` it deepens the valleys between pitch pulses, where
-the decoder's noise filling is heard, with ``a < 0`` it flattens them. All
-of it reads only past and present input samples (``T >= 32``), so the
-filter is causal and adds no delay. Over the first :data:`FADE` samples of a
-subframe the output cross-fades from the previous subframe's filters (the
-shaper's exponent too).
+level). The branch (after NoLACE's adaptive convolutions with a
+nonlinearity between them, Büthe et al. 2024) rectifies a filtered copy of
+the signal: a full-wave rectified voiced signal carries harmonics of its
+pitch at every frequency, which ``q_k`` (no DC: its taps sum to 0) shapes
+and adds. ``|.|`` scales with its input, so the branch does not depend on
+the signal's level. (Trained with ``--branch-channels``, it raised PESQ-WB
+but not ViSQOL: RESULTS.md §9.) The
+shaper (after NoLACE's temporal shaping) scales each sample by the input's
+power over the last 16 samples (1 ms) against the last 80 (``e16``,
+``e80``; a floor keeps the ratio above 1e-4): with ``a > 0`` it deepens the
+valleys between pitch pulses, where the decoder's noise filling is heard,
+with ``a < 0`` it flattens them. All of it reads only past and present
+input samples (``T >= 32``), so the filter is causal and adds no delay.
+Over the first :data:`FADE` samples of a subframe the output cross-fades
+from the previous subframe's filters (the shaper's exponent too).
 
 Everything is numpy (float64; the shaper's exp and log in float32); the
 state (past input, pending parameters) is explicit and every sum's order is
@@ -33,7 +44,14 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from codec.postfilter.network import COMB_TAPS, FIR_TAPS, N_RAW, SUBFRAMES
+from codec.postfilter.network import (
+    BRANCH_TAPS,
+    COMB_TAPS,
+    FIR_TAPS,
+    MAX_BRANCH_CHANNELS,
+    N_RAW,
+    SUBFRAMES,
+)
 from codec.residual.pitch import FRAME, LAG_MAX, LAG_MIN
 
 __all__ = [
@@ -46,6 +64,7 @@ __all__ = [
     "LONG",
     "Kernels",
     "kernels",
+    "branch_channels",
     "shaping",
     "shaper_gains",
     "AdaptiveFilter",
@@ -63,36 +82,53 @@ _POWER_STEP = float(2**30)  # the shaper's powers on an integer grid ...
 _POWER_MAX = float(2**10)  # ... capped: 2^40 per sample, sums exact in int64
 GAIN_INDEX = 1 + COMB_TAPS + FIR_TAPS  # the raw parameter of the FIR's norm
 SHAPE_INDEX = GAIN_INDEX + 1  # ... of the shaper's exponent
+BRANCH_INDEX = SHAPE_INDEX + 1  # ... of the branch's first FIR (then its second)
 _REACH = COMB_TAPS // 2  # taps reach T - 2 .. T + 2
-HIST = LAG_MAX + _REACH + FIR_TAPS - 1 + SUB  # past samples a subframe can read: 383
+PRE = max(FIR_TAPS - 1, 2 * (BRANCH_TAPS - 1))  # z's samples before a subframe: 30
+HIST = LAG_MAX + _REACH + PRE + SUB  # past samples a subframe can read: 398
 FADE_WEIGHTS = np.sin(0.5 * np.pi * (np.arange(FADE) + 0.5) / FADE) ** 2
 """Weight of a subframe's own filters over its first FADE samples (the rest: the previous one's)."""
 
-Kernels = tuple[FloatArray, FloatArray, FloatArray]  # g (...,), c (..., 5), h (..., 16)
+# g (...,), c (..., 5), h (..., 16), p (..., 16), q (..., 16)
+Kernels = tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]
 
 
 def kernels(raw: npt.ArrayLike) -> Kernels:
-    """Filter parameters from the network's raw output (..., N_RAW).
+    """Filter parameters from the network's raw output (..., raw_width(C)).
 
     ``g = G_MAX * sigmoid(r_0)``; ``c = softmax(r_1..r_5)``; ``h`` is
-    ``e_0 + r_6..r_21`` scaled to the norm ``exp(r_22)``. (``r_23`` is the
+    ``e_0 + r_6..r_21`` scaled to the norm ``exp(r_22)``; ``p = e_0 +
+    r_24..r_39``; ``q`` is ``r_40..r_55`` less their mean. (``r_23`` is the
     shaper's: :func:`shaping`.)
     """
     r = np.asarray(raw, dtype=np.float64)
-    if r.shape[-1] != N_RAW:
-        raise ValueError(f"raw parameters have {r.shape[-1]} values, not {N_RAW}")
+    ch = branch_channels(r.shape[-1])
     g = G_MAX / (1.0 + np.exp(-r[..., 0]))
     e = np.exp(r[..., 1 : 1 + COMB_TAPS] - r[..., 1 : 1 + COMB_TAPS].max(axis=-1, keepdims=True))
     c = e / e.sum(axis=-1, keepdims=True)
     h = r[..., 1 + COMB_TAPS : 1 + COMB_TAPS + FIR_TAPS].copy()
     h[..., 0] += 1.0
     h *= (np.exp(r[..., GAIN_INDEX]) / np.sqrt((h * h).sum(axis=-1)))[..., None]
-    return g, c, h
+    cb = ch * BRANCH_TAPS
+    p = r[..., BRANCH_INDEX : BRANCH_INDEX + cb].reshape(*r.shape[:-1], ch, BRANCH_TAPS).copy()
+    p[..., 0] += 1.0
+    q = r[..., BRANCH_INDEX + cb : BRANCH_INDEX + 2 * cb]
+    q = q.reshape(*r.shape[:-1], ch, BRANCH_TAPS)
+    q = q - q.mean(axis=-1, keepdims=True)
+    return g, c, h, p, q
+
+
+def branch_channels(width: int) -> int:
+    """The rectifying branch's channels in raw parameter rows of ``width`` values."""
+    ch, rest = divmod(width - N_RAW, 2 * BRANCH_TAPS)
+    if rest or not 0 <= ch <= MAX_BRANCH_CHANNELS:
+        raise ValueError(f"raw parameters have {width} values, not {N_RAW} + 32 per branch channel")
+    return ch
 
 
 def shaping(raw: npt.ArrayLike) -> FloatArray:
     """The temporal shaper's exponent ``a = A_MAX * tanh(r_23)`` from raw parameters
-    (..., N_RAW)."""
+    (..., raw_width(C))."""
     r = np.asarray(raw, dtype=np.float64)
     return np.asarray(A_MAX * np.tanh(r[..., SHAPE_INDEX]), dtype=np.float64)
 
@@ -125,11 +161,14 @@ def shaper_gains(
     return np.asarray(g, dtype=np.float64)
 
 
-def identity_kernels(shape: tuple[int, ...] = ()) -> Kernels:
-    """Parameters that pass the input through unchanged."""
+def identity_kernels(shape: tuple[int, ...] = (), channels: int = 0) -> Kernels:
+    """Parameters that pass the input through unchanged (a branch of ``channels``)."""
     h = np.zeros((*shape, FIR_TAPS))
     h[..., 0] = 1.0
-    return np.zeros(shape), np.full((*shape, COMB_TAPS), 1.0 / COMB_TAPS), h
+    p = np.zeros((*shape, channels, BRANCH_TAPS))
+    p[..., 0] = 1.0
+    comb = np.full((*shape, COMB_TAPS), 1.0 / COMB_TAPS)
+    return np.zeros(shape), comb, h, p, np.zeros((*shape, channels, BRANCH_TAPS))
 
 
 def run(
@@ -146,50 +185,72 @@ def run(
     order), so the result does not depend on how many subframes are filtered
     together.
     """
-    g, c, h = k
-    span = length + FIR_TAPS - 1
-    x = buf[(start - (FIR_TAPS - 1))[:, None] + np.arange(span)]
-    base = start - (FIR_TAPS - 1) - lag - _REACH
+    g, c, h, p, q = k
+    span = length + PRE
+    x = buf[(start - PRE)[:, None] + np.arange(span)]
+    base = start - PRE - lag - _REACH
     xl = buf[base[:, None] + np.arange(span + COMB_TAPS - 1)]
-    # comb[s, m] = sum_d c[s, d] xl[s, m + d]; y[s, n] = sum_j h[s, j] z[s, n + 15 - j]:
-    # stacked matrix-vector products (numpy's own loop, taps in order)
+    # comb[s, m] = sum_d c[s, d] xl[s, m + d]; y[s, n] = sum_j h[s, j] z[s, n + 15 - j]
+    # (and the branch's alike): stacked matrix-vector products (numpy's own
+    # loop, taps in order)
     comb = (_windows(xl, COMB_TAPS) @ c[:, :, None])[:, :, 0]
     z = x + g[:, None] * comb
-    return np.asarray((_windows(z, FIR_TAPS)[:, :, ::-1] @ h[:, :, None])[:, :, 0])
+    skip = PRE - (FIR_TAPS - 1)
+    y = (_windows(z, FIR_TAPS, skip)[:, :, ::-1] @ h[:, :, None])[:, :, 0]
+    ch = p.shape[1]
+    if ch:  # the rectifying branch, channel by channel in order
+        skip = PRE - 2 * (BRANCH_TAPS - 1)
+        u = _windows(z, BRANCH_TAPS, skip)[:, :, ::-1] @ p.transpose(0, 2, 1)  # (S, m, C)
+        u = np.abs(u.transpose(0, 2, 1)).reshape(-1, u.shape[1])  # rows (s, channel)
+        v = (_windows(u, BRANCH_TAPS)[:, :, ::-1] @ q.reshape(-1, BRANCH_TAPS, 1))[:, :, 0]
+        v = v.reshape(-1, ch, v.shape[1])
+        for i in range(ch):
+            y += v[:, i]
+    return np.asarray(y)
 
 
-def _windows(a: FloatArray, width: int) -> FloatArray:
-    """Rows of ``width`` consecutive values of each row of C-contiguous ``a`` (S, m):
-    a view (S, m - width + 1, width); ``sliding_window_view``'s result, built
-    directly (it is called per 20 ms frame when streaming)."""
+def _select(k: Kernels, rows: slice) -> Kernels:
+    """The kernels of subframes ``rows``."""
+    g, c, h, p, q = k
+    return g[rows], c[rows], h[rows], p[rows], q[rows]
+
+
+def _windows(a: FloatArray, width: int, skip: int = 0) -> FloatArray:
+    """Rows of ``width`` consecutive values of each row of C-contiguous ``a`` (S, m)
+    from column ``skip`` on: a view (S, m - skip - width + 1, width);
+    ``sliding_window_view(a[:, skip:])``'s result, built directly (it is called
+    per 20 ms frame when streaming)."""
     s0, s1 = a.strides
-    shape = (a.shape[0], a.shape[1] - width + 1, width)
-    return np.ndarray(shape, a.dtype, buffer=a, strides=(s0, s1, s1))
+    shape = (a.shape[0], a.shape[1] - skip - width + 1, width)
+    return np.ndarray(shape, a.dtype, buffer=a, offset=skip * s1, strides=(s0, s1, s1))
 
 
 class AdaptiveFilter:
     """The streaming filter: :meth:`push` frames' parameters before their samples
     reach :meth:`process`; samples of frames without parameters pass unchanged."""
 
-    def __init__(self) -> None:
+    def __init__(self, branch_channels: int = 0) -> None:
+        self._ch = branch_channels
         self._hist = np.zeros(HIST)
         self._pos = 0  # absolute index of the next input sample
         self._first = 0  # frame index of row 0 of the arrays below
-        g, c, h = identity_kernels((0, SUBFRAMES))
         self._lag = np.zeros(0, dtype=np.int64)
-        self._k = (g, c, h)
+        self._k = identity_kernels((0, SUBFRAMES), branch_channels)
         self._a = np.zeros((0, SUBFRAMES))
 
     def push(self, frame: int, lags: npt.ArrayLike, raw: npt.ArrayLike) -> None:
-        """Pitch lags (n,) and raw parameters (n, SUBFRAMES, N_RAW) of frames ``frame ..``."""
+        """Pitch lags (n,) and raw parameters (n, SUBFRAMES, raw_width(branch_channels))
+        of frames ``frame ..``."""
         lag = np.asarray(lags, dtype=np.int64).reshape(-1)
         if lag.size and not (LAG_MIN <= lag.min() and lag.max() <= LAG_MAX):
             raise ValueError(f"pitch lags outside {LAG_MIN} .. {LAG_MAX}")
         if frame != self._first + self._lag.size:
             raise ValueError(f"frame {frame} pushed; the next is {self._first + self._lag.size}")
-        g, c, h = kernels(raw)
+        k = kernels(raw)
+        if k[3].shape[-2] != self._ch:
+            raise ValueError(f"raw parameters for {k[3].shape[-2]} branch channels, not {self._ch}")
         self._lag = np.concatenate((self._lag, lag))
-        self._k = tuple(np.concatenate(p) for p in zip(self._k, (g, c, h), strict=True))  # type: ignore[assignment]
+        self._k = tuple(np.concatenate(p) for p in zip(self._k, k, strict=True))  # type: ignore[assignment]
         self._a = np.concatenate((self._a, shaping(raw)))
 
     def _params(
@@ -199,13 +260,14 @@ class AdaptiveFilter:
         frame = subs // SUBFRAMES - self._first
         have = (subs >= 0) & (frame >= 0) & (frame < self._lag.size)
         lag = np.full(s, LAG_MIN, dtype=np.int64)
-        g, c, h = identity_kernels((s,))
+        k = identity_kernels((s,), self._ch)
         a = np.zeros(s)
         f, j = frame[have], subs[have] % SUBFRAMES
         lag[have] = self._lag[f]
-        g[have], c[have], h[have] = self._k[0][f, j], self._k[1][f, j], self._k[2][f, j]
+        for mine, pushed in zip(k, self._k, strict=True):
+            mine[have] = pushed[f, j]
         a[have] = self._a[f, j]
-        return lag, (g, c, h), a
+        return lag, k, a
 
     def process(self, x: npt.ArrayLike) -> FloatArray:
         """Filter the next samples; returns as many."""
@@ -219,8 +281,8 @@ class AdaptiveFilter:
         buf = np.concatenate((self._hist, xa, np.zeros(SUB)))
         start = subs * SUB - n0 + HIST
         lag_e, k_e, a_e = self._params(np.arange(s_a - 1, s_b + 1, dtype=np.int64))
-        lag, k, a = lag_e[1:], (k_e[0][1:], k_e[1][1:], k_e[2][1:]), a_e[1:]
-        lag_p, k_p, a_p = lag_e[:-1], (k_e[0][:-1], k_e[1][:-1], k_e[2][:-1]), a_e[:-1]
+        lag, k, a = lag_e[1:], _select(k_e, slice(1, None)), a_e[1:]
+        lag_p, k_p, a_p = lag_e[:-1], _select(k_e, slice(None, -1)), a_e[:-1]
         y = run(buf, start, lag, k, SUB)
         w = FADE_WEIGHTS
         y[:, :FADE] = w * y[:, :FADE] + (1.0 - w) * run(buf, start, lag_p, k_p, FADE)

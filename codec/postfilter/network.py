@@ -7,10 +7,12 @@ Per frame ``k``, with ``u_k`` the normalized feature row
     h1_k = tanh(W1 u_k + b1)
     h2_k = tanh(W2 [h1_{k-2}; h1_{k-1}; h1_k] + b2)      causal convolution
     h3_k = tanh(W3 [h2_{k-2}; h2_{k-1}; h2_k] + b3)      causal convolution
-    r_k  = W4 h3_k + b4                                   SUBFRAMES x N_RAW
+    r_k  = W4 h3_k + b4                                   SUBFRAMES x raw_width(C)
 
 ``r_k`` holds the raw filter parameters of the frame's four 5 ms subframes
-(:func:`codec.postfilter.filters.kernels`, :func:`~codec.postfilter.filters.shaping`).
+(:func:`codec.postfilter.filters.kernels`, :func:`~codec.postfilter.filters.shaping`);
+``C``, the rectifying branch's channels (0 in the shipped weights), follows
+from the width of ``W4``.
 The convolutions look only back (zero state at the start of a stream), so
 the network adds no delay; its state is two frames of ``h1`` and ``h2``.
 :class:`FeatureNet` evaluates it on an integer grid, so that its result
@@ -32,7 +34,18 @@ import numpy.typing as npt
 
 from codec.errors import WeightsError
 
-__all__ = ["SUBFRAMES", "N_RAW", "CONTEXT", "Weights", "FeatureNet", "load_weights", "save_weights"]
+__all__ = [
+    "SUBFRAMES",
+    "N_RAW",
+    "BRANCH_TAPS",
+    "MAX_BRANCH_CHANNELS",
+    "raw_width",
+    "CONTEXT",
+    "Weights",
+    "FeatureNet",
+    "load_weights",
+    "save_weights",
+]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -40,6 +53,17 @@ SUBFRAMES = 4  # per 20 ms frame: 5 ms each
 COMB_TAPS = 5
 FIR_TAPS = 16
 N_RAW = 1 + COMB_TAPS + FIR_TAPS + 1 + 1  # comb gain, comb taps, FIR taps, output gain, shaping
+BRANCH_TAPS = 16
+MAX_BRANCH_CHANNELS = 4
+
+
+def raw_width(branch_channels: int = 0) -> int:
+    """Raw parameters per subframe: :data:`N_RAW`, then for each of the rectifying
+    branch's channels two FIRs of :data:`BRANCH_TAPS` (all the first FIRs, then
+    all the second ones; :func:`codec.postfilter.filters.kernels`)."""
+    return N_RAW + 2 * branch_channels * BRANCH_TAPS
+
+
 CONTEXT = 2  # past frames each convolution sees
 
 _NAMES = ("mean", "std", "w1", "b1", "w2", "b2", "w3", "b3", "w4", "b4")
@@ -57,14 +81,19 @@ class Weights:
     b2: FloatArray  # (H,)
     w3: FloatArray  # (3H, H)
     b3: FloatArray  # (H,)
-    w4: FloatArray  # (H, SUBFRAMES * N_RAW)
-    b4: FloatArray  # (SUBFRAMES * N_RAW,)
+    w4: FloatArray  # (H, SUBFRAMES * raw_width(branch_channels))
+    b4: FloatArray  # (SUBFRAMES * raw_width(branch_channels),)
     info: dict[str, object] = field(default_factory=dict)
     sha256: str = ""
 
     @property
     def hidden(self) -> int:
         return int(self.b1.size)
+
+    @property
+    def branch_channels(self) -> int:
+        """Channels of the rectifying branch (0: none), from the output layer's width."""
+        return (self.b4.size // SUBFRAMES - N_RAW) // (2 * BRANCH_TAPS)
 
     @property
     def n_params(self) -> int:
@@ -134,9 +163,11 @@ def _check_shapes(w: Weights, p: Path) -> None:
         "b2": (h,),
         "w3": (3 * h, h),
         "b3": (h,),
-        "w4": (h, SUBFRAMES * N_RAW),
-        "b4": (SUBFRAMES * N_RAW,),
+        "w4": (h, SUBFRAMES * raw_width(w.branch_channels)),
+        "b4": (SUBFRAMES * raw_width(w.branch_channels),),
     }
+    if not 0 <= w.branch_channels <= MAX_BRANCH_CHANNELS:
+        raise WeightsError(f"{p}: post-filter array b4 has shape {w.b4.shape}")
     for n, shape in want.items():
         if getattr(w, n).shape != shape:
             raise WeightsError(f"{p}: post-filter array {n} has shape {getattr(w, n).shape}")
@@ -167,7 +198,7 @@ class FeatureNet:
         self._h2 = np.zeros((CONTEXT, h))  # ... of layer 3's
 
     def __call__(self, feats: npt.ArrayLike) -> FloatArray:
-        """Raw parameters (n, SUBFRAMES, N_RAW) of the next ``n`` frames."""
+        """Raw parameters (n, SUBFRAMES, raw_width(branch_channels)) of the next ``n`` frames."""
         w = self.w
         u = (np.asarray(feats, dtype=np.float64) - w.mean) / w.std
         n = u.shape[0]
@@ -176,7 +207,7 @@ class FeatureNet:
         h3 = self._l4.act(self._l3.dot(h2, n) + w.b3)
         self._h1, self._h2 = h1[n:], h2[n:]
         r = self._l4.dot(h3, n) + w.b4
-        return np.asarray(r.reshape(n, SUBFRAMES, N_RAW), dtype=np.float64)
+        return np.asarray(r.reshape(n, SUBFRAMES, -1), dtype=np.float64)
 
 
 _SIDE_BY_SIDE_FROM = 16  # frames

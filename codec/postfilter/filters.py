@@ -24,12 +24,12 @@ the signal: a full-wave rectified voiced signal carries harmonics of its
 pitch at every frequency, which ``q_k`` (no DC: its taps sum to 0) shapes
 and adds. ``|.|`` scales with its input, so the branch does not depend on
 the signal's level. (Trained with ``--branch-channels``, it raised PESQ-WB
-but not ViSQOL: RESULTS.md §9.) The
-shaper (after NoLACE's temporal shaping) scales each sample by the input's
-power over the last 16 samples (1 ms) against the last 80 (``e16``,
-``e80``; a floor keeps the ratio above 1e-4): with ``a > 0`` it deepens the
-valleys between pitch pulses, where the decoder's noise filling is heard,
-with ``a < 0`` it flattens them. All of it reads only past and present
+but not ViSQOL: RESULTS.md §9.) The shaper (after NoLACE's temporal
+shaping) scales each sample by the input's power over the last 16 samples
+(1 ms) against the last 80 (``e16``, ``e80``; a floor keeps the ratio
+above 1e-4): with ``a > 0`` it deepens the valleys between pitch pulses,
+where the decoder's noise filling is heard, with ``a < 0`` it flattens
+them. All of it reads only past and present
 input samples (``T >= 32``), so the filter is causal and adds no delay.
 Over the first :data:`FADE` samples of a subframe the output cross-fades
 from the previous subframe's filters (the shaper's exponent too).
@@ -89,7 +89,7 @@ HIST = LAG_MAX + _REACH + PRE + SUB  # past samples a subframe can read: 398
 FADE_WEIGHTS = np.sin(0.5 * np.pi * (np.arange(FADE) + 0.5) / FADE) ** 2
 """Weight of a subframe's own filters over its first FADE samples (the rest: the previous one's)."""
 
-# g (...,), c (..., 5), h (..., 16), p (..., 16), q (..., 16)
+# g (...,), c (..., 5), h (..., 16), p (..., C, 16), q (..., C, 16)
 Kernels = tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]
 
 
@@ -97,9 +97,11 @@ def kernels(raw: npt.ArrayLike) -> Kernels:
     """Filter parameters from the network's raw output (..., raw_width(C)).
 
     ``g = G_MAX * sigmoid(r_0)``; ``c = softmax(r_1..r_5)``; ``h`` is
-    ``e_0 + r_6..r_21`` scaled to the norm ``exp(r_22)``; ``p = e_0 +
-    r_24..r_39``; ``q`` is ``r_40..r_55`` less their mean. (``r_23`` is the
-    shaper's: :func:`shaping`.)
+    ``e_0 + r_6..r_21`` scaled to the norm ``exp(r_22)``. The rows' width
+    gives the branch's ``C`` channels (:func:`branch_channels`): from
+    ``r_24`` on, ``C`` blocks of 16 give ``p_k = e_0 + r``, then ``C`` blocks
+    of 16 give ``q_k``, each less its mean. (``r_23`` is the shaper's:
+    :func:`shaping`.)
     """
     r = np.asarray(raw, dtype=np.float64)
     ch = branch_channels(r.shape[-1])

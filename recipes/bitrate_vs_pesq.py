@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import math
 import os
@@ -174,6 +175,9 @@ class Config:
     """An anchor's operating points (kbit/s); ``None``: svq's requested bitrates."""
     enhance: bool | None = None
     """svq's decoder post-filter: ``None`` as shipped, ``False`` the plain decoder."""
+    weights: str | None = None
+    """Post-filter weights to decode with at every bitrate instead of the shipped ones
+    (``--post-filter-weights``; a path)."""
 
 
 @dataclass(frozen=True)
@@ -463,14 +467,38 @@ def _svq_round_trip(
     t0 = time.perf_counter()
     data = pipeline.encode(audio, rate, cell.bitrate_kbps, codebook=cb)
     t1 = time.perf_counter()
-    y, _ = pipeline.decode(
-        data, codebooks=[cb] if cb is not None else (), enhance=cell.config.enhance
-    )
+    if cell.config.weights is not None:
+        y = _decode_with_weights(data, cell.config.weights)
+    else:
+        y, _ = pipeline.decode(
+            data, codebooks=[cb] if cb is not None else (), enhance=cell.config.enhance
+        )
     t2 = time.perf_counter()
     st = pipeline.info(data)
     payload_bits = 8.0 * st.frame_count * st.frame_bytes
     payload_kbps = payload_bits / st.duration_s / 1000.0 if st.duration_s > 0 else math.nan
     return y, len(data), payload_kbps, t1 - t0, t2 - t1
+
+
+@functools.lru_cache(maxsize=4)
+def _weights(path: str) -> Any:
+    from codec.postfilter import load_weights
+
+    return load_weights(path)
+
+
+def _decode_with_weights(data: bytes, path: str) -> np.ndarray:
+    """Decode a stream with the post-filter on and the weights at ``path`` (the
+    stream decoder with its enhancer replaced; the same as ``decode(enhance=True)``
+    with those weights shipped)."""
+    from codec.bitstream import check_file
+    from codec.postfilter import Enhancer
+
+    header, frames, _ = check_file(data)
+    dec = pipeline.StreamDecoder(header, enhance=False)
+    dec.enhancer = Enhancer(_weights(path))
+    parts = [dec.decode(list(frames)), dec.flush()]
+    return np.concatenate(parts)
 
 
 def run_cell(cell: Cell) -> dict[str, Any]:
@@ -1216,6 +1244,17 @@ def _given_codebook(text: str) -> tuple[str, str]:
     return name, file
 
 
+def _given_weights(text: str) -> tuple[str, str]:
+    name, sep, file = text.partition("=")
+    if not sep or not name or not file:
+        raise argparse.ArgumentTypeError(f"expected NAME=FILE, got {text!r}")
+    if not re.fullmatch(r"[A-Za-z0-9_.+-]{1,64}", name):
+        raise argparse.ArgumentTypeError(f"NAME: letters, digits, '_.+-' only, got {name!r}")
+    if not Path(file).is_file():
+        raise argparse.ArgumentTypeError(f"{file}: no such post-filter weights file")
+    return name, file
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     p = argparse.ArgumentParser(
@@ -1307,6 +1346,16 @@ def build_parser() -> argparse.ArgumentParser:
         "without and with the trained post-filter at every bitrate (enhance=False / True)",
     )
     p.add_argument(
+        "--post-filter-weights",
+        type=_given_weights,
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="also run the shipped configuration decoded with these post-filter weights "
+        "(from recipes.train_postfilter) at every bitrate, as configuration NAME; repeatable "
+        f"(beside --post-filter's {ENHANCED_CONFIG!r}, a candidate against the shipped weights)",
+    )
+    p.add_argument(
         "--metrics",
         default=",".join(METRICS),
         help="metrics, comma-separated, from %(default)s (ViSQOL takes ~13 s per file and cell)",
@@ -1347,12 +1396,16 @@ def _validate(args: argparse.Namespace, p: argparse.ArgumentParser) -> None:
             p.error(f"--methods: {m!r} is not one of {', '.join(METHODS)}")
     if not args.bitrates:
         p.error("--bitrates: give at least one bitrate")
-    names = [n for n, _ in args.codebook]
+    names = [n for n, _ in [*args.codebook, *args.post_filter_weights]]
     clash = set(names) & (
-        {DEFAULT_CONFIG, *args.anchors} | {f"{v}-{m}" for v in args.variants for m in args.methods}
+        {DEFAULT_CONFIG, PLAIN_CONFIG, ENHANCED_CONFIG, *args.anchors}
+        | {f"{v}-{m}" for v in args.variants for m in args.methods}
     )
     if len(set(names)) != len(names) or clash:
-        p.error(f"--codebook: configuration names must be unique and new: {', '.join(names)}")
+        p.error(
+            "--codebook / --post-filter-weights: configuration names must be unique and new: "
+            + ", ".join(names)
+        )
     check_cluster_args(args, p)
     for name in ("limit", "train_limit"):
         value = getattr(args, name)
@@ -1389,6 +1442,24 @@ def main(argv: list[str] | None = None) -> int:
         base = configs[0] if configs else default_config(code_fp, timing_lsf, args.bitrates)
         configs.append(replace(base, name=PLAIN_CONFIG, enhance=False, given=True))
         configs.append(replace(base, name=ENHANCED_CONFIG, enhance=True, given=True))
+    if args.post_filter_weights:
+        base = configs[0] if configs else default_config(code_fp, timing_lsf, args.bitrates)
+        for name, file in args.post_filter_weights:
+            try:
+                w = _weights(str(Path(file).resolve()))
+            except CodecError as exc:
+                print(f"error: --post-filter-weights: {exc}", file=sys.stderr)
+                return 2
+            configs.append(
+                replace(
+                    base,
+                    name=name,
+                    enhance=True,
+                    given=True,
+                    weights=str(Path(file).resolve()),
+                    fingerprint=settings_hash([base.fingerprint, w.sha256], length=16),
+                )
+            )
     try:
         configs += train_configs(args, out, cache, code_fp, timing_lsf)
     except ParameterError as exc:

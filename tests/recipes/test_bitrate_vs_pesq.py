@@ -301,3 +301,70 @@ def test_post_filter_configurations(tmp_path: Path) -> None:
     plain = s["results"][recipe.PLAIN_CONFIG]["8"]["psnr_db"]["mean"]
     enhanced = s["results"][recipe.ENHANCED_CONFIG]["8"]["psnr_db"]["mean"]
     assert plain != enhanced  # the post-filter changed the decoded signal
+
+
+def test_post_filter_weights_run_as_their_own_configurations(tmp_path: Path) -> None:
+    """``--post-filter-weights NAME=FILE``: the shipped configuration decoded with those
+    weights; a copy of the shipped weights scores exactly as ``default-enhanced``, other
+    weights differently, and a second run reuses every cell."""
+    import numpy as np
+
+    from codec import postfilter
+    from codec.postfilter import Weights, save_weights
+
+    shipped = postfilter.shipped_weights()
+    if shipped is None:
+        pytest.skip("no post-filter weights shipped")
+    same = tmp_path / "same.npz"
+    save_weights(shipped, same)
+    rng = np.random.default_rng(0)
+    other = Weights(**{**vars(shipped), "b4": shipped.b4 + rng.normal(size=shipped.b4.size) * 0.3})
+    save_weights(other, tmp_path / "other.npz")
+    out = tmp_path / "out"
+    args = [
+        "--data", str(SAMPLES), "--limit", "1", "--variants", "", "--no-default",
+        "--no-anchors", "--metrics", "pesq,psnr", "--jobs", "1", "--quiet",
+        "--bitrates", "8", "--out", str(out), "--post-filter",
+        "--post-filter-weights", f"same={same}",
+        "--post-filter-weights", f"other={tmp_path / 'other.npz'}",
+    ]  # fmt: skip
+    assert recipe.main(args) == 0
+    s = _summary(out)
+    names = {c["name"] for c in s["configs"]}
+    assert names == {recipe.PLAIN_CONFIG, recipe.ENHANCED_CONFIG, "same", "other"}
+
+    def mean(name: str) -> float:
+        return float(s["results"][name]["8"]["psnr_db"]["mean"])
+
+    assert mean("same") == mean(recipe.ENHANCED_CONFIG)
+    assert mean("other") != mean("same")
+    assert recipe.main(args) == 0
+    assert _summary(out)["cells_computed"] == 0
+
+
+@pytest.mark.parametrize(
+    "bad, why",
+    [("w", "NAME=FILE"), ("x=/no/such.npz", "no such post-filter weights"), ("a b=x", "NAME")],
+)
+def test_post_filter_weights_errors(bad: str, why: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        recipe.main(["--out", "/tmp/unused-out", "--post-filter-weights", bad])
+    assert exc.value.code == 2
+    assert why in capsys.readouterr().err
+
+
+def test_post_filter_weights_not_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file that is not post-filter weights stops the run before any cell, in one line."""
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    out = tmp_path / "out"
+    args = [
+        "--data", str(SAMPLES), "--limit", "1", "--variants", "", "--no-default",
+        "--no-anchors", "--metrics", "pesq,psnr", "--jobs", "1", "--quiet", "--bitrates", "8",
+        "--out", str(out), "--post-filter-weights", f"junk={tmp_path / 'junk.npz'}",
+    ]  # fmt: skip
+    assert recipe.main(args) == 2
+    err = capsys.readouterr().err
+    assert "--post-filter-weights" in err and "not post-filter weights" in err
+    assert not (out / "cells.jsonl").exists()

@@ -1233,23 +1233,25 @@ def _train_option(text: str) -> tuple[str, Any]:
         return key, value
 
 
-def _given_codebook(text: str) -> tuple[str, str]:
+def _name_and_file(text: str) -> tuple[str, str]:
+    """``NAME=FILE`` of a configuration given on the command line."""
     name, sep, file = text.partition("=")
     if not sep or not name or not file:
         raise argparse.ArgumentTypeError(f"expected NAME=FILE, got {text!r}")
     if not re.fullmatch(r"[A-Za-z0-9_.+-]{1,64}", name):
         raise argparse.ArgumentTypeError(f"NAME: letters, digits, '_.+-' only, got {name!r}")
+    return name, file
+
+
+def _given_codebook(text: str) -> tuple[str, str]:
+    name, file = _name_and_file(text)
     if not Path(file).is_file() and file not in shipped_codebooks():
         raise argparse.ArgumentTypeError(f"{file}: no such codebook file or shipped name")
     return name, file
 
 
 def _given_weights(text: str) -> tuple[str, str]:
-    name, sep, file = text.partition("=")
-    if not sep or not name or not file:
-        raise argparse.ArgumentTypeError(f"expected NAME=FILE, got {text!r}")
-    if not re.fullmatch(r"[A-Za-z0-9_.+-]{1,64}", name):
-        raise argparse.ArgumentTypeError(f"NAME: letters, digits, '_.+-' only, got {name!r}")
+    name, file = _name_and_file(text)
     if not Path(file).is_file():
         raise argparse.ArgumentTypeError(f"{file}: no such post-filter weights file")
     return name, file

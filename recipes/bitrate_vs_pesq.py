@@ -1439,29 +1439,23 @@ def main(argv: list[str] | None = None) -> int:
     except ParameterError as exc:
         print(f"error: the codec's default configuration: {exc}", file=sys.stderr)
         return 2
-    if args.post_filter:
+    if args.post_filter or args.post_filter_weights:
         # the default's config (timed once), also when --no-default leaves it out
         base = configs[0] if configs else default_config(code_fp, timing_lsf, args.bitrates)
+    if args.post_filter:
         configs.append(replace(base, name=PLAIN_CONFIG, enhance=False, given=True))
         configs.append(replace(base, name=ENHANCED_CONFIG, enhance=True, given=True))
-    if args.post_filter_weights:
-        base = configs[0] if configs else default_config(code_fp, timing_lsf, args.bitrates)
-        for name, file in args.post_filter_weights:
-            try:
-                w = _weights(str(Path(file).resolve()))
-            except CodecError as exc:
-                print(f"error: --post-filter-weights: {exc}", file=sys.stderr)
-                return 2
-            configs.append(
-                replace(
-                    base,
-                    name=name,
-                    enhance=True,
-                    given=True,
-                    weights=str(Path(file).resolve()),
-                    fingerprint=settings_hash([base.fingerprint, w.sha256], length=16),
-                )
-            )
+    for name, file in args.post_filter_weights:
+        path = str(Path(file).resolve())
+        try:
+            w = _weights(path)
+        except CodecError as exc:
+            print(f"error: --post-filter-weights: {exc}", file=sys.stderr)
+            return 2
+        fp = settings_hash([base.fingerprint, w.sha256], length=16)
+        configs.append(
+            replace(base, name=name, enhance=True, given=True, weights=path, fingerprint=fp)
+        )
     try:
         configs += train_configs(args, out, cache, code_fp, timing_lsf)
     except ParameterError as exc:

@@ -73,8 +73,8 @@ from codec.postfilter.network import (
     CONTEXT,
     FIR_TAPS,
     MAX_BRANCH_CHANNELS,
-    N_RAW,
     SUBFRAMES,
+    branch_channels,
     raw_width,
 )
 from recipes._common import (
@@ -320,7 +320,7 @@ def _kernels_t(r: Any) -> Any:
     h = r[..., 1 + COMB_TAPS : 1 + COMB_TAPS + FIR_TAPS]
     h = h + torch.nn.functional.one_hot(torch.tensor(0), FIR_TAPS).to(h.dtype)
     h = h * (torch.exp(r[..., GAIN_INDEX]) / torch.sqrt((h * h).sum(-1)))[..., None]
-    ch = (r.shape[-1] - N_RAW) // (2 * BRANCH_TAPS)
+    ch = branch_channels(r.shape[-1])
     cb = ch * BRANCH_TAPS
     p = r[..., BRANCH_INDEX : BRANCH_INDEX + cb].unflatten(-1, (ch, BRANCH_TAPS))
     p = p + torch.nn.functional.one_hot(torch.tensor(0), BRANCH_TAPS).to(p.dtype)

@@ -48,9 +48,8 @@ from codec.postfilter.network import (
     BRANCH_TAPS,
     COMB_TAPS,
     FIR_TAPS,
-    MAX_BRANCH_CHANNELS,
-    N_RAW,
     SUBFRAMES,
+    branch_channels,
 )
 from codec.residual.pitch import FRAME, LAG_MAX, LAG_MIN
 
@@ -64,7 +63,6 @@ __all__ = [
     "LONG",
     "Kernels",
     "kernels",
-    "branch_channels",
     "shaping",
     "shaper_gains",
     "AdaptiveFilter",
@@ -118,14 +116,6 @@ def kernels(raw: npt.ArrayLike) -> Kernels:
     q = q.reshape(*r.shape[:-1], ch, BRANCH_TAPS)
     q = q - q.mean(axis=-1, keepdims=True)
     return g, c, h, p, q
-
-
-def branch_channels(width: int) -> int:
-    """The rectifying branch's channels in raw parameter rows of ``width`` values."""
-    ch, rest = divmod(width - N_RAW, 2 * BRANCH_TAPS)
-    if rest or not 0 <= ch <= MAX_BRANCH_CHANNELS:
-        raise ValueError(f"raw parameters have {width} values, not {N_RAW} + 32 per branch channel")
-    return ch
 
 
 def shaping(raw: npt.ArrayLike) -> FloatArray:

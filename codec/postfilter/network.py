@@ -40,6 +40,7 @@ __all__ = [
     "BRANCH_TAPS",
     "MAX_BRANCH_CHANNELS",
     "raw_width",
+    "branch_channels",
     "CONTEXT",
     "Weights",
     "FeatureNet",
@@ -62,6 +63,15 @@ def raw_width(branch_channels: int = 0) -> int:
     branch's channels two FIRs of :data:`BRANCH_TAPS` (all the first FIRs, then
     all the second ones; :func:`codec.postfilter.filters.kernels`)."""
     return N_RAW + 2 * branch_channels * BRANCH_TAPS
+
+
+def branch_channels(width: int) -> int:
+    """The rectifying branch's channels in raw parameter rows of ``width`` values
+    (the inverse of :func:`raw_width`); ValueError for a width that is none of them."""
+    ch, rest = divmod(width - N_RAW, 2 * BRANCH_TAPS)
+    if rest or not 0 <= ch <= MAX_BRANCH_CHANNELS:
+        raise ValueError(f"raw parameters have {width} values, not {N_RAW} + 32 per branch channel")
+    return ch
 
 
 CONTEXT = 2  # past frames each convolution sees
@@ -93,7 +103,7 @@ class Weights:
     @property
     def branch_channels(self) -> int:
         """Channels of the rectifying branch (0: none), from the output layer's width."""
-        return (self.b4.size // SUBFRAMES - N_RAW) // (2 * BRANCH_TAPS)
+        return branch_channels(self.b4.size // SUBFRAMES)
 
     @property
     def n_params(self) -> int:
@@ -155,6 +165,10 @@ def load_weights(path: str | Path, sha256: str | None = None) -> Weights:
 
 def _check_shapes(w: Weights, p: Path) -> None:
     f, h = w.w1.shape
+    try:
+        width = SUBFRAMES * raw_width(w.branch_channels)
+    except ValueError:
+        raise WeightsError(f"{p}: post-filter array b4 has shape {w.b4.shape}") from None
     want = {
         "mean": (f,),
         "std": (f,),
@@ -163,11 +177,9 @@ def _check_shapes(w: Weights, p: Path) -> None:
         "b2": (h,),
         "w3": (3 * h, h),
         "b3": (h,),
-        "w4": (h, SUBFRAMES * raw_width(w.branch_channels)),
-        "b4": (SUBFRAMES * raw_width(w.branch_channels),),
+        "w4": (h, width),
+        "b4": (width,),
     }
-    if not 0 <= w.branch_channels <= MAX_BRANCH_CHANNELS:
-        raise WeightsError(f"{p}: post-filter array b4 has shape {w.b4.shape}")
     for n, shape in want.items():
         if getattr(w, n).shape != shape:
             raise WeightsError(f"{p}: post-filter array {n} has shape {getattr(w, n).shape}")

@@ -543,6 +543,7 @@ class StreamDecoder:
         self.features: list[FloatArray] | None = [] if record_features else None
         self.comb_lags: list[npt.NDArray[np.int64]] | None = [] if record_features else None
         self._pitch_of: dict[int, tuple[int, float]] = {}
+        self._coded_of: dict[int, FloatArray] = {}  # frame -> its coded values' coefficients
         self._comb_lag = _PF_LAG0
         self._comb_age = _PF_LAG_HOLD  # frames since the pitch tool last sent a lag
 
@@ -584,12 +585,15 @@ class StreamDecoder:
             lpc_from_indices = functools.partial(_given_lpc, lpc_q)
         got = np.zeros((0, FRAME_LENGTH))
         if received:
-            got, pitch = self.tcx.decode(
-                received,
-                self.env.field_bits,
-                lpc_from_indices,
-                frame_index=k0 + good,
-            )
+            args = (received, self.env.field_bits, lpc_from_indices)
+            if self.features is not None or (
+                self.enhancer is not None and self.enhancer.reads_coded
+            ):  # the coded values too, for the post-filter's features
+                got, pitch, coded = self.tcx.decode_coded(*args, frame_index=k0 + good)
+                assert coded is not None
+                self._coded_of.update(zip((k0 + good).tolist(), coded, strict=True))
+            else:
+                got, pitch = self.tcx.decode(*args, frame_index=k0 + good)
             lags[good], gains[good] = pitch.lag, pitch.gain
         if good.size == n:  # no frame lost: the decoded block itself
             coefs = got
@@ -642,9 +646,16 @@ class StreamDecoder:
             else:  # ... for at most _PF_LAG_HOLD frames
                 self._comb_lag = _PF_LAG0
             comb[i] = self._comb_lag
+        coded = None  # (none recorded: the network does not read them)
+        if self._coded_of and not lost:
+            coded = np.zeros_like(block)
+            for i in range(n):
+                row = self._coded_of.pop(k + i, None)
+                if row is not None:
+                    coded[i] = row
         from codec.postfilter import frame_features
 
-        feats = frame_features(block, comb, gains, np.full(n, lost), self._bitrate)
+        feats = frame_features(block, comb, gains, np.full(n, lost), self._bitrate, coded)
         if self.enhancer is not None:
             self.enhancer.push(feats, comb)
         if self.features is not None and self.comb_lags is not None:

@@ -52,6 +52,7 @@ from codec.errors import ParameterError
 from codec.modes import BITRATES_KBPS, mode_for
 from codec.pipeline import DECODE_BLOCK_FRAMES, StreamDecoder, simulate_loss
 from codec.postfilter import N_FEATURES, SHIPPED_INDEX, Weights, save_weights
+from codec.postfilter.features import N_BASE
 from codec.postfilter.filters import (
     A_MAX,
     BRANCH_INDEX,
@@ -170,13 +171,21 @@ def prepare(
 
 
 class Items:
-    """The decoded training items in memory, and random segments of them."""
+    """The decoded training items in memory, and random segments of them; the
+    first ``width`` feature columns (:data:`N_BASE` or :data:`N_FEATURES`)."""
 
-    def __init__(self, paths: Sequence[Path]) -> None:
+    def __init__(self, paths: Sequence[Path], width: int = N_BASE) -> None:
         self.items = []
+        self.width = width
         for p in paths:
             with np.load(p) as z:
                 item = {k: z[k] for k in ("clean", "decoded", "feats", "lags")}
+            if item["feats"].shape[1] < width:
+                raise SystemExit(
+                    f"error: {p} holds {item['feats'].shape[1]} features, not {width}: "
+                    f"it was decoded by an earlier svq; delete {p.parent} and rerun"
+                )
+            item["feats"] = item["feats"][:, :width]
             n = min(item["clean"].size, item["decoded"].size) // FRAME
             if n >= SEGMENT_FRAMES:
                 self.items.append(item)
@@ -194,7 +203,7 @@ class Items:
         k_seg = SEGMENT_FRAMES
         p = (self.frames - k_seg + 1).astype(np.float64)
         which = rng.choice(len(self.items), size=size, p=p / p.sum())
-        feats = np.zeros((size, PAST + k_seg, N_FEATURES), dtype=np.float32)
+        feats = np.zeros((size, PAST + k_seg, self.width), dtype=np.float32)
         valid = np.zeros((size, PAST + k_seg), dtype=np.float32)
         lags = np.full((size, 1 + k_seg), 160, dtype=np.int64)
         x = np.zeros((size, HIST + k_seg * FRAME), dtype=np.float32)
@@ -236,7 +245,7 @@ def torch_model(
             super().__init__()
             self.register_buffer("mean", torch.tensor(mean, dtype=torch.float64))
             self.register_buffer("std", torch.tensor(std, dtype=torch.float64))
-            self.l1 = nn.Linear(N_FEATURES, hidden)
+            self.l1 = nn.Linear(len(mean), hidden)
             self.l2 = nn.Linear(3 * hidden, hidden)
             self.l3 = nn.Linear(3 * hidden, hidden)
             self.width = raw_width(branch_channels)
@@ -647,6 +656,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=0,
         help="channels of the rectifying branch (filters.py; 0: none, as shipped)",
     )
+    p.add_argument(
+        "--coded-shares",
+        action="store_true",
+        help=f"also feed the network each band's share of coded energy ({N_FEATURES} "
+        f"features instead of {N_BASE}; features.py)",
+    )
     p.add_argument("--workers", type=int, default=2, help="processes for the data stage")
     p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument(
@@ -687,7 +702,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if a.stage == "data":
         return 0
-    items = Items(paths)
+    items = Items(paths, N_FEATURES if a.coded_shares else N_BASE)
     model = train(
         items,
         out,
@@ -714,6 +729,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "comb_gain": a.comb_gain,
         # (only when on: the default's info, and so its hash, is that of before)
         **({"branch_channels": a.branch_channels} if a.branch_channels else {}),
+        **({"features": N_FEATURES} if a.coded_shares else {}),
         "loss": a.loss,
         "wave_weight": a.wave_weight,
         "loudness_weight": a.loudness_weight,

@@ -22,6 +22,7 @@ from codec.bitstream import check_file
 from codec.errors import WeightsError
 from codec.pipeline import StreamDecoder
 from codec.postfilter import Enhancer, Weights, frame_features, load_weights, save_weights
+from codec.postfilter.features import N_BASE, N_FEATURES
 from codec.postfilter.filters import (
     A_MAX,
     BRANCH_INDEX,
@@ -47,15 +48,15 @@ F = postfilter.N_FEATURES
 
 
 def random_weights(
-    hidden: int = 24, scale: float = 0.3, seed: int = 0, channels: int = 0
+    hidden: int = 24, scale: float = 0.3, seed: int = 0, channels: int = 0, features: int = F
 ) -> Weights:
     rng = np.random.default_rng(seed)
     h = hidden
     width = SUBFRAMES * raw_width(channels)
     return Weights(
-        mean=rng.normal(size=F),
-        std=rng.uniform(0.5, 2.0, size=F),
-        w1=rng.normal(size=(F, h)) * scale,
+        mean=rng.normal(size=features),
+        std=rng.uniform(0.5, 2.0, size=features),
+        w1=rng.normal(size=(features, h)) * scale,
         b1=rng.normal(size=h) * 0.1,
         w2=rng.normal(size=(3 * h, h)) * scale / 2,
         b2=rng.normal(size=h) * 0.1,
@@ -74,10 +75,14 @@ def stream(speech: tuple[np.ndarray, int]) -> bytes:
 
 
 def decode_with(
-    data: bytes, w: Weights | None, chunk: int, lost: np.ndarray | None = None
+    data: bytes,
+    w: Weights | None,
+    chunk: int,
+    lost: np.ndarray | None = None,
+    conceal: str = "causal",
 ) -> np.ndarray:
     h, frames, _ = check_file(data)
-    dec = StreamDecoder(h, enhance=False, conceal="causal")
+    dec = StreamDecoder(h, enhance=False, conceal=conceal)  # type: ignore[arg-type]
     if w is not None:
         dec.enhancer = Enhancer(w)
     parts = []
@@ -180,11 +185,19 @@ def test_chunked_decoding_equals_whole_file(stream: bytes, channels: int) -> Non
         assert np.array_equal(decode_with(stream, w, chunk), whole), chunk
 
 
-def test_chunked_decoding_equals_whole_file_with_loss(stream: bytes) -> None:
-    w = random_weights(seed=4)
+@pytest.mark.parametrize(
+    ("conceal", "width"), [("causal", N_FEATURES), ("interpolate", N_FEATURES), ("causal", N_BASE)]
+)
+def test_chunked_decoding_equals_whole_file_with_loss(
+    stream: bytes, conceal: str, width: int
+) -> None:
+    """Also where the interpolating concealment holds frames back across calls:
+    each frame's coded shares reach the network with that frame."""
+    w = random_weights(seed=4, features=width)
     lost = codec.pipeline.simulate_loss(len(check_file(stream)[1]), 0.2, seed=3)
-    whole = decode_with(stream, w, 100, lost)
-    assert np.array_equal(decode_with(stream, w, 3, lost), whole)
+    whole = decode_with(stream, w, 100, lost, conceal)
+    for chunk in (1, 3):
+        assert np.array_equal(decode_with(stream, w, chunk, lost, conceal), whole), chunk
 
 
 def test_no_enhance_is_the_plain_decoder(stream: bytes) -> None:
@@ -217,8 +230,19 @@ def test_features_record_every_frame(stream: bytes) -> None:
     assert dec.features is not None and dec.comb_lags is not None
     feats = np.concatenate(dec.features)
     assert feats.shape == (h.frame_count, F)
-    np.testing.assert_array_equal(feats[:, -1], [i % 5 == 2 for i in range(h.frame_count)])
+    was_lost = np.array([i % 5 == 2 for i in range(h.frame_count)])
+    np.testing.assert_array_equal(feats[:, N_BASE - 1], was_lost)
     assert np.all(feats[:, 23 + 0] == 1.0)  # 8 kbit/s one-hot
+    # the coded shares: none in a lost frame; in [0, 1]; in a received frame of
+    # speech the lowest bands are mostly coded and the noise filler has a share
+    shares = feats[:, N_BASE:]
+    assert shares.shape[1] == N_FEATURES - N_BASE
+    assert np.all(shares[was_lost] == 0.0)
+    assert shares.min() >= 0.0 and shares.max() <= 1.0
+    got = shares[~was_lost]
+    loud = feats[~was_lost, 1] > np.median(feats[~was_lost, 1])
+    assert got[loud, :4].mean() > 0.5
+    assert 0.0 < got[loud].mean() < 1.0
     lags = np.concatenate(dec.comb_lags)
     assert lags.min() >= 32 and lags.max() <= 287
 
@@ -260,11 +284,18 @@ def test_frame_features_bands() -> None:
     assert list(f[:, 20]) == [0.0, 1.0] and list(f[:, 29]) == [0.0, 1.0]
     assert f[1, 22] == pytest.approx((287 - 32) / 256)
     assert f[0, 23 + 2] == 1.0 and f[0, 23:29].sum() == 1.0
+    assert np.all(f[:, N_BASE:] == 0.0)  # nothing said to be coded
+    coded = np.zeros_like(coefs)
+    coded[1, 300] = 1.0  # a quarter of the last band's energy
+    g = frame_features(coefs, [40, 287], [0.0, 0.5], [False, True], 13.2, coded)
+    np.testing.assert_array_equal(g[:, :N_BASE], f[:, :N_BASE])
+    assert g[1, N_BASE + 19] == pytest.approx(0.25, rel=1e-6)
+    assert np.count_nonzero(g[:, N_BASE:]) == 1
 
 
 def test_network_does_not_depend_on_how_frames_are_grouped() -> None:
     w = postfilter.shipped_weights() or random_weights(hidden=192)
-    feats = w.mean + w.std * np.random.default_rng(3).normal(size=(90, F)) * 3
+    feats = w.mean + w.std * np.random.default_rng(3).normal(size=(90, w.mean.size)) * 3
     whole = FeatureNet(w)(feats)
     for chunk in (1, 4, 15, 16, 37):  # both ways of computing the convolutions
         net = FeatureNet(w)
@@ -329,6 +360,25 @@ def test_weights_name_their_branch(tmp_path: Path) -> None:
     f.push(0, [100], np.zeros((1, SUBFRAMES, raw_width(1))))
 
 
+def test_weights_read_the_first_columns_of_the_features(tmp_path: Path) -> None:
+    """A network reads the first N_BASE or all N_FEATURES columns (its first layer's
+    width); the extra columns do not reach a network of N_BASE inputs; another width
+    is refused."""
+    for width in (N_BASE, N_FEATURES):
+        save_weights(random_weights(features=width), tmp_path / "pf.npz")
+        assert load_weights(tmp_path / "pf.npz").mean.size == width
+    save_weights(random_weights(features=N_BASE + 1), tmp_path / "bad.npz")
+    with pytest.raises(WeightsError, match="has 31 inputs, not 30 or 50"):
+        load_weights(tmp_path / "bad.npz")
+    feats = np.random.default_rng(1).normal(size=(12, N_FEATURES))
+    other = feats.copy()
+    other[:, N_BASE:] += 1.0
+    base = random_weights(features=N_BASE)
+    np.testing.assert_array_equal(FeatureNet(base)(feats), FeatureNet(base)(other))
+    full = random_weights(features=N_FEATURES)
+    assert not np.array_equal(FeatureNet(full)(feats), FeatureNet(full)(other))
+
+
 def test_npz_holds_no_pickle(tmp_path: Path) -> None:
     save_weights(random_weights(), tmp_path / "pf.npz")
     with np.load(tmp_path / "pf.npz", allow_pickle=False) as z:  # raises on object arrays
@@ -351,15 +401,15 @@ def test_shipped_weights_are_small_and_named_by_hash() -> None:
 
 
 @needs_torch
-@pytest.mark.parametrize("channels", [0, 2])
-def test_numpy_inference_matches_torch(channels: int) -> None:
+@pytest.mark.parametrize(("channels", "width"), [(0, N_BASE), (0, N_FEATURES), (2, N_FEATURES)])
+def test_numpy_inference_matches_torch(channels: int, width: int) -> None:
     import torch
 
     sys.path.insert(0, str(ROOT))
     from recipes import train_postfilter as recipe
 
     rng = np.random.default_rng(5)
-    w0 = random_weights(hidden=16)
+    w0 = random_weights(hidden=16, features=width)
     model = recipe.torch_model(16, w0.mean, w0.std, branch_channels=channels).double()
     with torch.no_grad():
         for p in model.parameters():
@@ -373,8 +423,8 @@ def test_numpy_inference_matches_torch(channels: int) -> None:
     e.push(feats, lags)
     want = e.process(x)
     past = recipe.PAST
-    tf = np.zeros((1, past + k, F))
-    tf[0, past:] = feats
+    tf = np.zeros((1, past + k, width))  # (the recipe's items hold the first columns)
+    tf[0, past:] = feats[:, :width]
     valid = np.zeros((1, past + k))
     valid[0, past:] = 1.0
     tl = np.r_[160, lags][None]

@@ -86,10 +86,14 @@ class Enhancer:
     """
 
     def __init__(self, weights: Weights) -> None:
+        from codec.postfilter.features import N_BASE
         from codec.postfilter.filters import AdaptiveFilter
         from codec.postfilter.network import FeatureNet
 
         self.weights = weights
+        # whether the network reads the coded shares (the feature columns from
+        # N_BASE on); the decoder computes them only then
+        self.reads_coded = weights.mean.size > N_BASE
         self._net = FeatureNet(weights)
         self._filter = AdaptiveFilter(weights.branch_channels)
         self._next = 0

@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from codec.errors import WeightsError
+from codec.postfilter.features import N_BASE, N_FEATURES
 
 __all__ = [
     "SUBFRAMES",
@@ -83,7 +84,7 @@ _NAMES = ("mean", "std", "w1", "b1", "w2", "b2", "w3", "b3", "w4", "b4")
 class Weights:
     """The network's arrays (float64) and what it was trained for."""
 
-    mean: FloatArray  # (F,) feature normalization
+    mean: FloatArray  # (F,) feature normalization (F: features.N_BASE or N_FEATURES)
     std: FloatArray  # (F,)
     w1: FloatArray  # (F, H)
     b1: FloatArray  # (H,)
@@ -165,6 +166,10 @@ def load_weights(path: str | Path, sha256: str | None = None) -> Weights:
 
 def _check_shapes(w: Weights, p: Path) -> None:
     f, h = w.w1.shape
+    if f not in (N_BASE, N_FEATURES):
+        raise WeightsError(
+            f"{p}: post-filter array w1 has {f} inputs, not {N_BASE} or {N_FEATURES}"
+        )
     try:
         width = SUBFRAMES * raw_width(w.branch_channels)
     except ValueError:
@@ -191,7 +196,8 @@ class FeatureNet:
     The products run as whole-block matrix products on an integer grid, so
     that they are exact and do not depend on how many frames are evaluated
     together (a float matrix product's summation order does). The first
-    layer (30 inputs) is computed frame by frame. After it, each layer's
+    layer (30 or 50 inputs: the first columns of the feature rows) is
+    computed frame by frame. After it, each layer's
     inputs (tanh outputs) are rounded to multiples of ``2^-a`` and its
     weights, column by column, to ``b``-bit integers under a power-of-two
     scale, with ``a + b`` as large as keeps every product and partial sum an
@@ -212,7 +218,7 @@ class FeatureNet:
     def __call__(self, feats: npt.ArrayLike) -> FloatArray:
         """Raw parameters (n, SUBFRAMES, raw_width(branch_channels)) of the next ``n`` frames."""
         w = self.w
-        u = (np.asarray(feats, dtype=np.float64) - w.mean) / w.std
+        u = (np.asarray(feats, dtype=np.float64)[:, : w.mean.size] - w.mean) / w.std
         n = u.shape[0]
         h1 = np.concatenate((self._h1, self._l2.act(_rows(u, w.w1) + w.b1)))
         h2 = np.concatenate((self._h2, self._l3.act(self._l2.dot(h1, n) + w.b2)))

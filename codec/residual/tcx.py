@@ -1612,6 +1612,22 @@ class TCX:
         depend on it. Also returns each frame's pitch-filter parameters (all
         off without the pitch tool).
         """
+        coefs, pitch, _ = self.decode_coded(
+            frames, env_field_bits, lpc_from_indices, frame_index=frame_index, coded=False
+        )
+        return coefs, pitch
+
+    def decode_coded(
+        self,
+        frames: Sequence[bytes],
+        env_field_bits: Sequence[int],
+        lpc_from_indices: Callable[[IntArray], FloatArray],
+        *,
+        frame_index: npt.ArrayLike | None = None,
+        coded: bool = True,
+    ) -> tuple[FloatArray, PitchParams, FloatArray | None]:
+        """:meth:`decode`, and (with ``coded``) the coefficients of the coded values
+        alone: the same (n, 320) array with the noise filler's bins at zero."""
         n = len(frames)
         index = np.arange(n) if frame_index is None else np.asarray(frame_index, dtype=np.int64)
         idx, fields, decs = self.read_side(frames, env_field_bits)
@@ -1655,6 +1671,7 @@ class TCX:
                     values += dec.decode_values(tables)
                 check_end(i)
             q[np.arange(N_BINS) < last[:, None]] = values  # row by row, bins below last
+        only = q.copy() if coded else None  # the coded values, before the noise filler
         if self.config.noise_fill:
             signs = frame_signs(index)
             # the noise-filled bins all lie in the coded band (_noise_mask)
@@ -1675,7 +1692,12 @@ class TCX:
         coefs /= shaping
         if short.any():
             coefs[short] = blocks.to_long(coefs[short], self.config.overlap)
-        return coefs, pitch
+        if only is not None:
+            only *= _gain_step(gain)[:, None]
+            only /= shaping
+            if short.any():
+                only[short] = blocks.to_long(only[short], self.config.overlap)
+        return coefs, pitch, only
 
     @staticmethod
     def pitch_of(fields: dict[str, IntArray]) -> PitchParams:

@@ -80,6 +80,32 @@ def test_rerun_resumes_and_exports_the_same_weights(
     assert (run / "postfilter.npz").read_bytes() == before
 
 
+def test_coded_shares_train_a_wider_first_layer(run: Path, manifest: Path, tmp_path: Path) -> None:
+    """--coded-shares trains on all the features (the run's data reused); data of
+    fewer features (an earlier svq's) is refused in one line."""
+    out = tmp_path / "coded"
+    out.mkdir()
+    (out / "data").symlink_to(run / "data")
+    argv = ["--data", str(manifest), "--out", str(out), "--bitrates", "8,24.4", "--steps", "2"]
+    argv += ["--batch", "2", "--hidden", "8", "--workers", "1", "--coded-shares", "--quiet"]
+    assert recipe.main(argv) == 0
+    info = json.loads((out / "train.json").read_text())
+    w = load_weights(out / "postfilter.npz", sha256=info["sha256"])
+    assert w.mean.size == recipe.N_FEATURES == info["features"] and Enhancer(w).reads_coded
+    assert "features" not in json.loads((run / "train.json").read_text())
+    assert not Enhancer(load_weights(run / "postfilter.npz")).reads_coded
+    old = tmp_path / "old" / "data"
+    old.mkdir(parents=True)
+    for item in sorted((run / "data").glob("*.npz")):
+        with np.load(item) as z:
+            arrays = {k: z[k] for k in z.files}
+        arrays["feats"] = arrays["feats"][:, : recipe.N_BASE]
+        np.savez(old / item.name, **arrays)
+    argv[3] = str(old.parent)
+    with pytest.raises(SystemExit, match=r"holds 30 features, not 50: .*delete"):
+        recipe.main(argv)
+
+
 def test_missing_data_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert recipe.main(["--data", str(tmp_path / "none.csv"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()

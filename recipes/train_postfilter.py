@@ -547,7 +547,7 @@ def train(
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
     )
     rng = np.random.default_rng(seed)
-    step, log, elapsed = 0, [], 0.0
+    step, log, elapsed, skipped = 0, [], 0.0, 0
     ck = out / "checkpoint.pt"
     if ck.exists():
         state = torch.load(ck, weights_only=False)
@@ -556,6 +556,7 @@ def train(
         sched.load_state_dict(state["sched"])
         rng.bit_generator.state = state["rng"]
         step, log, elapsed = state["step"], state["log"], state["elapsed"]
+        skipped = state.get("skipped", 0)
     bar = tqdm(total=steps, initial=step, desc="train post-filter", unit="step", disable=quiet)
     t0 = time.perf_counter() - elapsed
 
@@ -579,7 +580,12 @@ def train(
                 base = float(spectral(b["x"][:, HIST:], b["target"]))
         opt.zero_grad()
         loss.backward()
-        opt.step()
+        if torch.isfinite(loss) and all(
+            bool(torch.isfinite(p.grad).all()) for p in model.parameters() if p.grad is not None
+        ):
+            opt.step()
+        else:  # a step that would spoil the model is left out (and counted)
+            skipped += 1
         sched.step()
         step += 1
         elapsed = time.perf_counter() - t0
@@ -599,6 +605,7 @@ def train(
                 "step": step,
                 "log": log,
                 "elapsed": elapsed,
+                "skipped": skipped,
             }
             torch.save(state, out / "checkpoint.part")
             (out / "checkpoint.part").replace(ck)
@@ -607,6 +614,7 @@ def train(
     # exports byte-identical weights (their info carries this figure)
     model.train_seconds = elapsed
     model.train_log = log
+    model.skipped_steps = skipped
     return model
 
 
@@ -736,11 +744,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "files": len(files),
         "bitrates": bitrates,
         "svq": codec.__version__,
-        "final_loss": float(np.mean([r[1] for r in log[-200:]])),
+        "final_loss": float(np.nanmean([r[1] for r in log[-200:]])),
         "plain_loss": float(np.nanmean([r[2] for r in log[-200:]])),
         "train_seconds": round(float(model.train_seconds), 1),
+        **({"skipped_steps": model.skipped_steps} if model.skipped_steps else {}),
     }
     w = to_weights(model, info)
+    if not all(np.isfinite(getattr(w, n)).all() for n in ("w1", "w2", "w3", "w4", "b4")):
+        print(f"error: the trained weights in {out} are not finite", file=sys.stderr)
+        return 1
+    if model.skipped_steps:
+        print(f"warning: {model.skipped_steps} steps left out (a loss or gradient not finite)")
     digest = save_weights(w, out / "postfilter.npz")
     (out / "train.json").write_text(
         json.dumps({**info, "sha256": digest, "n_params": w.n_params}, indent=1)

@@ -106,6 +106,31 @@ def test_coded_shares_train_a_wider_first_layer(run: Path, manifest: Path, tmp_p
         recipe.main(argv)
 
 
+def test_a_step_with_a_nan_loss_is_left_out(
+    run: Path, manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One non-finite loss must not spoil the model: the step is left out and counted."""
+    calls = iter(range(1_000_000))
+    real = recipe.stft_loss
+
+    def flaky(y, t, kind="stft"):  # type: ignore[no-untyped-def]
+        value = real(y, t, kind)
+        return value * float("nan") if next(calls) == 2 else value  # step 1's loss
+
+    monkeypatch.setattr(recipe, "stft_loss", flaky)
+    out = tmp_path / "nan"
+    out.mkdir()
+    (out / "data").symlink_to(run / "data")
+    argv = ["--data", str(manifest), "--out", str(out), "--bitrates", "8,24.4", "--steps", "3"]
+    argv += ["--batch", "2", "--hidden", "8", "--workers", "1", "--quiet"]
+    assert recipe.main(argv) == 0
+    info = json.loads((out / "train.json").read_text())
+    assert info["skipped_steps"] == 1 and np.isfinite(info["final_loss"])
+    w = load_weights(out / "postfilter.npz")
+    assert all(np.isfinite(getattr(w, n)).all() for n in ("w1", "w2", "w3", "w4"))
+    assert "skipped_steps" not in json.loads((run / "train.json").read_text())
+
+
 def test_missing_data_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert recipe.main(["--data", str(tmp_path / "none.csv"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()

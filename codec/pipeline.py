@@ -590,7 +590,6 @@ class StreamDecoder:
                 self.enhancer is not None and self.enhancer.reads_coded
             ):  # the coded values too, for the post-filter's features
                 got, pitch, coded = self.tcx.decode_coded(*args, frame_index=k0 + good)
-                assert coded is not None
                 self._coded_of.update(zip((k0 + good).tolist(), coded, strict=True))
             else:
                 got, pitch = self.tcx.decode(*args, frame_index=k0 + good)

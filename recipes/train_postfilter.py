@@ -749,10 +749,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "train_seconds": round(float(model.train_seconds), 1),
         **({"skipped_steps": model.skipped_steps} if model.skipped_steps else {}),
     }
-    w = to_weights(model, info)
-    if not all(np.isfinite(getattr(w, n)).all() for n in ("w1", "w2", "w3", "w4", "b4")):
+    if not all(bool(torch.isfinite(t).all()) for t in model.parameters()):
         print(f"error: the trained weights in {out} are not finite", file=sys.stderr)
         return 1
+    w = to_weights(model, info)
     if model.skipped_steps:
         print(f"warning: {model.skipped_steps} steps left out (a loss or gradient not finite)")
     digest = save_weights(w, out / "postfilter.npz")

@@ -1612,9 +1612,7 @@ class TCX:
         depend on it. Also returns each frame's pitch-filter parameters (all
         off without the pitch tool).
         """
-        coefs, pitch, _ = self.decode_coded(
-            frames, env_field_bits, lpc_from_indices, frame_index=frame_index, coded=False
-        )
+        coefs, pitch, _ = self._decode(frames, env_field_bits, lpc_from_indices, frame_index, False)
         return coefs, pitch
 
     def decode_coded(
@@ -1624,10 +1622,24 @@ class TCX:
         lpc_from_indices: Callable[[IntArray], FloatArray],
         *,
         frame_index: npt.ArrayLike | None = None,
-        coded: bool = True,
+    ) -> tuple[FloatArray, PitchParams, FloatArray]:
+        """:meth:`decode`, and the coefficients of the coded values alone: the same
+        (n, 320) array with the noise filler's bins at zero."""
+        coefs, pitch, only = self._decode(
+            frames, env_field_bits, lpc_from_indices, frame_index, True
+        )
+        assert only is not None
+        return coefs, pitch, only
+
+    def _decode(
+        self,
+        frames: Sequence[bytes],
+        env_field_bits: Sequence[int],
+        lpc_from_indices: Callable[[IntArray], FloatArray],
+        frame_index: npt.ArrayLike | None,
+        coded: bool,
     ) -> tuple[FloatArray, PitchParams, FloatArray | None]:
-        """:meth:`decode`, and (with ``coded``) the coefficients of the coded values
-        alone: the same (n, 320) array with the noise filler's bins at zero."""
+        """:meth:`decode`, and with ``coded`` the coded values' coefficients."""
         n = len(frames)
         index = np.arange(n) if frame_index is None else np.asarray(frame_index, dtype=np.int64)
         idx, fields, decs = self.read_side(frames, env_field_bits)

@@ -51,7 +51,15 @@ from codec.bitstream import check_file
 from codec.errors import ParameterError
 from codec.modes import BITRATES_KBPS, mode_for
 from codec.pipeline import DECODE_BLOCK_FRAMES, StreamDecoder, simulate_loss
-from codec.postfilter import N_FEATURES, SHIPPED_INDEX, Weights, save_weights
+from codec.postfilter import (
+    N_FEATURES,
+    SHIPPED_INDEX,
+    Weights,
+    WeightsError,
+    load_weights,
+    save_weights,
+    shipped_weights,
+)
 from codec.postfilter.features import N_BASE
 from codec.postfilter.filters import (
     A_MAX,
@@ -498,6 +506,33 @@ def _mel_t(n_mels: int, n_fft: int, dtype: Any) -> Any:
     return _MEL[key].to(dtype)
 
 
+def load_into(model: Any, w: Weights) -> None:
+    """Set the torch model's parameters (and feature normalisation) to ``w``'s."""
+    import torch
+
+    pairs = [
+        (model.mean, w.mean, False),
+        (model.std, w.std, False),
+        (model.l1.weight, w.w1, True),
+        (model.l1.bias, w.b1, False),
+        (model.l2.weight, w.w2, True),
+        (model.l2.bias, w.b2, False),
+        (model.l3.weight, w.w3, True),
+        (model.l3.bias, w.b3, False),
+        (model.l4.weight, w.w4, True),
+        (model.l4.bias, w.b4, False),
+    ]
+    for t, arr, transpose in pairs:
+        src = arr.T if transpose else arr
+        if tuple(t.shape) != src.shape:
+            raise ValueError(
+                f"the initial weights do not fit this network ({src.shape} for {tuple(t.shape)}): "
+                "give the same --hidden, --branch-channels and features"
+            )
+        with torch.no_grad():
+            t.copy_(torch.as_tensor(np.ascontiguousarray(src), dtype=t.dtype))
+
+
 def to_weights(model: Any, info: dict[str, Any]) -> Weights:
     """The torch model's parameters as numpy :class:`Weights`."""
 
@@ -535,17 +570,33 @@ def train(
     loss_kind: str = "stft",
     wave_weight: float = 0.0,
     loudness_weight: float = 0.0,
+    init: Weights | None = None,
+    adversarial: float = 0.0,
 ) -> Any:
-    """Train (resuming from ``out/checkpoint.pt``); returns the model."""
+    """Train (resuming from ``out/checkpoint.pt``); returns the model.
+
+    ``init``: start from these weights (their width and branch, their feature
+    normalisation) instead of a random network. ``adversarial``: the weight of a
+    least-squares GAN term plus feature matching against a multi-resolution STFT
+    discriminator (:mod:`recipes._adversarial`), trained alongside.
+    """
     import torch
     from tqdm import tqdm
 
     torch.manual_seed(seed)
     model = torch_model(hidden, items.mean, items.std, comb_gain, branch_channels)
+    if init is not None:
+        load_into(model, init)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
     )
+    disc = d_opt = None
+    if adversarial:
+        from recipes._adversarial import discriminator, discriminator_loss, generator_terms
+
+        disc = discriminator()
+        d_opt = torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.8, 0.99))
     rng = np.random.default_rng(seed)
     step, log, elapsed, skipped = 0, [], 0.0, 0
     ck = out / "checkpoint.pt"
@@ -557,6 +608,9 @@ def train(
         rng.bit_generator.state = state["rng"]
         step, log, elapsed = state["step"], state["log"], state["elapsed"]
         skipped = state.get("skipped", 0)
+        if disc is not None:
+            disc.load_state_dict(state["disc"])
+            d_opt.load_state_dict(state["d_opt"])
     bar = tqdm(total=steps, initial=step, desc="train post-filter", unit="step", disable=quiet)
     t0 = time.perf_counter() - elapsed
 
@@ -574,12 +628,21 @@ def train(
         if wave_weight:  # the waveform error relative to the target's energy, per segment
             err = ((y - b["target"]) ** 2).sum(-1) / (b["target"] ** 2).sum(-1).clamp_min(1e-6)
             loss = loss + wave_weight * err.mean()
+        logged = loss.item()  # the regression loss: comparable with and without a GAN
+        if disc is not None:  # one discriminator step, then the generator's terms
+            d_loss = discriminator_loss(disc, b["target"], y)
+            d_opt.zero_grad()
+            d_loss.backward()
+            if torch.isfinite(d_loss):
+                d_opt.step()
+            adv, fm = generator_terms(disc, b["target"], y)
+            loss = loss + adversarial * (adv + fm)
         base = math.nan
         if step % 10 == 0:  # the plain decoder's loss on the same segments, for the log
             with torch.no_grad():
                 base = float(spectral(b["x"][:, HIST:], b["target"]))
         opt.zero_grad()
-        loss.backward()
+        loss.backward()  # (the discriminator's gradients from it are cleared before its step)
         if torch.isfinite(loss) and all(
             bool(torch.isfinite(p.grad).all()) for p in model.parameters() if p.grad is not None
         ):
@@ -589,7 +652,7 @@ def train(
         sched.step()
         step += 1
         elapsed = time.perf_counter() - t0
-        log.append((step, loss.item(), base))
+        log.append((step, logged, base))
         bar.update()
         if step % 10 == 0:
             recent = np.array([r[1:] for r in log[-200:]])
@@ -607,6 +670,8 @@ def train(
                 "elapsed": elapsed,
                 "skipped": skipped,
             }
+            if disc is not None:
+                state["disc"], state["d_opt"] = disc.state_dict(), d_opt.state_dict()
             torch.save(state, out / "checkpoint.part")
             (out / "checkpoint.part").replace(ck)
     bar.close()
@@ -670,6 +735,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"also feed the network each band's share of coded energy ({N_FEATURES} "
         f"features instead of {N_BASE}; features.py)",
     )
+    p.add_argument(
+        "--init",
+        default=None,
+        metavar="WEIGHTS",
+        help="start from these weights (a postfilter.npz, or 'shipped'), not a random network",
+    )
+    p.add_argument(
+        "--adversarial",
+        type=float,
+        default=0.0,
+        help="weight of a least-squares GAN term plus feature matching against a "
+        "multi-resolution STFT discriminator (recipes/_adversarial.py; 0: none, as shipped)",
+    )
     p.add_argument("--workers", type=int, default=2, help="processes for the data stage")
     p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument(
@@ -704,6 +782,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0.0 < a.comb_gain < G_MAX:
         print(f"error: --comb-gain must be in (0, {G_MAX})", file=sys.stderr)
         return 2
+    if a.adversarial < 0 or not math.isfinite(a.adversarial):
+        print("error: --adversarial must be a finite weight >= 0", file=sys.stderr)
+        return 2
+    init = None
+    if a.init is not None:
+        try:
+            init = shipped_weights() if a.init == "shipped" else load_weights(a.init)
+        except WeightsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if init is None:
+            print("error: --init shipped: this svq ships no post-filter weights", file=sys.stderr)
+            return 2
+        if (init.hidden, init.branch_channels, init.mean.size) != (
+            a.hidden,
+            a.branch_channels,
+            N_FEATURES if a.coded_shares else N_BASE,
+        ):
+            print(
+                f"error: --init {a.init}: its network ({init.hidden} wide, "
+                f"{init.branch_channels} branch channels, {init.mean.size} features) is not "
+                f"the one asked for; give the same --hidden, --branch-channels, --coded-shares",
+                file=sys.stderr,
+            )
+            return 2
     torch.set_num_threads(2)
     paths = prepare(
         files, a.data, out / "data", bitrates, seed=a.seed, workers=a.workers, quiet=a.quiet
@@ -726,6 +829,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         loss_kind=a.loss,
         wave_weight=a.wave_weight,
         loudness_weight=a.loudness_weight,
+        init=init,
+        adversarial=a.adversarial,
     )
     log = model.train_log
     info = {
@@ -738,6 +843,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # (only when on: the default's info, and so its hash, is that of before)
         **({"branch_channels": a.branch_channels} if a.branch_channels else {}),
         **({"features": N_FEATURES} if a.coded_shares else {}),
+        **({"init": init.sha256} if init is not None else {}),
+        **({"adversarial": a.adversarial} if a.adversarial else {}),
         "loss": a.loss,
         "wave_weight": a.wave_weight,
         "loudness_weight": a.loudness_weight,

@@ -131,6 +131,83 @@ def test_a_step_with_a_nan_loss_is_left_out(
     assert "skipped_steps" not in json.loads((run / "train.json").read_text())
 
 
+def test_init_starts_from_given_weights(run: Path, manifest: Path, tmp_path: Path) -> None:
+    """--init loads the weights into the torch model exactly (every array, the
+    feature normalisation included); a network of another width is refused."""
+    w = load_weights(run / "postfilter.npz")
+    items = recipe.Items(sorted((run / "data").glob("*.npz")))
+    model = recipe.torch_model(8, items.mean + 1.0, items.std, 0.035, 0)
+    recipe.load_into(model, w)
+    back = recipe.to_weights(model, {})
+    for name in ("mean", "std", "w1", "b1", "w2", "b2", "w3", "b3", "w4", "b4"):
+        assert np.array_equal(getattr(back, name), getattr(w, name).astype(np.float32)), name
+    wide = recipe.torch_model(9, items.mean, items.std, 0.035, 0)
+    with pytest.raises(ValueError, match="do not fit"):
+        recipe.load_into(wide, w)
+
+
+def test_adversarial_fine_tuning_runs_resumes_and_records(
+    run: Path, manifest: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--init W --adversarial: a discriminator trains beside the network, its state
+    is in the checkpoint (a rerun resumes to the same weights), and the info says
+    where training started and with what weight."""
+    start = load_weights(run / "postfilter.npz")
+    out = tmp_path / "gan"
+    out.mkdir()
+    (out / "data").symlink_to(run / "data")
+    argv = ["--data", str(manifest), "--out", str(out), "--bitrates", "8,24.4", "--steps", "3"]
+    argv += ["--batch", "2", "--hidden", "8", "--workers", "1", "--quiet", "--lr", "1e-2"]
+    argv += ["--init", str(run / "postfilter.npz"), "--adversarial", "0.5"]
+    argv += ["--checkpoint-every", "2"]
+    assert recipe.main(argv) == 0
+    info = json.loads((out / "train.json").read_text())
+    assert info["init"] == start.sha256 and info["adversarial"] == 0.5
+    assert "init" not in json.loads((run / "train.json").read_text())
+    w = load_weights(out / "postfilter.npz", sha256=info["sha256"])
+    assert w.hidden == 8 and not np.allclose(w.w4, start.w4)  # it trained from there
+    import torch
+
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert state["step"] == 3 and "disc" in state and "d_opt" in state
+    before = (out / "postfilter.npz").read_bytes()
+    assert recipe.main(argv) == 0
+    assert (out / "postfilter.npz").read_bytes() == before
+    # a network of another width is refused in one line
+    capsys.readouterr()
+    bad = argv + ["--hidden", "16"]
+    assert recipe.main(bad) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --init") and "8 wide" in err and "\n" not in err
+    assert recipe.main(argv[:-4] + ["--adversarial", "-1"]) == 2
+
+
+def test_discriminator_scores_and_generator_terms() -> None:
+    """The discriminator gives a score map per FFT size; the generator's terms are
+    zero feature matching for the target itself, and their gradients are finite
+    on digital silence (the magnitude is taken through its squares)."""
+    import torch
+
+    from recipes import _adversarial as adv
+
+    torch.manual_seed(0)
+    d = adv.discriminator()
+    x = torch.from_numpy(_speech(1.0)).float()[None].repeat(2, 1)
+    outs = d(x)
+    assert len(outs) == len(adv.DISC_FFTS)
+    for score, feats in outs:
+        assert score.shape[:2] == (2, 1) and len(feats) == 4
+    g, fm = adv.generator_terms(d, x, x)
+    assert float(fm.detach()) == 0.0 and float(g.detach()) > 0
+    silent = torch.zeros(2, 16000, requires_grad=True)
+    g, fm = adv.generator_terms(d, x, silent)
+    (g + fm).backward()
+    assert torch.isfinite(silent.grad).all()
+    loss = adv.discriminator_loss(d, x, silent)
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in d.parameters())
+
+
 def test_missing_data_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert recipe.main(["--data", str(tmp_path / "none.csv"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
